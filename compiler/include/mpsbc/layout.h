@@ -1,0 +1,74 @@
+// The PyTorch -> MPS layout rules, in one place.
+//
+// The compiler uses plan_*() and apply() to write stored tensors; the dump
+// tool uses invert() to give back the exact source bytes; the CPU reference
+// check reads stored tensors through the same plans. A TensorPlan is derived
+// from shapes alone, so a reader can rebuild it from a bundle's metadata
+// (transform, source shape, stored shape) with plan_from_stored().
+//
+// Rules (docs/FORMAT.md has the reasons and sources):
+//   Conv2d           [O][I/g][kH][kW] -> [O][kH][kW][I/g]    permute (0,2,3,1)
+//   ConvTranspose2d  [I][O/g][kH][kW] -> [O][kH][kW][I/g]    per group swap of
+//                    in/out, kernel rotated 180°: dst[g,o][kH-1-h][kW-1-w][i]
+//                    = src[g,i][o][h][w] (MPS does not rotate, PyTorch's
+//                    transposed conv does)
+//   Linear after flatten of [C][H][W]: [out][C*H*W] -> [out][H][W][C]
+//   Linear on a vector: [out][in] -> [out][1][1][in], same bytes
+//   vectors: unchanged
+// All functions are pure and thread-safe.
+
+#ifndef MPSBC_LAYOUT_H_
+#define MPSBC_LAYOUT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mpsb/types.h"
+
+namespace mpsbc {
+
+using mpsb::TensorLayout;
+using mpsb::Transform;
+
+struct TensorPlan {
+  Transform transform = Transform::kIdentity;
+  TensorLayout source_layout = TensorLayout::kVector;
+  std::vector<uint64_t> source_shape;
+  TensorLayout stored_layout = TensorLayout::kVector;
+  std::vector<uint64_t> stored_shape;
+
+  uint64_t element_count() const;
+};
+
+// REQUIRES: out % groups == 0, in % groups == 0, all sizes > 0.
+TensorPlan plan_conv_weight(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh, uint64_t kw);
+TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups, uint64_t kh,
+                                      uint64_t kw);
+// input_chw empty: a plain vector input. Otherwise {C, H, W} with C*H*W == in.
+TensorPlan plan_linear_weight(uint64_t out, uint64_t in, std::span<const uint64_t> input_chw);
+TensorPlan plan_vector(uint64_t n);
+
+// Rebuilds the plan a compiler used from what a bundle records. Returns
+// nullopt (and sets *why) when the shapes do not fit the transform.
+std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout source_layout,
+                                           std::span<const uint64_t> source_shape,
+                                           TensorLayout stored_layout,
+                                           std::span<const uint64_t> stored_shape,
+                                           std::string* why = nullptr);
+
+// Source order -> stored order. elem_size is 1, 2 or 4 bytes; src and dst
+// hold plan.element_count() elements each and must not overlap.
+void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size);
+// Stored order -> source order: the exact inverse of apply().
+void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size);
+
+// Index into the source tensor of stored element `stored_index`.
+uint64_t source_index(const TensorPlan& plan, uint64_t stored_index);
+
+}  // namespace mpsbc
+
+#endif  // MPSBC_LAYOUT_H_

@@ -1,0 +1,203 @@
+/* mpsb C API: open an .mpsb bundle and read the weights MPS needs.
+ *
+ * Conventions
+ * - Every function and type has the `mpsb_` prefix; handles are opaque.
+ * - mpsb_bundle_open() creates a bundle, mpsb_bundle_free() destroys it;
+ *   free accepts NULL. Nothing else allocates.
+ * - A const mpsb_layer* and every pointer a query returns (names, weights,
+ *   biases, shapes) points into the bundle's read-only mapping: do not free
+ *   it; it is valid until mpsb_bundle_free() of the bundle that gave it.
+ * - Functions that can fail return an mpsb_status (0 is MPSB_OK); the codes
+ *   are stable. mpsb_error_string() names a code. Functions that fill a
+ *   message buffer write a NUL-terminated, possibly shortened, text.
+ * - NULL arguments where a handle is required give MPSB_ERROR_INVALID_ARGUMENT
+ *   (or 0 / NULL for plain queries); they never crash.
+ * - Threading: an open bundle is immutable; any number of threads may query
+ *   it at once. mpsb_bundle_free() must not race with other calls on the
+ *   same bundle.
+ */
+#ifndef MPSB_MPSB_H_
+#define MPSB_MPSB_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPSB_VERSION_MAJOR 0
+#define MPSB_VERSION_MINOR 1
+#define MPSB_VERSION_PATCH 0
+#define MPSB_VERSION_NUMBER \
+  (MPSB_VERSION_MAJOR * 10000 + MPSB_VERSION_MINOR * 100 + MPSB_VERSION_PATCH)
+
+/* Version of the linked library, as MPSB_VERSION_NUMBER and "0.1.0". */
+unsigned mpsb_version_number(void);
+const char* mpsb_version_string(void);
+
+/* Values equal mpsb::Error in <mpsb/result.h>. */
+typedef enum mpsb_status {
+  MPSB_OK = 0,
+  MPSB_ERROR_INVALID_ARGUMENT = 1,
+  MPSB_ERROR_NOT_FOUND = 2,
+  MPSB_ERROR_WRONG_LAYER_KIND = 3,
+  MPSB_ERROR_TRUNCATED = 10,
+  MPSB_ERROR_BAD_IDENTIFIER = 11,
+  MPSB_ERROR_VERIFIER_FAILED = 12,
+  MPSB_ERROR_TOO_LARGE = 13,
+  MPSB_ERROR_UNSUPPORTED_VERSION = 14,
+  MPSB_ERROR_BAD_SEGMENT = 15,
+  MPSB_ERROR_TENSOR_OUT_OF_RANGE = 16,
+  MPSB_ERROR_SIZE_MISMATCH = 17,
+  MPSB_ERROR_MISALIGNED = 18,
+  MPSB_ERROR_DUPLICATE_NAME = 19,
+  MPSB_ERROR_UNSORTED_NAMES = 20,
+  MPSB_ERROR_BAD_FIELD = 21,
+  MPSB_ERROR_CHECKSUM_MISMATCH = 22,
+  MPSB_ERROR_NON_ZERO_PADDING = 23,
+  MPSB_ERROR_IO = 30,
+  MPSB_ERROR_MAP_FAILED = 31
+} mpsb_status;
+
+/* A static string such as "truncated"; "unknown error" for other values. */
+const char* mpsb_error_string(int status);
+
+typedef enum mpsb_dtype {
+  MPSB_DTYPE_FLOAT32 = 0,
+  MPSB_DTYPE_FLOAT16 = 1,
+  MPSB_DTYPE_BFLOAT16 = 2,
+  MPSB_DTYPE_UINT8 = 3
+} mpsb_dtype;
+
+typedef enum mpsb_layer_kind {
+  MPSB_LAYER_CONV2D = 0,
+  MPSB_LAYER_CONV_TRANSPOSE2D = 1,
+  MPSB_LAYER_LINEAR = 2,
+  MPSB_LAYER_BATCH_NORM2D = 3,
+  MPSB_LAYER_INSTANCE_NORM2D = 4
+} mpsb_layer_kind;
+
+typedef enum mpsb_tensor_role {
+  MPSB_ROLE_WEIGHT = 0,
+  MPSB_ROLE_BIAS = 1,
+  MPSB_ROLE_RUNNING_MEAN = 2,
+  MPSB_ROLE_RUNNING_VAR = 3,
+  MPSB_ROLE_QUANT_RANGES = 4,
+  MPSB_ROLE_QUANT_LOOKUP_TABLE = 5
+} mpsb_tensor_role;
+
+typedef enum mpsb_activation {
+  MPSB_ACTIVATION_NONE = 0,
+  MPSB_ACTIVATION_RELU = 1,
+  MPSB_ACTIVATION_RELU6 = 2,
+  MPSB_ACTIVATION_LEAKY_RELU = 3,
+  MPSB_ACTIVATION_SIGMOID = 4,
+  MPSB_ACTIVATION_TANH = 5
+} mpsb_activation;
+
+typedef struct mpsb_bundle mpsb_bundle;
+typedef struct mpsb_layer mpsb_layer;
+
+/* Open flags. */
+#define MPSB_OPEN_VERIFY 1u /* also check every checksum (reads all weights) */
+
+/* Maps and checks `path`. On success *out is the new bundle; on failure
+ * *out is NULL and, when message is not NULL, message receives the reason
+ * (naming the file and the place). */
+mpsb_status mpsb_bundle_open(const char* path, unsigned flags, mpsb_bundle** out, char* message,
+                             size_t message_size);
+void mpsb_bundle_free(mpsb_bundle* bundle);
+
+/* Deep check: all checksums, metadata digest, zero padding. */
+mpsb_status mpsb_bundle_verify(const mpsb_bundle* bundle, char* message, size_t message_size);
+
+/* Bundle name ("" when none) and the number of layers. */
+const char* mpsb_bundle_name(const mpsb_bundle* bundle);
+size_t mpsb_bundle_layer_count(const mpsb_bundle* bundle);
+
+/* Layers sorted by name; NULL when i >= mpsb_bundle_layer_count(). */
+const mpsb_layer* mpsb_bundle_layer(const mpsb_bundle* bundle, size_t i);
+/* The layer at manifest position `index` (network order), or NULL. */
+const mpsb_layer* mpsb_bundle_layer_in_network_order(const mpsb_bundle* bundle, size_t index);
+/* Binary search by name; NULL when absent. */
+const mpsb_layer* mpsb_bundle_find_layer(const mpsb_bundle* bundle, const char* name);
+
+/* The whole data segment, page-aligned, for newBufferWithBytesNoCopy. */
+const void* mpsb_bundle_segment(const mpsb_bundle* bundle, uint64_t* size);
+
+/* Layer queries. `layer` must come from `bundle`. */
+const char* mpsb_layer_name(const mpsb_bundle* bundle, const mpsb_layer* layer);
+int mpsb_layer_kind_of(const mpsb_bundle* bundle, const mpsb_layer* layer); /* -1 on NULL */
+uint32_t mpsb_layer_index(const mpsb_bundle* bundle, const mpsb_layer* layer);
+
+/* What MPSCNNConvolutionDescriptor and the data source need. For linear
+ * layers, the values of the equivalent MPSCNNFullyConnected. */
+typedef struct mpsb_conv_descriptor {
+  uint32_t kernel_width, kernel_height;
+  uint32_t input_feature_channels, output_feature_channels; /* totals */
+  uint32_t stride_x, stride_y;
+  uint32_t dilation_x, dilation_y;
+  uint32_t groups;
+  uint32_t padding_x, padding_y;               /* PyTorch padding */
+  uint32_t output_padding_x, output_padding_y; /* transposed convs */
+  int transposed;                              /* 1 for conv_transpose2d */
+  mpsb_activation activation;
+  float activation_alpha;
+  mpsb_dtype weight_dtype;
+  uint32_t mps_data_type; /* MPSDataType value of the weights */
+  const void* weights;    /* OHWI, in the mapping */
+  uint64_t weights_size;  /* bytes */
+  const float* bias;      /* output_feature_channels floats, or NULL */
+} mpsb_conv_descriptor;
+
+mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                       mpsb_conv_descriptor* out);
+
+/* Batch and instance norm parameters. Pointers may be NULL when PyTorch
+ * had no affine weight (gamma 1, beta 0) or no running statistics. */
+typedef struct mpsb_norm_descriptor {
+  uint32_t feature_channels;
+  float epsilon;
+  const float* gamma;
+  const float* beta;
+  const float* mean;
+  const float* variance;
+} mpsb_norm_descriptor;
+
+mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                       mpsb_norm_descriptor* out);
+
+#define MPSB_MAX_RANK 8
+typedef struct mpsb_tensor_info {
+  mpsb_tensor_role role;
+  mpsb_dtype dtype;
+  uint32_t layout; /* mpsb::TensorLayout value */
+  uint32_t rank;
+  uint64_t shape[MPSB_MAX_RANK];
+  mpsb_dtype source_dtype;
+  uint32_t source_layout; /* mpsb::TensorLayout value */
+  uint32_t source_rank;
+  uint64_t source_shape[MPSB_MAX_RANK];
+  uint64_t offset; /* from the start of the data segment */
+  uint64_t size;   /* bytes */
+  uint64_t checksum;
+  const void* data; /* in the mapping */
+} mpsb_tensor_info;
+
+size_t mpsb_layer_tensor_count(const mpsb_bundle* bundle, const mpsb_layer* layer);
+mpsb_status mpsb_layer_tensor(const mpsb_bundle* bundle, const mpsb_layer* layer, size_t i,
+                              mpsb_tensor_info* out);
+/* MPSB_ERROR_NOT_FOUND when the layer has no tensor with that role. */
+mpsb_status mpsb_layer_find_tensor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                   mpsb_tensor_role role, mpsb_tensor_info* out);
+
+/* madvise(WILLNEED) / madvise(DONTNEED) over the layer's tensors. */
+void mpsb_layer_load(const mpsb_bundle* bundle, const mpsb_layer* layer);
+void mpsb_layer_purge(const mpsb_bundle* bundle, const mpsb_layer* layer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPSB_MPSB_H_ */

@@ -1,0 +1,131 @@
+// Data-source views: what MPS's data-source protocols ask for, read from a
+// Bundle without copying.
+//
+// ConvolutionSource mirrors MPSCNNConvolutionDataSource together with the
+// MPSCNNConvolutionDescriptor values; BatchNormSource and InstanceNormSource
+// mirror MPSCNNBatchNormalizationDataSource and
+// MPSCNNInstanceNormalizationDataSource. Like Layer, they own nothing and are
+// valid while their Bundle lives; they are safe to use from many threads.
+
+#ifndef MPSB_SOURCES_H_
+#define MPSB_SOURCES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "mpsb/bundle.h"
+
+namespace mpsb {
+
+// MPSDataType values (MetalPerformanceShaders/MPSCore/MPSCoreTypes.h).
+enum class MPSDataType : uint32_t {
+  kInvalid = 0,
+  kFloat32 = 0x10000000u | 32u,
+  kFloat16 = 0x10000000u | 16u,
+  kUInt8 = 8u,
+};
+
+// MPSCNNConvolutionWeightsLayout: OHWI is the only value Apple defines.
+enum class MPSWeightsLayout : uint32_t { kOHWI = 0 };
+
+// MPSDataType of stored elements of this dtype (bfloat16 has none).
+MPSDataType mps_data_type(DType t);
+
+class ConvolutionSource {
+ public:
+  // Fails with kWrongLayerKind unless the layer is a conv2d,
+  // conv_transpose2d or linear (MPSCNNFullyConnected takes a convolution
+  // data source whose kernel covers the whole input).
+  [[nodiscard]] static Result<ConvolutionSource> from(const Bundle& bundle, const Layer& layer);
+
+  // -label: the layer name. Points into the mapping.
+  std::string_view label() const { return layer_.name(); }
+  LayerKind kind() const { return layer_.kind(); }
+  bool transposed() const { return layer_.kind() == LayerKind::kConvTranspose2d; }
+
+  // -dataType: type of the stored weight elements.
+  MPSDataType data_type() const;
+  DType weight_dtype() const { return weights_.dtype(); }
+  // -weightsLayout
+  MPSWeightsLayout weights_layout() const { return MPSWeightsLayout::kOHWI; }
+
+  // MPSCNNConvolutionDescriptor values.
+  uint32_t kernel_width() const { return p_.kernel_w; }
+  uint32_t kernel_height() const { return p_.kernel_h; }
+  // Total input channels, as MPS counts them (not per group).
+  uint32_t input_feature_channels() const { return p_.in_channels; }
+  uint32_t output_feature_channels() const { return p_.out_channels; }
+  uint32_t stride_x() const { return p_.stride_w; }
+  uint32_t stride_y() const { return p_.stride_h; }
+  uint32_t dilation_x() const { return p_.dilation_w; }
+  uint32_t dilation_y() const { return p_.dilation_h; }
+  uint32_t groups() const { return p_.groups; }
+  // The full PyTorch parameters (padding, output_padding, ...).
+  const ConvParams& params() const { return p_; }
+  Activation activation() const { return layer_.activation(); }
+  float activation_alpha() const { return layer_.activation_alpha(); }
+
+  // -weights: OHWI, [out][kH][kW][in/groups]. Points into the mapping.
+  const void* weights() const { return weights_.data(); }
+  const Tensor& weights_tensor() const { return weights_; }
+  // -biasTerms: out_channels floats, or nullptr when the layer has no bias.
+  const float* bias_terms() const;
+
+  // -load / -purge: madvise(WILLNEED) / madvise(DONTNEED) on the weights.
+  bool load() const;
+  void purge() const;
+
+ private:
+  ConvolutionSource(const Bundle& b, Layer l, ConvParams p, Tensor w, std::optional<Tensor> bias)
+      : bundle_(&b), layer_(l), p_(p), weights_(w), bias_(bias) {}
+  const Bundle* bundle_;
+  Layer layer_;
+  ConvParams p_;
+  Tensor weights_;
+  std::optional<Tensor> bias_;
+};
+
+// MPSCNNBatchNormalizationDataSource.
+class BatchNormSource {
+ public:
+  [[nodiscard]] static Result<BatchNormSource> from(const Bundle& bundle, const Layer& layer);
+  std::string_view label() const { return layer_.name(); }
+  uint32_t number_of_feature_channels() const { return n_.num_features; }
+  float epsilon() const { return n_.eps; }
+  // Each points to number_of_feature_channels() floats in the mapping.
+  const float* gamma() const;
+  const float* beta() const;
+  const float* mean() const;
+  const float* variance() const;
+  bool load() const;
+  void purge() const;
+
+ private:
+  BatchNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
+  const Bundle* bundle_;
+  Layer layer_;
+  NormParams n_;
+};
+
+// MPSCNNInstanceNormalizationDataSource. MPS uses FLT_MIN when a source gives
+// no epsilon; this one always gives the PyTorch value.
+class InstanceNormSource {
+ public:
+  [[nodiscard]] static Result<InstanceNormSource> from(const Bundle& bundle, const Layer& layer);
+  std::string_view label() const { return layer_.name(); }
+  uint32_t number_of_feature_channels() const { return n_.num_features; }
+  float epsilon() const { return n_.eps; }
+  const float* gamma() const;
+  const float* beta() const;
+
+ private:
+  InstanceNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
+  const Bundle* bundle_;
+  Layer layer_;
+  NormParams n_;
+};
+
+}  // namespace mpsb
+
+#endif  // MPSB_SOURCES_H_

@@ -1,0 +1,285 @@
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "bundle_internal.h"
+#include "mpsb/bundle.h"
+#include "mpsb/mpsb.h"
+#include "mpsb/sources.h"
+
+using mpsb::Bundle;
+using mpsb::Error;
+using mpsb::Layer;
+using mpsb::Tensor;
+
+struct mpsb_bundle {
+  explicit mpsb_bundle(Bundle b) : bundle(std::move(b)) {}
+  Bundle bundle;
+};
+
+static_assert(MPSB_ERROR_MAP_FAILED == static_cast<int>(Error::kMapFailed));
+static_assert(MPSB_ERROR_NON_ZERO_PADDING == static_cast<int>(Error::kNonZeroPadding));
+static_assert(MPSB_ACTIVATION_TANH == static_cast<int>(mpsb::Activation::kTanh));
+static_assert(MPSB_LAYER_INSTANCE_NORM2D == static_cast<int>(mpsb::LayerKind::kInstanceNorm2d));
+
+namespace {
+
+// A layer handle is the address of its slot in the metadata's sorted layer
+// vector: checking that a handle belongs to a bundle is then a range check,
+// so a stray or foreign pointer is refused without being read.
+const uint8_t* layer_slots(const mpsb_bundle* b, size_t* count) {
+  const auto* root = mpsb::internal::Access::mapping(b->bundle).root;
+  *count = root->layers()->size();
+  return root->layers()->Data();
+}
+
+const mpsb_layer* handle_of(const mpsb_bundle* b, size_t sorted_index) {
+  size_t n = 0;
+  const uint8_t* slots = layer_slots(b, &n);
+  if (sorted_index >= n) return nullptr;
+  return reinterpret_cast<const mpsb_layer*>(slots + sorted_index * sizeof(flatbuffers::uoffset_t));
+}
+
+std::optional<Layer> layer_of(const mpsb_bundle* b, const mpsb_layer* h) {
+  if (!b || !h) return std::nullopt;
+  size_t n = 0;
+  const uint8_t* slots = layer_slots(b, &n);
+  const auto* p = reinterpret_cast<const uint8_t*>(h);
+  if (p < slots || p >= slots + n * sizeof(flatbuffers::uoffset_t)) return std::nullopt;
+  const auto delta = static_cast<size_t>(p - slots);
+  if (delta % sizeof(flatbuffers::uoffset_t) != 0) return std::nullopt;
+  return b->bundle.layer(delta / sizeof(flatbuffers::uoffset_t));
+}
+
+void copy_message(const std::string& text, char* message, size_t size) {
+  if (!message || size == 0) return;
+  const size_t n = std::min(text.size(), size - 1);
+  std::memcpy(message, text.data(), n);
+  message[n] = '\0';
+}
+
+mpsb_status status_of(Error e) { return static_cast<mpsb_status>(e); }
+
+void fill(const Tensor& t, mpsb_tensor_info* out) {
+  *out = {};
+  out->role = static_cast<mpsb_tensor_role>(t.role());
+  out->dtype = static_cast<mpsb_dtype>(t.dtype());
+  out->layout = static_cast<uint32_t>(t.layout());
+  // Bundle::open caps ranks at MPSB_MAX_RANK.
+  out->rank = static_cast<uint32_t>(t.shape().size());
+  std::copy(t.shape().begin(), t.shape().end(), out->shape);
+  out->source_dtype = static_cast<mpsb_dtype>(t.source_dtype());
+  out->source_layout = static_cast<uint32_t>(t.source_layout());
+  out->source_rank = static_cast<uint32_t>(t.source_shape().size());
+  std::copy(t.source_shape().begin(), t.source_shape().end(), out->source_shape);
+  out->offset = t.offset();
+  out->size = t.size();
+  out->checksum = t.checksum();
+  out->data = t.data();
+}
+
+}  // namespace
+
+extern "C" {
+
+unsigned mpsb_version_number(void) { return MPSB_VERSION_NUMBER; }
+const char* mpsb_version_string(void) { return MPSB_VERSION_STRING; }
+
+const char* mpsb_error_string(int status) {
+  // to_string returns views of string literals, so data() is NUL-terminated.
+  return mpsb::to_string(static_cast<Error>(status)).data();
+}
+
+mpsb_status mpsb_bundle_open(const char* path, unsigned flags, mpsb_bundle** out, char* message,
+                             size_t message_size) {
+  if (out) *out = nullptr;
+  if (!path || !out) {
+    copy_message("mpsb_bundle_open: path and out must not be NULL", message, message_size);
+    return MPSB_ERROR_INVALID_ARGUMENT;
+  }
+  mpsb::OpenOptions options;
+  options.verify_checksums = (flags & MPSB_OPEN_VERIFY) != 0;
+  auto r = Bundle::open(path, options);
+  if (!r.ok()) {
+    copy_message(r.message(), message, message_size);
+    return status_of(r.error());
+  }
+  *out = new (std::nothrow) mpsb_bundle(std::move(r).value());
+  if (!*out) {
+    copy_message("out of memory", message, message_size);
+    return MPSB_ERROR_IO;
+  }
+  copy_message("", message, message_size);
+  return MPSB_OK;
+}
+
+void mpsb_bundle_free(mpsb_bundle* bundle) { delete bundle; }
+
+mpsb_status mpsb_bundle_verify(const mpsb_bundle* bundle, char* message, size_t message_size) {
+  if (!bundle) return MPSB_ERROR_INVALID_ARGUMENT;
+  auto s = bundle->bundle.verify();
+  copy_message(s.message(), message, message_size);
+  return status_of(s.error());
+}
+
+const char* mpsb_bundle_name(const mpsb_bundle* bundle) {
+  if (!bundle) return "";
+  const auto* name = mpsb::internal::Access::mapping(bundle->bundle).root->name();
+  return name ? name->c_str() : "";
+}
+
+size_t mpsb_bundle_layer_count(const mpsb_bundle* bundle) {
+  return bundle ? bundle->bundle.layer_count() : 0;
+}
+
+const mpsb_layer* mpsb_bundle_layer(const mpsb_bundle* bundle, size_t i) {
+  return bundle ? handle_of(bundle, i) : nullptr;
+}
+
+const mpsb_layer* mpsb_bundle_layer_in_network_order(const mpsb_bundle* bundle, size_t index) {
+  if (!bundle || index >= bundle->bundle.layer_count()) return nullptr;
+  return handle_of(bundle, mpsb::internal::Access::mapping(bundle->bundle).network_order[index]);
+}
+
+const mpsb_layer* mpsb_bundle_find_layer(const mpsb_bundle* bundle, const char* name) {
+  if (!bundle || !name) return nullptr;
+  const auto layer = bundle->bundle.find(name);
+  if (!layer) return nullptr;
+  // Layers are sorted and unique, so the position follows from the search.
+  const auto& layers = *mpsb::internal::Access::mapping(bundle->bundle).root->layers();
+  const auto* target = mpsb::internal::Access::fb_layer(*layer);
+  size_t lo = 0, hi = layers.size();
+  const std::string_view want(name);
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const auto* l = layers.Get(static_cast<flatbuffers::uoffset_t>(mid));
+    if (l == target) return handle_of(bundle, mid);
+    if (std::string_view(l->name()->data(), l->name()->size()) < want) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return nullptr;
+}
+
+const void* mpsb_bundle_segment(const mpsb_bundle* bundle, uint64_t* size) {
+  if (!bundle) {
+    if (size) *size = 0;
+    return nullptr;
+  }
+  const auto seg = bundle->bundle.segment();
+  if (size) *size = seg.size();
+  return seg.data();
+}
+
+const char* mpsb_layer_name(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  // Names are FlatBuffers strings: NUL-terminated in the mapping.
+  return l ? l->name().data() : nullptr;
+}
+
+int mpsb_layer_kind_of(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  return l ? static_cast<int>(l->kind()) : -1;
+}
+
+uint32_t mpsb_layer_index(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  return l ? l->index() : UINT32_MAX;
+}
+
+mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                       mpsb_conv_descriptor* out) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  auto src = mpsb::ConvolutionSource::from(bundle->bundle, *l);
+  if (!src.ok()) return status_of(src.error());
+  const mpsb::ConvParams& p = src->params();
+  *out = {};
+  out->kernel_width = src->kernel_width();
+  out->kernel_height = src->kernel_height();
+  out->input_feature_channels = src->input_feature_channels();
+  out->output_feature_channels = src->output_feature_channels();
+  out->stride_x = src->stride_x();
+  out->stride_y = src->stride_y();
+  out->dilation_x = src->dilation_x();
+  out->dilation_y = src->dilation_y();
+  out->groups = src->groups();
+  out->padding_x = p.padding_w;
+  out->padding_y = p.padding_h;
+  out->output_padding_x = p.output_padding_w;
+  out->output_padding_y = p.output_padding_h;
+  out->transposed = src->transposed() ? 1 : 0;
+  out->activation = static_cast<mpsb_activation>(src->activation());
+  out->activation_alpha = src->activation_alpha();
+  out->weight_dtype = static_cast<mpsb_dtype>(src->weight_dtype());
+  out->mps_data_type = static_cast<uint32_t>(src->data_type());
+  out->weights = src->weights();
+  out->weights_size = src->weights_tensor().size();
+  out->bias = src->bias_terms();
+  return MPSB_OK;
+}
+
+mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                       mpsb_norm_descriptor* out) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  *out = {};
+  if (auto bn = mpsb::BatchNormSource::from(bundle->bundle, *l); bn.ok()) {
+    out->feature_channels = bn->number_of_feature_channels();
+    out->epsilon = bn->epsilon();
+    out->gamma = bn->gamma();
+    out->beta = bn->beta();
+    out->mean = bn->mean();
+    out->variance = bn->variance();
+    return MPSB_OK;
+  }
+  auto in = mpsb::InstanceNormSource::from(bundle->bundle, *l);
+  if (!in.ok()) return status_of(in.error());
+  out->feature_channels = in->number_of_feature_channels();
+  out->epsilon = in->epsilon();
+  out->gamma = in->gamma();
+  out->beta = in->beta();
+  return MPSB_OK;
+}
+
+size_t mpsb_layer_tensor_count(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  return l ? l->tensor_count() : 0;
+}
+
+mpsb_status mpsb_layer_tensor(const mpsb_bundle* bundle, const mpsb_layer* layer, size_t i,
+                              mpsb_tensor_info* out) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  if (i >= l->tensor_count()) return MPSB_ERROR_NOT_FOUND;
+  fill(l->tensor(i), out);
+  return MPSB_OK;
+}
+
+mpsb_status mpsb_layer_find_tensor(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                                   mpsb_tensor_role role, mpsb_tensor_info* out) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  const auto t = l->find(static_cast<mpsb::TensorRole>(role));
+  if (!t) return MPSB_ERROR_NOT_FOUND;
+  fill(*t, out);
+  return MPSB_OK;
+}
+
+void mpsb_layer_load(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  if (const auto l = layer_of(bundle, layer)) {
+    for (size_t i = 0; i < l->tensor_count(); ++i) bundle->bundle.load(l->tensor(i));
+  }
+}
+
+void mpsb_layer_purge(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  if (const auto l = layer_of(bundle, layer)) {
+    for (size_t i = 0; i < l->tensor_count(); ++i) bundle->bundle.purge(l->tensor(i));
+  }
+}
+
+}  // extern "C"

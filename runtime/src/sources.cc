@@ -1,0 +1,109 @@
+#include "mpsb/sources.h"
+
+#include <string>
+
+namespace mpsb {
+namespace {
+
+const float* floats(const std::optional<Tensor>& t) {
+  return t ? static_cast<const float*>(t->data()) : nullptr;
+}
+
+Result<int> wrong_kind(const Layer& layer, const char* want) {
+  return {Error::kWrongLayerKind, "layer '" + std::string(layer.name()) + "' is a " +
+                                      std::string(to_string(layer.kind())) + ", not " + want};
+}
+
+}  // namespace
+
+MPSDataType mps_data_type(DType t) {
+  switch (t) {
+    case DType::kFloat32:
+      return MPSDataType::kFloat32;
+    case DType::kFloat16:
+      return MPSDataType::kFloat16;
+    case DType::kUInt8:
+      return MPSDataType::kUInt8;
+    case DType::kBFloat16:
+      break;
+  }
+  return MPSDataType::kInvalid;
+}
+
+Result<ConvolutionSource> ConvolutionSource::from(const Bundle& bundle, const Layer& layer) {
+  ConvParams p;
+  switch (layer.kind()) {
+    case LayerKind::kConv2d:
+    case LayerKind::kConvTranspose2d:
+      p = layer.conv();
+      break;
+    case LayerKind::kLinear: {
+      // MPSCNNFullyConnected: a convolution whose kernel spans the input map.
+      const LinearParams l = layer.linear();
+      p.out_channels = l.out_features;
+      p.in_channels = l.flattened() ? l.input_c : l.in_features;
+      p.kernel_h = l.flattened() ? l.input_h : 1;
+      p.kernel_w = l.flattened() ? l.input_w : 1;
+      break;
+    }
+    default: {
+      auto r = wrong_kind(layer, "a convolution or linear layer");
+      return {r.error(), r.message()};
+    }
+  }
+  // Bundle::open guarantees a weight whose shape matches the parameters.
+  const std::optional<Tensor> w = layer.find(TensorRole::kWeight);
+  if (!w) return {Error::kBadField, "layer '" + std::string(layer.name()) + "' has no weight"};
+  return ConvolutionSource(bundle, layer, p, *w, layer.find(TensorRole::kBias));
+}
+
+MPSDataType ConvolutionSource::data_type() const { return mps_data_type(weights_.dtype()); }
+const float* ConvolutionSource::bias_terms() const { return floats(bias_); }
+
+bool ConvolutionSource::load() const {
+  bundle_->load(weights_);
+  if (bias_) bundle_->load(*bias_);
+  return true;
+}
+
+void ConvolutionSource::purge() const {
+  bundle_->purge(weights_);
+  if (bias_) bundle_->purge(*bias_);
+}
+
+Result<BatchNormSource> BatchNormSource::from(const Bundle& bundle, const Layer& layer) {
+  if (layer.kind() != LayerKind::kBatchNorm2d) {
+    auto r = wrong_kind(layer, "a batch_norm2d");
+    return {r.error(), r.message()};
+  }
+  return BatchNormSource(bundle, layer, layer.norm());
+}
+
+const float* BatchNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
+const float* BatchNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+const float* BatchNormSource::mean() const { return floats(layer_.find(TensorRole::kRunningMean)); }
+const float* BatchNormSource::variance() const {
+  return floats(layer_.find(TensorRole::kRunningVar));
+}
+
+bool BatchNormSource::load() const {
+  for (size_t i = 0; i < layer_.tensor_count(); ++i) bundle_->load(layer_.tensor(i));
+  return true;
+}
+
+void BatchNormSource::purge() const {
+  for (size_t i = 0; i < layer_.tensor_count(); ++i) bundle_->purge(layer_.tensor(i));
+}
+
+Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const Layer& layer) {
+  if (layer.kind() != LayerKind::kInstanceNorm2d) {
+    auto r = wrong_kind(layer, "an instance_norm2d");
+    return {r.error(), r.message()};
+  }
+  return InstanceNormSource(bundle, layer, layer.norm());
+}
+
+const float* InstanceNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
+const float* InstanceNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+
+}  // namespace mpsb

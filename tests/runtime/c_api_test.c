@@ -1,0 +1,129 @@
+/* Plain-C test of the C API (compiled as C11, no C++): c_api_test BUNDLE.
+ * The bundle comes from write_test_bundle: layers conv1 (4->8, 3x3, bias),
+ * conv0 (8->8, 1x1, groups 2, no bias), bn1 (8 features), in that order. */
+#include <stdio.h>
+#include <string.h>
+
+#include "mpsb/mpsb.h"
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (cond) {                                                                \
+      ++passed;                                                                \
+    } else {                                                                   \
+      ++failed;                                                                \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
+  } while (0)
+
+int main(int argc, char** argv) {
+  char message[512];
+  mpsb_bundle* b = (mpsb_bundle*)1;
+  mpsb_status st;
+  const mpsb_layer* conv1;
+  const mpsb_layer* conv0;
+  const mpsb_layer* bn;
+  mpsb_conv_descriptor desc;
+  mpsb_norm_descriptor norm;
+  mpsb_tensor_info info;
+  uint64_t segment_size = 0;
+  const void* segment;
+
+  if (argc != 2) {
+    fprintf(stderr, "usage: c_api_test BUNDLE\n");
+    return 2;
+  }
+
+  CHECK(mpsb_version_number() == MPSB_VERSION_NUMBER);
+  CHECK(strcmp(mpsb_error_string(MPSB_ERROR_TRUNCATED), "truncated") == 0);
+  CHECK(strcmp(mpsb_error_string(12345), "unknown error") == 0);
+
+  /* Failure: *out becomes NULL, the message names the file. */
+  st = mpsb_bundle_open("/nonexistent.mpsb", 0, &b, message, sizeof message);
+  CHECK(st == MPSB_ERROR_IO);
+  CHECK(b == NULL);
+  CHECK(strstr(message, "/nonexistent.mpsb") != NULL);
+  CHECK(mpsb_bundle_open(NULL, 0, &b, NULL, 0) == MPSB_ERROR_INVALID_ARGUMENT);
+
+  /* NULL handles never crash. */
+  mpsb_bundle_free(NULL);
+  CHECK(mpsb_bundle_layer_count(NULL) == 0);
+  CHECK(mpsb_bundle_find_layer(NULL, "x") == NULL);
+  CHECK(mpsb_layer_name(NULL, NULL) == NULL);
+  CHECK(mpsb_layer_conv_descriptor(NULL, NULL, &desc) == MPSB_ERROR_INVALID_ARGUMENT);
+
+  st = mpsb_bundle_open(argv[1], MPSB_OPEN_VERIFY, &b, message, sizeof message);
+  CHECK(st == MPSB_OK);
+  if (st != MPSB_OK) {
+    fprintf(stderr, "open failed: %s\n", message);
+    printf("%d passed, %d failed\n", passed, failed + 1);
+    return 1;
+  }
+  CHECK(strcmp(mpsb_bundle_name(b), "c_api") == 0);
+  CHECK(mpsb_bundle_layer_count(b) == 3);
+  CHECK(mpsb_bundle_verify(b, message, sizeof message) == MPSB_OK);
+
+  /* Sorted order and network order. */
+  CHECK(strcmp(mpsb_layer_name(b, mpsb_bundle_layer(b, 0)), "bn1") == 0);
+  CHECK(strcmp(mpsb_layer_name(b, mpsb_bundle_layer(b, 1)), "conv0") == 0);
+  CHECK(strcmp(mpsb_layer_name(b, mpsb_bundle_layer_in_network_order(b, 0)), "conv1") == 0);
+  CHECK(mpsb_bundle_layer(b, 3) == NULL);
+  CHECK(mpsb_bundle_layer_in_network_order(b, 3) == NULL);
+
+  conv1 = mpsb_bundle_find_layer(b, "conv1");
+  conv0 = mpsb_bundle_find_layer(b, "conv0");
+  bn = mpsb_bundle_find_layer(b, "bn1");
+  CHECK(conv1 != NULL && conv0 != NULL && bn != NULL);
+  CHECK(mpsb_bundle_find_layer(b, "conv") == NULL);
+  CHECK(mpsb_layer_kind_of(b, conv1) == MPSB_LAYER_CONV2D);
+  CHECK(mpsb_layer_index(b, conv1) == 0);
+  CHECK(mpsb_layer_index(b, bn) == 2);
+
+  /* A pointer that is not a layer handle of this bundle is refused. */
+  CHECK(mpsb_layer_name(b, (const mpsb_layer*)((const char*)conv1 + 1)) == NULL);
+  CHECK(mpsb_layer_name(b, (const mpsb_layer*)&desc) == NULL);
+
+  CHECK(mpsb_layer_conv_descriptor(b, conv1, &desc) == MPSB_OK);
+  CHECK(desc.kernel_width == 3 && desc.kernel_height == 3);
+  CHECK(desc.input_feature_channels == 4 && desc.output_feature_channels == 8);
+  CHECK(desc.groups == 1 && desc.stride_x == 1 && desc.dilation_y == 1);
+  CHECK(desc.padding_x == 1);
+  CHECK(desc.transposed == 0);
+  CHECK(desc.weight_dtype == MPSB_DTYPE_FLOAT32);
+  CHECK(desc.mps_data_type == 0x10000020u);
+  CHECK(desc.weights_size == 8u * 3 * 3 * 4 * 4);
+  CHECK(desc.bias != NULL);
+
+  CHECK(mpsb_layer_conv_descriptor(b, conv0, &desc) == MPSB_OK);
+  CHECK(desc.groups == 2 && desc.bias == NULL);
+  CHECK(mpsb_layer_conv_descriptor(b, bn, &desc) == MPSB_ERROR_WRONG_LAYER_KIND);
+
+  CHECK(mpsb_layer_norm_descriptor(b, bn, &norm) == MPSB_OK);
+  CHECK(norm.feature_channels == 8);
+  CHECK(norm.epsilon > 0.0f && norm.epsilon < 1e-4f);
+  CHECK(norm.gamma && norm.beta && norm.mean && norm.variance);
+  CHECK(mpsb_layer_norm_descriptor(b, conv1, &norm) == MPSB_ERROR_WRONG_LAYER_KIND);
+
+  CHECK(mpsb_layer_tensor_count(b, conv1) == 2);
+  CHECK(mpsb_layer_find_tensor(b, conv1, MPSB_ROLE_WEIGHT, &info) == MPSB_OK);
+  CHECK(info.rank == 4 && info.shape[0] == 8 && info.shape[1] == 3 && info.shape[3] == 4);
+  CHECK(info.source_rank == 4 && info.source_shape[1] == 4 && info.source_shape[3] == 3);
+  CHECK(info.size == 8u * 3 * 3 * 4 * 4);
+  CHECK(info.offset % 256 == 0);
+  CHECK(mpsb_layer_find_tensor(b, conv0, MPSB_ROLE_BIAS, &info) == MPSB_ERROR_NOT_FOUND);
+  CHECK(mpsb_layer_tensor(b, conv1, 2, &info) == MPSB_ERROR_NOT_FOUND);
+
+  segment = mpsb_bundle_segment(b, &segment_size);
+  CHECK(segment != NULL && segment_size > 0 && segment_size % 4096 == 0);
+  CHECK(mpsb_layer_find_tensor(b, conv1, MPSB_ROLE_WEIGHT, &info) == MPSB_OK);
+  CHECK((const char*)info.data == (const char*)segment + info.offset);
+
+  mpsb_layer_load(b, conv1);
+  mpsb_layer_purge(b, conv1);
+  mpsb_bundle_free(b);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

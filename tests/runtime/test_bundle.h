@@ -1,0 +1,62 @@
+// Builds bundles for runtime tests straight from the schema, independent of
+// the compiler, so tests can make every kind of malformed file on purpose.
+#ifndef MPSB_TESTS_RUNTIME_TEST_BUNDLE_H_
+#define MPSB_TESTS_RUNTIME_TEST_BUNDLE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpsb/bundle.h"
+
+namespace mpsb::testing {
+
+struct TensorSpec {
+  TensorRole role = TensorRole::kWeight;
+  DType dtype = DType::kFloat32;
+  TensorLayout layout = TensorLayout::kVector;
+  std::vector<uint64_t> shape;
+  TensorLayout source_layout = TensorLayout::kVector;
+  std::vector<uint64_t> source_shape;  // empty: same as shape
+  Transform transform = Transform::kIdentity;
+  std::vector<uint8_t> bytes;  // empty: a deterministic fill of the right size
+  // Overrides of what the builder would compute.
+  std::optional<uint64_t> offset, size, checksum;
+};
+
+struct LayerSpec {
+  std::string name;
+  std::optional<uint32_t> index;  // default: position in BundleSpec::layers
+  LayerKind kind = LayerKind::kConv2d;
+  ConvParams conv;
+  LinearParams linear;
+  NormParams norm;
+  Activation activation = Activation::kNone;
+  bool omit_params = false;
+  std::vector<TensorSpec> tensors;
+};
+
+struct BundleSpec {
+  std::string name = "test";
+  std::vector<std::pair<std::string, std::string>> metadata;
+  uint32_t format_version = 1;
+  uint64_t segment_alignment = 4096;
+  uint64_t tensor_alignment = 256;
+  bool sort_layers = true;
+  std::vector<LayerSpec> layers;
+  std::optional<uint64_t> segment_offset, segment_size, segment_checksum, metadata_checksum;
+};
+
+// A conv2d layer with OHWI weight (+ bias) matching its parameters.
+LayerSpec conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k, uint32_t groups = 1,
+                     bool bias = true);
+LayerSpec batch_norm_layer(std::string name, uint32_t c);
+
+// The whole file.
+std::vector<uint8_t> build_bundle(const BundleSpec& spec);
+
+}  // namespace mpsb::testing
+
+#endif  // MPSB_TESTS_RUNTIME_TEST_BUNDLE_H_
