@@ -1,6 +1,9 @@
 #include "mpsbc/layout.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "checked_math.h"
 
 namespace mpsbc {
 namespace {
@@ -188,31 +191,56 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
   for (uint64_t d : dst) {
     if (d == 0) return fail(why, "zero dimension in stored shape"), std::nullopt;
   }
+  // The shapes come from a file that may be corrupt: a product that wraps
+  // would let a walk run past the tensor, so every product is checked.
+  const auto src_count = checked_product(src);
+  const auto dst_count = checked_product(dst);
+  if (!src_count || !dst_count) {
+    return fail(why, "shape element count overflows 64 bits"), std::nullopt;
+  }
+  // The layouts are descriptive, but a reader trusts them to name the
+  // transform's two sides; a mismatch means the metadata is corrupt.
+  auto layouts_are = [&](TensorLayout s, TensorLayout d) {
+    return source_layout == s && stored_layout == d;
+  };
   switch (transform) {
     case Transform::kIdentity:
       // Same elements in the same order; only the shape's grouping differs.
-      if (src.empty() || dst.empty() || product(src) != product(dst)) {
+      if (src.empty() || dst.empty() || *src_count != *dst_count) {
         return fail(why, "identity transform with differing element counts"), std::nullopt;
       }
       return p;
     case Transform::kConvOIHWToOHWI:
+      if (!layouts_are(TensorLayout::kOIHW, TensorLayout::kOHWI)) {
+        return fail(why, "conv transform needs layouts OIHW -> OHWI"), std::nullopt;
+      }
       if (src.size() != 4 || !equal(dst, {src[0], src[2], src[3], src[1]})) {
         return fail(why, "stored shape is not the OHWI permute of the OIHW source"), std::nullopt;
       }
       return p;
     case Transform::kConvTransposeToOHWIRotated: {
+      if (!layouts_are(TensorLayout::kIOHW, TensorLayout::kOHWIRotated)) {
+        return fail(why, "transposed conv transform needs layouts IOHW -> OHWIRotated"),
+               std::nullopt;
+      }
       if (src.size() != 4 || dst.size() != 4 || dst[1] != src[2] || dst[2] != src[3]) {
         return fail(why, "transposed conv shapes do not match"), std::nullopt;
       }
       const uint64_t ig = dst[3];
       if (src[0] % ig != 0) return fail(why, "input channels not a multiple of I/g"), std::nullopt;
       const uint64_t g = src[0] / ig;
-      if (dst[0] != src[1] * g) return fail(why, "output channels != O/g * groups"), std::nullopt;
+      const auto out = checked_mul(src[1], g);
+      if (!out || dst[0] != *out) {
+        return fail(why, "output channels != O/g * groups"), std::nullopt;
+      }
       return p;
     }
     case Transform::kLinearFlattenToOHWC:
-      if (src.size() != 2 || dst.size() != 4 || dst[0] != src[0] ||
-          dst[1] * dst[2] * dst[3] != src[1]) {
+      if (!layouts_are(TensorLayout::kOI, TensorLayout::kOHWI)) {
+        return fail(why, "linear flatten transform needs layouts OI -> OHWI"), std::nullopt;
+      }
+      // dst[0] == src[0] != 0, so equal counts mean H*W*C == in.
+      if (src.size() != 2 || dst.size() != 4 || dst[0] != src[0] || *dst_count != *src_count) {
         return fail(why, "linear flatten shapes do not match"), std::nullopt;
       }
       return p;

@@ -70,6 +70,75 @@ LayerSpec batch_norm_layer(std::string name, uint32_t c) {
   return l;
 }
 
+LayerSpec instance_norm_layer(std::string name, uint32_t c, bool affine) {
+  LayerSpec l;
+  l.name = std::move(name);
+  l.kind = LayerKind::kInstanceNorm2d;
+  l.norm = {c, 1e-5f};
+  if (affine) {
+    for (TensorRole r : {TensorRole::kWeight, TensorRole::kBias}) {
+      TensorSpec t;
+      t.role = r;
+      t.shape = {c};
+      l.tensors.push_back(t);
+    }
+  }
+  return l;
+}
+
+LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                               uint32_t stride) {
+  LayerSpec l;
+  l.name = std::move(name);
+  l.kind = LayerKind::kConvTranspose2d;
+  l.conv.in_channels = in;
+  l.conv.out_channels = out;
+  l.conv.kernel_h = l.conv.kernel_w = k;
+  l.conv.stride_h = l.conv.stride_w = stride;
+  l.conv.padding_h = l.conv.padding_w = k / 2;
+  l.conv.output_padding_h = l.conv.output_padding_w = stride - 1;
+  TensorSpec w;
+  w.role = TensorRole::kWeight;
+  w.layout = TensorLayout::kOHWIRotated;
+  w.shape = {out, k, k, in};
+  w.source_layout = TensorLayout::kIOHW;
+  w.source_shape = {in, out, k, k};
+  w.transform = Transform::kConvTransposeToOHWIRotated;
+  l.tensors.push_back(w);
+  TensorSpec b;
+  b.role = TensorRole::kBias;
+  b.shape = {out};
+  l.tensors.push_back(b);
+  return l;
+}
+
+LayerSpec linear_layer(std::string name, uint32_t out, uint32_t c, uint32_t h, uint32_t w) {
+  LayerSpec l;
+  l.name = std::move(name);
+  l.kind = LayerKind::kLinear;
+  const bool flattened = h != 0 && w != 0;
+  l.linear.out_features = out;
+  l.linear.in_features = flattened ? c * h * w : c;
+  if (flattened) {
+    l.linear.input_c = c;
+    l.linear.input_h = h;
+    l.linear.input_w = w;
+  }
+  TensorSpec t;
+  t.role = TensorRole::kWeight;
+  t.layout = TensorLayout::kOHWI;
+  t.shape = {out, flattened ? h : 1, flattened ? w : 1, c};
+  t.source_layout = TensorLayout::kOI;
+  t.source_shape = {out, l.linear.in_features};
+  t.transform = flattened ? Transform::kLinearFlattenToOHWC : Transform::kIdentity;
+  l.tensors.push_back(t);
+  TensorSpec b;
+  b.role = TensorRole::kBias;
+  b.shape = {out};
+  l.tensors.push_back(b);
+  return l;
+}
+
 std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
   // Plan tensor bytes and offsets in spec order.
   struct Placed {
@@ -144,11 +213,11 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
           break;
       }
     }
-    layers.push_back(fb::CreateLayer(fbb, fbb.CreateString(l.name),
-                                     l.index.value_or(static_cast<uint32_t>(i)),
-                                     static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
-                                     static_cast<fb::Activation>(l.activation), 0.0f,
-                                     fb::Quantization::None, fbb.CreateVector(tensors)));
+    layers.push_back(
+        fb::CreateLayer(fbb, fbb.CreateString(l.name), l.index.value_or(static_cast<uint32_t>(i)),
+                        static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
+                        static_cast<fb::Activation>(l.activation), l.activation_alpha,
+                        static_cast<fb::Quantization>(l.quantization), fbb.CreateVector(tensors)));
   }
   std::vector<flatbuffers::Offset<fb::KeyValue>> md;
   for (const auto& [k, v] : spec.metadata) {

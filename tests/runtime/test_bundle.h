@@ -36,6 +36,8 @@ struct LayerSpec {
   Activation activation = Activation::kNone;
   bool omit_params = false;
   std::vector<TensorSpec> tensors;
+  float activation_alpha = 0.0f;
+  Quantization quantization = Quantization::kNone;
 };
 
 struct BundleSpec {
@@ -53,6 +55,14 @@ struct BundleSpec {
 LayerSpec conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k, uint32_t groups = 1,
                      bool bias = true);
 LayerSpec batch_norm_layer(std::string name, uint32_t c);
+// An instance_norm2d layer; without affine it has no weight and bias.
+LayerSpec instance_norm_layer(std::string name, uint32_t c, bool affine = true);
+// A conv_transpose2d layer with rotated OHWI weight and a bias.
+LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                               uint32_t stride);
+// A linear layer after flatten of [c][h][w] (weight [out][h][w][c]), or on a
+// vector of c features when h and w are 0; with a bias.
+LayerSpec linear_layer(std::string name, uint32_t out, uint32_t c, uint32_t h = 0, uint32_t w = 0);
 
 // The whole file.
 std::vector<uint8_t> build_bundle(const BundleSpec& spec);

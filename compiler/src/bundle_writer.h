@@ -1,0 +1,44 @@
+// Writes a planned bundle: the metadata FlatBuffer and the data segment,
+// streamed tensor by tensor into a temporary file beside the output, then
+// synced and renamed over it. docs/FORMAT.md describes the result.
+
+#ifndef MPSBC_BUNDLE_WRITER_H_
+#define MPSBC_BUNDLE_WRITER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bundle_plan.h"
+#include "diagnostics.h"
+#include "manifest.h"
+
+namespace mpsbc {
+
+struct Metadata {
+  // The size-prefixed FlatBuffer, with every tensor checksum, the segment
+  // checksum and the metadata checksum still zero.
+  std::vector<uint8_t> bytes;
+  // align_up(bytes.size(), segment_alignment), already stored in `bytes`.
+  uint64_t segment_offset = 0;
+  uint64_t file_size = 0;
+};
+
+// Builds the metadata for `plan`. Every scalar is written, even at its
+// default, so that the checksums can be patched in place afterwards.
+// Returns false (with an error in `diag`) only when the sizes overflow.
+bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* out,
+                    Diagnostics& diag);
+
+// Streams the tensors through their layout transforms with `jobs` threads,
+// patches the checksums, and replaces `output_path` atomically. On failure
+// nothing is left behind and an existing file at `output_path` is untouched;
+// *io_failure tells a system error from a .bin that changed since it was
+// checked.
+bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata metadata,
+                  const std::string& output_path, unsigned jobs, Diagnostics& diag,
+                  bool* io_failure);
+
+}  // namespace mpsbc
+
+#endif  // MPSBC_BUNDLE_WRITER_H_

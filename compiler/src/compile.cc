@@ -1,0 +1,169 @@
+#include "mpsbc/compile.h"
+
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "bundle_plan.h"
+#include "bundle_writer.h"
+#include "diagnostics.h"
+#include "manifest.h"
+
+#ifndef MPSB_VERSION_STRING
+#error "MPSB_VERSION_STRING must be defined by the build"
+#endif
+
+namespace mpsbc {
+namespace {
+
+struct Prepared {
+  Manifest manifest;
+  BundlePlan plan;
+  Metadata metadata;
+};
+
+// Every check that needs no output: options, manifest, .bin files, plan.
+// Fills the report's layers and sizes as far as it gets. Returns false with
+// report.exit_code set when anything failed.
+bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& report,
+             Prepared& out) {
+  const bool options_ok =
+      check_alignments(options.segment_alignment, options.tensor_alignment, diag);
+  if (options.manifest_path.empty()) {
+    diag.error_in("manifest", "no manifest path given");
+    report.exit_code = ExitCode::kUsage;
+    return false;
+  }
+
+  bool io_error = false;
+  auto manifest = parse_manifest(options.manifest_path, diag, &io_error);
+  if (!manifest) {
+    report.exit_code = io_error ? ExitCode::kIo : ExitCode::kBadInput;
+    return false;
+  }
+  for (const auto& l : manifest->layers) {
+    LayerReport lr;
+    lr.name = l.name;
+    lr.kind = std::string(mpsb::to_string(l.kind));
+    lr.tensor_count = l.tensors.size();
+    for (const auto& t : l.tensors) lr.bytes += t.size;
+    report.layers.push_back(std::move(lr));
+  }
+  // Also for a manifest with field errors: the files of the layers that did
+  // parse are worth reporting in the same run.
+  check_tensor_files(*manifest, diag);
+  if (diag.has_errors()) {
+    report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
+    return false;
+  }
+  if (!plan_bundle(*manifest, options.segment_alignment, options.tensor_alignment, &out.plan,
+                   diag) ||
+      !build_metadata(*manifest, out.plan, &out.metadata, diag)) {
+    report.exit_code = ExitCode::kBadInput;
+    return false;
+  }
+  report.tensor_bytes = out.plan.tensor_bytes;
+  report.segment_offset = out.metadata.segment_offset;
+  report.segment_size = out.plan.segment_size;
+  report.file_size = out.metadata.file_size;
+  out.manifest = std::move(*manifest);
+  return true;
+}
+
+bool same_file(const struct stat& a, const std::string& path) {
+  struct stat b;
+  return ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// Refuses an output that is a folder or one of the inputs: renaming over an
+// input would destroy it, and the next compile would read the bundle.
+bool check_output(const std::string& output, const Manifest& manifest, Diagnostics& diag) {
+  if (output.empty()) {
+    diag.error_in("output", "no output path given");
+    return false;
+  }
+  struct stat st;
+  if (::stat(output.c_str(), &st) != 0) return true;  // new file; the write reports other errors
+  if (S_ISDIR(st.st_mode)) {
+    diag.error_in(output, "is a directory; expected a bundle file path");
+    return false;
+  }
+  if (same_file(st, manifest.path)) {
+    diag.error_in(output, "is the manifest itself; choose another output path");
+    return false;
+  }
+  for (const auto& l : manifest.layers) {
+    for (const auto& t : l.tensors) {
+      if (same_file(st, t.path.string())) {
+        diag.error(t.pointer, "the output " + output +
+                                  " is this tensor's file; choose another "
+                                  "output path");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string producer_string() { return std::string("mpsbc ") + MPSB_VERSION_STRING; }
+
+CompileReport check_manifest(const CompileOptions& options) {
+  CompileReport report;
+  Diagnostics diag(options.manifest_path);
+  Prepared prepared;
+  prepare(options, diag, report, prepared);
+  report.diagnostics = std::move(diag.all());
+  return report;
+}
+
+CompileReport compile(const CompileOptions& options) {
+  CompileReport report;
+  Diagnostics diag(options.manifest_path);
+  Prepared prepared;
+  if (prepare(options, diag, report, prepared)) {
+    if (!check_output(options.output_path, prepared.manifest, diag)) {
+      report.exit_code = ExitCode::kUsage;
+    } else {
+      bool io_failure = false;
+      if (!write_bundle(prepared.manifest, prepared.plan, std::move(prepared.metadata),
+                        options.output_path, options.jobs, diag, &io_failure)) {
+        report.exit_code = io_failure ? ExitCode::kIo : ExitCode::kBadInput;
+      }
+    }
+  }
+  report.diagnostics = std::move(diag.all());
+  return report;
+}
+
+std::string report_to_json(const CompileReport& report) {
+  nlohmann::ordered_json j;
+  j["ok"] = report.ok();
+  j["exit_code"] = static_cast<int>(report.exit_code);
+  j["file_size"] = report.file_size;
+  j["segment_offset"] = report.segment_offset;
+  j["segment_size"] = report.segment_size;
+  j["tensor_bytes"] = report.tensor_bytes;
+  j["layers"] = nlohmann::ordered_json::array();
+  for (const auto& l : report.layers) {
+    j["layers"].push_back(
+        {{"name", l.name}, {"kind", l.kind}, {"bytes", l.bytes}, {"tensors", l.tensor_count}});
+  }
+  j["diagnostics"] = nlohmann::ordered_json::array();
+  for (const auto& d : report.diagnostics) {
+    j["diagnostics"].push_back(
+        {{"severity", d.severity == Diagnostic::Severity::kError ? "error" : "warning"},
+         {"file", d.file},
+         {"pointer", d.pointer},
+         {"message", d.text}});
+  }
+  // Names come from the manifest and may hold invalid UTF-8 only if the JSON
+  // parser let it through (it does not); replace rather than throw anyway.
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace mpsbc

@@ -1,0 +1,64 @@
+// Collects the errors and warnings of one compile, each naming the file and
+// the place, so that a user sees every problem of a manifest in one run.
+
+#ifndef MPSBC_DIAGNOSTICS_H_
+#define MPSBC_DIAGNOSTICS_H_
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mpsbc/compile.h"
+
+namespace mpsbc {
+
+class Diagnostics {
+ public:
+  // `file` names the manifest in every message about it.
+  explicit Diagnostics(std::string file) : file_(std::move(file)) {}
+
+  // "<manifest>: <pointer>: <text>". `pointer` is a JSON pointer into the
+  // manifest; empty for the document as a whole.
+  void error(std::string_view pointer, std::string_view text) {
+    add(Diagnostic::Severity::kError, file_, pointer, text);
+  }
+  void warning(std::string_view pointer, std::string_view text) {
+    add(Diagnostic::Severity::kWarning, file_, pointer, text);
+  }
+  // About another file (the output) or an option: "<file>: <text>".
+  void error_in(std::string_view file, std::string_view text) {
+    add(Diagnostic::Severity::kError, file, {}, text);
+  }
+  void warning_in(std::string_view file, std::string_view text) {
+    add(Diagnostic::Severity::kWarning, file, {}, text);
+  }
+
+  bool has_errors() const { return errors_ > 0; }
+  const std::string& file() const { return file_; }
+  std::vector<Diagnostic>& all() { return all_; }
+
+ private:
+  void add(Diagnostic::Severity severity, std::string_view file, std::string_view pointer,
+           std::string_view text) {
+    Diagnostic d;
+    d.severity = severity;
+    d.file = std::string(file);
+    d.pointer = std::string(pointer);
+    d.text = std::string(text);
+    d.message = d.file + ": ";
+    if (!pointer.empty()) d.message += d.pointer + ": ";
+    if (severity == Diagnostic::Severity::kWarning) d.message += "warning: ";
+    d.message += d.text;
+    if (severity == Diagnostic::Severity::kError) ++errors_;
+    all_.push_back(std::move(d));
+  }
+
+  std::string file_;
+  std::vector<Diagnostic> all_;
+  size_t errors_ = 0;
+};
+
+}  // namespace mpsbc
+
+#endif  // MPSBC_DIAGNOSTICS_H_

@@ -1,0 +1,782 @@
+#include "manifest.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+#include "checked_math.h"
+
+namespace mpsbc {
+namespace {
+
+using mpsb::Activation;
+using mpsb::DType;
+using mpsb::LayerKind;
+using mpsb::TensorRole;
+using nlohmann::json;
+
+constexpr std::string_view kFormat = "mpsb.manifest/1";
+constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
+
+// RFC 6901: '~' and '/' inside a reference token are escaped.
+std::string escape_token(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string child(std::string_view pointer, std::string_view key) {
+  return std::string(pointer) + "/" + escape_token(key);
+}
+
+std::string child(std::string_view pointer, size_t index) {
+  return std::string(pointer) + "/" + std::to_string(index);
+}
+
+// A value as quoted in "found ..." messages. Containers are summarized, not
+// dumped: they may be large or deeply nested.
+std::string describe(const json& v) {
+  auto clip = [](std::string s) {
+    if (s.size() > 40) s = s.substr(0, 37) + "...";
+    return s;
+  };
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return v.get<bool>() ? "true" : "false";
+    case json::value_t::string:
+      return "string " + clip(v.dump(-1, ' ', false, json::error_handler_t::replace));
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float:
+      return clip(v.dump());
+    case json::value_t::array:
+      return v.empty() ? "an empty array" : "an array of " + std::to_string(v.size()) + " elements";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::binary:
+    case json::value_t::discarded:
+      break;
+  }
+  return "an unsupported value";
+}
+
+std::string quote(std::string_view s) { return json(std::string(s)).dump(); }
+
+std::string shape_text(const std::vector<uint64_t>& shape) {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += "×";
+    s += std::to_string(shape[i]);
+  }
+  return s;
+}
+
+std::optional<DType> parse_dtype(std::string_view s) {
+  if (s == "float32") return DType::kFloat32;
+  if (s == "float16") return DType::kFloat16;
+  if (s == "bfloat16") return DType::kBFloat16;
+  return std::nullopt;
+}
+
+std::optional<Activation> parse_activation(std::string_view s) {
+  if (s == "none") return Activation::kNone;
+  if (s == "relu") return Activation::kReLU;
+  if (s == "relu6") return Activation::kReLU6;
+  if (s == "leaky_relu") return Activation::kLeakyReLU;
+  if (s == "sigmoid") return Activation::kSigmoid;
+  if (s == "tanh") return Activation::kTanh;
+  return std::nullopt;
+}
+
+std::optional<LayerKind> parse_kind(std::string_view s) {
+  if (s == "conv2d") return LayerKind::kConv2d;
+  if (s == "conv_transpose2d") return LayerKind::kConvTranspose2d;
+  if (s == "linear") return LayerKind::kLinear;
+  if (s == "batch_norm2d") return LayerKind::kBatchNorm2d;
+  if (s == "instance_norm2d") return LayerKind::kInstanceNorm2d;
+  return std::nullopt;
+}
+
+struct Pair {
+  uint32_t h = 0, w = 0;
+};
+
+// Reads the fields of one JSON object, reporting each problem at its JSON
+// pointer. Remembers which keys were read so that the rest can be reported:
+// a misspelt "padidng" would otherwise silently mean padding 0.
+class FieldReader {
+ public:
+  FieldReader(const json& object, std::string pointer, std::string what, Diagnostics& diag)
+      : object_(object), pointer_(std::move(pointer)), what_(std::move(what)), diag_(diag) {}
+
+  const std::string& pointer() const { return pointer_; }
+  std::string at(std::string_view key) const { return child(pointer_, key); }
+  bool failed() const { return failed_; }
+  void error(std::string_view key, std::string_view text) {
+    failed_ = true;
+    diag_.error(at(key), text);
+  }
+
+  // The member, or nullptr when absent. Marks the key as known.
+  const json* find(std::string_view key) {
+    known_.insert(std::string(key));
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &*it;
+  }
+
+  // Marks keys that are accepted and have no effect on the bundle.
+  void ignore(std::initializer_list<std::string_view> keys) {
+    for (auto k : keys) known_.insert(std::string(k));
+  }
+
+  // A required unsigned integer in [min, 2^32 - 1] (the schema stores uint).
+  std::optional<uint32_t> required_uint(std::string_view key, uint64_t min) {
+    const json* v = find(key);
+    if (!v) {
+      error(key, "missing; " + what_ + " needs " + expect_uint(min));
+      return std::nullopt;
+    }
+    return read_uint(*v, at(key), min);
+  }
+
+  std::optional<uint32_t> optional_uint(std::string_view key, uint32_t fallback, uint64_t min) {
+    const json* v = find(key);
+    if (!v) return fallback;
+    return read_uint(*v, at(key), min);
+  }
+
+  // An int or [h, w], as PyTorch's _pair accepts.
+  std::optional<Pair> pair(std::string_view key, std::optional<Pair> fallback, uint64_t min) {
+    const json* v = find(key);
+    if (!v) {
+      if (fallback) return fallback;
+      error(key, "missing; " + what_ +
+                     " needs an integer or [h, w] of integers >= " + std::to_string(min));
+      return std::nullopt;
+    }
+    if (v->is_array()) {
+      if (v->size() != 2) {
+        error(key, "expected [h, w] with 2 integers, found " + describe(*v));
+        return std::nullopt;
+      }
+      auto h = read_uint((*v)[0], child(at(key), 0), min);
+      auto w = read_uint((*v)[1], child(at(key), 1), min);
+      if (!h || !w) return std::nullopt;
+      return Pair{*h, *w};
+    }
+    if (v->is_string()) {
+      // PyTorch also takes padding="same"/"valid"; the exporter resolves it.
+      error(key, "expected an integer or [h, w], found " + describe(*v) +
+                     " (string forms are not supported: give the numbers)");
+      return std::nullopt;
+    }
+    if (!v->is_number()) {
+      error(key, "expected an integer or [h, w], found " + describe(*v));
+      return std::nullopt;
+    }
+    auto n = read_uint(*v, at(key), min);
+    if (!n) return std::nullopt;
+    return Pair{*n, *n};
+  }
+
+  // A finite number that fits a float; `positive` also rejects <= 0 and
+  // values that round to 0 as float.
+  std::optional<float> number(std::string_view key, float fallback, bool positive) {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_number()) {
+      error(key, "expected a number, found " + describe(*v));
+      return std::nullopt;
+    }
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > double(std::numeric_limits<float>::max())) {
+      error(key, "expected a finite number within float range, found " + describe(*v));
+      return std::nullopt;
+    }
+    const float f = static_cast<float>(d);
+    if (positive && !(f > 0.0f)) {
+      error(key, "expected a number > 0 (as float32), found " + describe(*v));
+      return std::nullopt;
+    }
+    return f;
+  }
+
+  std::optional<bool> boolean(std::string_view key) {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) {
+      error(key, "expected true or false, found " + describe(*v));
+      return std::nullopt;
+    }
+    return v->get<bool>();
+  }
+
+  // A tensor entry: a path string or {"path": ..., "dtype": ...}. Absent or
+  // null gives nullopt; `*present` tells a broken entry from an absent one.
+  std::optional<ManifestTensor> tensor(std::string_view key, TensorRole role,
+                                       const std::filesystem::path& folder, bool required,
+                                       bool* present) {
+    *present = false;
+    const json* v = find(key);
+    if (!v || v->is_null()) {
+      if (required) error(key, "missing; " + what_ + " needs a tensor file");
+      return std::nullopt;
+    }
+    *present = true;
+    ManifestTensor t;
+    t.role = role;
+    t.pointer = at(key);
+    const json* path = v;
+    std::string path_pointer = t.pointer;
+    if (v->is_object()) {
+      FieldReader sub(*v, t.pointer, "a tensor", diag_);
+      path = sub.find("path");
+      path_pointer = sub.at("path");
+      if (!path) {
+        error(key, "missing \"path\" in tensor object");
+        return std::nullopt;
+      }
+      if (const json* dt = sub.find("dtype")) {
+        std::optional<DType> parsed;
+        if (dt->is_string()) parsed = parse_dtype(dt->get_ref<const std::string&>());
+        if (!parsed) {
+          failed_ = true;
+          diag_.error(sub.at("dtype"),
+                      "expected \"float32\", \"float16\" or \"bfloat16\", found " + describe(*dt));
+          return std::nullopt;
+        }
+        t.source_dtype = *parsed;
+      }
+      sub.report_unknown();
+    } else if (!v->is_string()) {
+      error(key,
+            "expected a path string or {\"path\": ..., \"dtype\": ...}, found " + describe(*v));
+      return std::nullopt;
+    }
+    if (!path->is_string()) {
+      failed_ = true;
+      diag_.error(path_pointer, "expected a path string, found " + describe(*path));
+      return std::nullopt;
+    }
+    t.path_text = path->get<std::string>();
+    if (t.path_text.empty() || t.path_text.find('\0') != std::string::npos) {
+      failed_ = true;
+      diag_.error(path_pointer, "expected a non-empty file path, found " + describe(*path));
+      return std::nullopt;
+    }
+    std::filesystem::path p(t.path_text);
+    t.path = p.is_absolute() ? p : folder / p;
+    t.dtype = t.source_dtype;
+    return t;
+  }
+
+  // The fused activation and its LeakyReLU slope.
+  void activation(Activation* act, float* alpha) {
+    *act = Activation::kNone;
+    *alpha = 0.0f;
+    if (const json* v = find("activation")) {
+      std::optional<Activation> parsed;
+      if (v->is_string()) parsed = parse_activation(v->get_ref<const std::string&>());
+      if (!parsed) {
+        error("activation",
+              "expected one of \"none\", \"relu\", \"relu6\", \"leaky_relu\", \"sigmoid\", "
+              "\"tanh\", found " +
+                  describe(*v));
+        return;
+      }
+      *act = *parsed;
+    }
+    if (*act == Activation::kLeakyReLU) {
+      // PyTorch's LeakyReLU default.
+      if (auto s = number("negative_slope", 0.01f, false)) *alpha = *s;
+    } else if (find("negative_slope")) {
+      diag_.warning(at("negative_slope"), "ignored: the activation is not \"leaky_relu\"");
+    }
+  }
+
+  // Public for array elements, which have no key of their own.
+  std::optional<uint32_t> read_uint(const json& v, const std::string& pointer, uint64_t min) {
+    const char* problem = nullptr;
+    uint64_t n = 0;
+    if (v.is_number_unsigned()) {
+      n = v.get<uint64_t>();
+      if (n < min) problem = "too small";
+      if (n > kMaxU32) problem = "too large";
+    } else if (v.is_number_integer()) {
+      problem = "negative";
+    } else {
+      problem = "wrong type";
+    }
+    if (problem) {
+      failed_ = true;
+      std::string range = expect_uint(min);
+      if (v.is_number_unsigned() && n > kMaxU32) range = "an integer <= " + std::to_string(kMaxU32);
+      diag_.error(pointer, "expected " + range + ", found " + describe(v));
+      return std::nullopt;
+    }
+    return static_cast<uint32_t>(n);
+  }
+
+  void report_unknown() {
+    std::vector<std::string> unknown;
+    for (auto it = object_.begin(); it != object_.end(); ++it) {
+      if (!known_.count(it.key())) unknown.push_back(it.key());
+    }
+    std::sort(unknown.begin(), unknown.end());
+    for (const auto& k : unknown) {
+      diag_.warning(at(k), "unknown field for " + what_ + ", ignored");
+    }
+  }
+
+ private:
+  static std::string expect_uint(uint64_t min) {
+    return min == 0 ? "an integer >= 0" : "an integer >= " + std::to_string(min);
+  }
+
+  const json& object_;
+  std::string pointer_;
+  std::string what_;
+  Diagnostics& diag_;
+  std::set<std::string> known_;
+  bool failed_ = false;
+};
+
+// Fills t.plan and t.size; reports an element count or byte size that does
+// not fit 64 bits (a shape that large can only be a mistake).
+bool finish_tensor(ManifestTensor& t, TensorPlan plan, Diagnostics& diag) {
+  t.plan = std::move(plan);
+  auto count = checked_product(t.plan.source_shape);
+  auto bytes = count ? checked_mul(*count, mpsb::dtype_size(t.dtype)) : std::nullopt;
+  if (!bytes) {
+    diag.error(t.pointer,
+               "tensor shape " + shape_text(t.plan.source_shape) + " overflows a 64-bit byte size");
+    return false;
+  }
+  t.size = *bytes;
+  return true;
+}
+
+void add_tensor(ManifestLayer& layer, std::optional<ManifestTensor> t, TensorPlan plan,
+                Diagnostics& diag) {
+  if (!t) return;
+  if (plan.stored_layout == mpsb::TensorLayout::kVector && t->dtype != DType::kFloat32) {
+    // MPS data sources hand biases and normalization vectors over as float*
+    // whatever the weights' type; widening is not implemented yet.
+    diag.error(t->pointer + "/dtype",
+               "expected \"float32\": MPS reads " + std::string(mpsb::to_string(t->role)) +
+                   " vectors as float32 only, found " + quote(mpsb::to_string(t->dtype)));
+    return;
+  }
+  if (finish_tensor(*t, std::move(plan), diag)) layer.tensors.push_back(std::move(*t));
+}
+
+void parse_conv(FieldReader& r, ManifestLayer& layer, const std::filesystem::path& folder,
+                Diagnostics& diag) {
+  const bool transposed = layer.kind == LayerKind::kConvTranspose2d;
+  auto in = r.required_uint("in_channels", 1);
+  auto out = r.required_uint("out_channels", 1);
+  auto kernel = r.pair("kernel_size", std::nullopt, 1);
+  auto stride = r.pair("stride", Pair{1, 1}, 1);
+  auto padding = r.pair("padding", Pair{0, 0}, 0);
+  auto dilation = r.pair("dilation", Pair{1, 1}, 1);
+  auto groups = r.optional_uint("groups", 1, 1);
+  std::optional<Pair> output_padding = Pair{0, 0};
+  if (transposed) output_padding = r.pair("output_padding", Pair{0, 0}, 0);
+  if (const json* mode = r.find("padding_mode")) {
+    if (!mode->is_string() || mode->get_ref<const std::string&>() != "zeros") {
+      r.error(
+          "padding_mode",
+          "expected \"zeros\" (the only padding MPS convolutions apply), found " + describe(*mode));
+    }
+  }
+  bool weight_present = false, bias_present = false;
+  auto weight = r.tensor("weight", TensorRole::kWeight, folder, true, &weight_present);
+  auto bias = r.tensor("bias", TensorRole::kBias, folder, false, &bias_present);
+  r.activation(&layer.activation, &layer.activation_alpha);
+
+  if (!in || !out || !kernel || !stride || !padding || !dilation || !groups || !output_padding) {
+    return;
+  }
+  auto& c = layer.conv;
+  c.in_channels = *in;
+  c.out_channels = *out;
+  c.kernel_h = kernel->h;
+  c.kernel_w = kernel->w;
+  c.stride_h = stride->h;
+  c.stride_w = stride->w;
+  c.padding_h = padding->h;
+  c.padding_w = padding->w;
+  c.dilation_h = dilation->h;
+  c.dilation_w = dilation->w;
+  c.groups = *groups;
+  c.output_padding_h = output_padding->h;
+  c.output_padding_w = output_padding->w;
+
+  bool shape_ok = true;
+  if (c.in_channels % c.groups != 0) {
+    r.error("groups", "in_channels " + std::to_string(c.in_channels) +
+                          " is not divisible by groups " + std::to_string(c.groups));
+    shape_ok = false;
+  }
+  if (c.out_channels % c.groups != 0) {
+    r.error("groups", "out_channels " + std::to_string(c.out_channels) +
+                          " is not divisible by groups " + std::to_string(c.groups));
+    shape_ok = false;
+  }
+  if (transposed) {
+    // PyTorch's rule: the extra output rows must fall inside one stride or
+    // one dilation step, otherwise the output size is ambiguous.
+    if (c.output_padding_h >= std::max(c.stride_h, c.dilation_h) ||
+        c.output_padding_w >= std::max(c.stride_w, c.dilation_w)) {
+      r.error("output_padding", "output_padding [" + std::to_string(c.output_padding_h) + ", " +
+                                    std::to_string(c.output_padding_w) +
+                                    "] must be smaller than stride or dilation in each dimension");
+    }
+  }
+  const bool depthwise = c.groups > 1 && c.groups == c.in_channels;
+  if (shape_ok && depthwise && c.out_channels != c.in_channels) {
+    // MPSCNNDepthWiseConvolutionDescriptor supports channel multiplier 1 only.
+    r.error("out_channels",
+            "depthwise conv (groups == in_channels == " + std::to_string(c.in_channels) +
+                ") needs out_channels == in_channels: MPS supports channel "
+                "multiplier 1 only; found out_channels " +
+                std::to_string(c.out_channels));
+    shape_ok = false;
+  }
+  if (shape_ok && c.groups > 1 && !depthwise) {
+    const uint32_t in_per_group = c.in_channels / c.groups;
+    const uint32_t out_per_group = c.out_channels / c.groups;
+    if (in_per_group % 4 != 0 || out_per_group % 4 != 0) {
+      // Apple's MPSCNNConvolutionDescriptor.groups documentation.
+      diag.warning(r.at("groups"), "grouped conv with " + std::to_string(in_per_group) +
+                                       " input and " + std::to_string(out_per_group) +
+                                       " output channels per group: MPS requires a multiple "
+                                       "of 4 channels per group");
+    }
+  }
+  if (!shape_ok || !weight_present) return;
+  TensorPlan wplan = transposed ? plan_conv_transpose_weight(c.in_channels, c.out_channels,
+                                                             c.groups, c.kernel_h, c.kernel_w)
+                                : plan_conv_weight(c.out_channels, c.in_channels, c.groups,
+                                                   c.kernel_h, c.kernel_w);
+  add_tensor(layer, std::move(weight), std::move(wplan), diag);
+  add_tensor(layer, std::move(bias), plan_vector(c.out_channels), diag);
+}
+
+void parse_linear(FieldReader& r, ManifestLayer& layer, const std::filesystem::path& folder,
+                  Diagnostics& diag) {
+  auto in = r.required_uint("in_features", 1);
+  auto out = r.required_uint("out_features", 1);
+  std::vector<uint64_t> chw;
+  bool shape_ok = true;
+  if (const json* v = r.find("input_shape")) {
+    if (!v->is_array() || v->size() != 3) {
+      r.error("input_shape", "expected [C, H, W] of 3 integers, found " + describe(*v));
+      shape_ok = false;
+    } else {
+      for (size_t i = 0; i < 3; ++i) {
+        auto d = r.read_uint((*v)[i], child(r.at("input_shape"), i), 1);
+        if (d) chw.push_back(*d);
+      }
+      shape_ok = chw.size() == 3;
+    }
+  }
+  bool weight_present = false, bias_present = false;
+  auto weight = r.tensor("weight", TensorRole::kWeight, folder, true, &weight_present);
+  auto bias = r.tensor("bias", TensorRole::kBias, folder, false, &bias_present);
+  r.activation(&layer.activation, &layer.activation_alpha);
+  if (!in || !out || !shape_ok) return;
+  layer.linear.in_features = *in;
+  layer.linear.out_features = *out;
+  if (!chw.empty()) {
+    // C, H, W are each < 2^32, so the product fits 96 bits; check 64.
+    auto n = checked_product(chw);
+    if (!n || *n != *in) {
+      r.error("input_shape",
+              "C×H×W = " + shape_text(chw) + " must equal in_features " + std::to_string(*in));
+      return;
+    }
+    layer.linear.input_c = static_cast<uint32_t>(chw[0]);
+    layer.linear.input_h = static_cast<uint32_t>(chw[1]);
+    layer.linear.input_w = static_cast<uint32_t>(chw[2]);
+  }
+  if (!weight_present) return;
+  add_tensor(layer, std::move(weight), plan_linear_weight(*out, *in, chw), diag);
+  add_tensor(layer, std::move(bias), plan_vector(*out), diag);
+}
+
+void parse_norm(FieldReader& r, ManifestLayer& layer, const std::filesystem::path& folder,
+                Diagnostics& diag) {
+  const bool batch = layer.kind == LayerKind::kBatchNorm2d;
+  auto n = r.required_uint("num_features", 1);
+  auto eps = r.number("eps", 1e-5f, true);  // PyTorch's default
+  // PyTorch constructor arguments with no effect on the stored weights.
+  r.ignore({"momentum", "track_running_stats"});
+  auto affine = r.boolean("affine");
+  bool present[4] = {};
+  auto weight = r.tensor("weight", TensorRole::kWeight, folder, false, &present[0]);
+  auto bias = r.tensor("bias", TensorRole::kBias, folder, false, &present[1]);
+  std::optional<ManifestTensor> mean, var;
+  if (batch) {
+    mean = r.tensor("running_mean", TensorRole::kRunningMean, folder, true, &present[2]);
+    var = r.tensor("running_var", TensorRole::kRunningVar, folder, true, &present[3]);
+  }
+  if (affine.value_or(false) && (!present[0] || !present[1])) {
+    r.error(present[0] ? "bias" : "weight",
+            "missing; affine is true, so weight and bias are needed");
+  }
+  if (!n || !eps) return;
+  layer.norm.num_features = *n;
+  layer.norm.eps = *eps;
+  add_tensor(layer, std::move(weight), plan_vector(*n), diag);
+  add_tensor(layer, std::move(bias), plan_vector(*n), diag);
+  add_tensor(layer, std::move(mean), plan_vector(*n), diag);
+  add_tensor(layer, std::move(var), plan_vector(*n), diag);
+}
+
+std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
+                                         const std::filesystem::path& folder, Diagnostics& diag) {
+  const std::string pointer = child("/layers", index);
+  if (!v.is_object()) {
+    diag.error(pointer, "expected a layer object, found " + describe(v));
+    return std::nullopt;
+  }
+  ManifestLayer layer;
+  layer.index = static_cast<uint32_t>(index);
+  layer.pointer = pointer;
+  FieldReader top(v, pointer, "a layer", diag);
+  const json* name = top.find("name");
+  const json* type = top.find("type");
+  bool ok = true;
+  if (!name) {
+    top.error("name", "missing; every layer needs a unique name");
+    ok = false;
+  } else if (!name->is_string() || name->get_ref<const std::string&>().empty() ||
+             name->get_ref<const std::string&>().find('\0') != std::string::npos) {
+    // NUL would break FlatBuffers' strcmp-based key order.
+    top.error("name",
+              "expected a non-empty string without NUL characters, found " + describe(*name));
+    ok = false;
+  } else {
+    layer.name = name->get<std::string>();
+  }
+  std::optional<LayerKind> kind;
+  if (!type) {
+    top.error("type",
+              "missing; expected one of conv2d, conv_transpose2d, linear, "
+              "batch_norm2d, instance_norm2d");
+  } else {
+    if (type->is_string()) kind = parse_kind(type->get_ref<const std::string&>());
+    if (!kind) {
+      top.error("type", "unknown layer type " +
+                            (type->is_string() ? quote(type->get_ref<const std::string&>())
+                                               : describe(*type)) +
+                            "; expected one of conv2d, conv_transpose2d, linear, batch_norm2d, "
+                            "instance_norm2d");
+    }
+  }
+  if (!kind) return std::nullopt;
+  layer.kind = *kind;
+  FieldReader r(v, pointer, std::string(mpsb::to_string(*kind)), diag);
+  r.ignore({"name", "type"});
+  switch (*kind) {
+    case LayerKind::kConv2d:
+    case LayerKind::kConvTranspose2d:
+      parse_conv(r, layer, folder, diag);
+      break;
+    case LayerKind::kLinear:
+      parse_linear(r, layer, folder, diag);
+      break;
+    case LayerKind::kBatchNorm2d:
+    case LayerKind::kInstanceNorm2d:
+      parse_norm(r, layer, folder, diag);
+      break;
+  }
+  r.report_unknown();
+  if (!ok || r.failed()) return std::nullopt;
+  return layer;
+}
+
+// "line 3, column 5: syntax error ..." out of nlohmann's message, which
+// starts with an exception id that means nothing to a user.
+std::string parse_error_text(const json::parse_error& e) {
+  std::string_view what = e.what();
+  auto pos = what.find("line ");
+  if (pos != std::string_view::npos) return std::string(what.substr(pos));
+  return std::string(what);
+}
+
+}  // namespace
+
+std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& diag, bool* io_error) {
+  *io_error = false;
+  std::string text;
+  {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      diag.error({}, "cannot read the manifest: it is a directory");
+      *io_error = true;
+      return std::nullopt;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      diag.error({}, std::string("cannot open the manifest: ") + std::strerror(errno));
+      *io_error = true;
+      return std::nullopt;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    if (in.bad()) {
+      diag.error({}, "cannot read the manifest");
+      *io_error = true;
+      return std::nullopt;
+    }
+    text = std::move(buf).str();
+  }
+
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& e) {
+    diag.error({}, "invalid JSON: " + parse_error_text(e));
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    diag.error({}, "expected a JSON object at the top level, found " + describe(doc));
+    return std::nullopt;
+  }
+
+  Manifest m;
+  m.path = path;
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  FieldReader top(doc, "", "a manifest", diag);
+
+  const json* format = top.find("format");
+  if (!format) {
+    top.error("format", "missing; expected \"" + std::string(kFormat) + "\"");
+  } else if (!format->is_string() || format->get_ref<const std::string&>() != kFormat) {
+    top.error("format", "expected \"" + std::string(kFormat) + "\", found " + describe(*format));
+    // Another format's fields mean other things: do not guess at them.
+    return std::nullopt;
+  }
+
+  if (const json* name = top.find("name")) {
+    if (name->is_string()) {
+      m.name = name->get<std::string>();
+    } else {
+      top.error("name", "expected a string, found " + describe(*name));
+    }
+  }
+
+  if (const json* meta = top.find("metadata")) {
+    if (!meta->is_object()) {
+      top.error("metadata", "expected an object of string values, found " + describe(*meta));
+    } else {
+      m.has_metadata = true;
+      for (auto it = meta->begin(); it != meta->end(); ++it) {
+        if (!it->is_string()) {
+          diag.error(child("/metadata", it.key()),
+                     "expected a string value, found " + describe(*it));
+          continue;
+        }
+        m.metadata.emplace_back(it.key(), it->get<std::string>());
+      }
+      // nlohmann's object is a std::map, so this is already sorted; sort
+      // anyway with the byte order FlatBuffers' key lookup uses.
+      std::sort(m.metadata.begin(), m.metadata.end());
+    }
+  }
+
+  const json* layers = top.find("layers");
+  if (!layers) {
+    top.error("layers", "missing; expected an array of layers");
+  } else if (!layers->is_array()) {
+    top.error("layers", "expected an array of layers, found " + describe(*layers));
+  } else if (layers->empty()) {
+    top.error("layers", "expected at least one layer, found an empty array");
+  } else if (layers->size() > kMaxU32) {
+    top.error("layers", "too many layers (the bundle indexes them with 32 bits)");
+  } else {
+    std::map<std::string, size_t> first_index;
+    for (size_t i = 0; i < layers->size(); ++i) {
+      const json& lv = (*layers)[i];
+      // Check names even for layers that fail, so duplicates are reported
+      // in the same run.
+      if (lv.is_object()) {
+        auto it = lv.find("name");
+        if (it != lv.end() && it->is_string()) {
+          auto [pos, inserted] = first_index.emplace(it->get<std::string>(), i);
+          if (!inserted) {
+            diag.error(child(child("/layers", i), "name"),
+                       "duplicate layer name " + quote(it->get_ref<const std::string&>()) +
+                           " (first used at /layers/" + std::to_string(pos->second) + ")");
+          }
+        }
+      }
+      auto layer = parse_layer(lv, i, folder, diag);
+      if (layer) m.layers.push_back(std::move(*layer));
+    }
+  }
+  top.report_unknown();
+  return m;
+}
+
+void check_tensor_files(const Manifest& manifest, Diagnostics& diag) {
+  for (const auto& layer : manifest.layers) {
+    for (const auto& t : layer.tensors) {
+      // The resolved path too when it differs: the manifest's folder is
+      // often not the current one.
+      std::string file = quote(t.path_text);
+      if (t.path.string() != t.path_text) file += " (" + t.path.string() + ")";
+      struct stat st;
+      if (::stat(t.path.c_str(), &st) != 0) {
+        const int err = errno;
+        diag.error(t.pointer, "cannot open " + file + ": " + std::strerror(err));
+        continue;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        diag.error(t.pointer, file + " is not a regular file" +
+                                  (S_ISDIR(st.st_mode) ? " (it is a directory)" : ""));
+        continue;
+      }
+      const int fd = ::open(t.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        const int err = errno;
+        diag.error(t.pointer, "cannot open " + file + ": " + std::strerror(err));
+        continue;
+      }
+      ::close(fd);
+      const uint64_t found = static_cast<uint64_t>(st.st_size);
+      if (found != t.size) {
+        diag.error(t.pointer, file + ": expected " + std::to_string(t.size) + " bytes (" +
+                                  shape_text(t.plan.source_shape) + " " +
+                                  std::string(mpsb::to_string(t.source_dtype)) + "), found " +
+                                  std::to_string(found));
+      }
+    }
+  }
+}
+
+}  // namespace mpsbc

@@ -1,0 +1,340 @@
+#include "mpsbc/reference.h"
+
+#include <fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace mpsbc {
+namespace {
+
+using mpsb::DType;
+using mpsb::Error;
+using mpsb::Layer;
+using mpsb::LayerKind;
+using mpsb::Result;
+using mpsb::TensorRole;
+
+Result<FeatureMap> fail(const Layer& layer, const std::string& what) {
+  return {Error::kInvalidArgument, "layer '" + std::string(layer.name()) + "': " + what};
+}
+
+float bf16_to_float(uint16_t v) {
+  const uint32_t bits = uint32_t(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<float> decode(const mpsb::Tensor& t) {
+  const uint64_t n = t.element_count();
+  std::vector<float> out(n);
+  const auto* p = static_cast<const uint8_t*>(t.data());
+  switch (t.dtype()) {
+    case DType::kFloat32:
+      std::memcpy(out.data(), p, n * 4);
+      break;
+    case DType::kFloat16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = fp16_ieee_to_fp32_value(h);
+      }
+      break;
+    case DType::kBFloat16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = bf16_to_float(h);
+      }
+      break;
+    case DType::kUInt8:
+      for (uint64_t i = 0; i < n; ++i) out[i] = p[i];
+      break;
+  }
+  return out;
+}
+
+std::vector<float> vector_or(const Layer& layer, TensorRole role, uint64_t n, float fill) {
+  if (auto t = layer.find(role)) return decode(*t);
+  return std::vector<float>(n, fill);
+}
+
+uint64_t product(const std::vector<uint64_t>& s) {
+  uint64_t n = 1;
+  for (uint64_t d : s) n *= d;
+  return n;
+}
+
+// NCHW -> NHWC and back.
+std::vector<float> to_nhwc(const FeatureMap& m) {
+  const uint64_t n = m.shape[0], c = m.shape[1], h = m.shape[2], w = m.shape[3];
+  std::vector<float> out(m.data.size());
+  for (uint64_t b = 0; b < n; ++b)
+    for (uint64_t ch = 0; ch < c; ++ch)
+      for (uint64_t y = 0; y < h; ++y)
+        for (uint64_t x = 0; x < w; ++x)
+          out[((b * h + y) * w + x) * c + ch] = m.data[((b * c + ch) * h + y) * w + x];
+  return out;
+}
+
+FeatureMap from_nhwc(const std::vector<float>& v, uint64_t n, uint64_t h, uint64_t w, uint64_t c) {
+  FeatureMap m{{n, c, h, w}, std::vector<float>(v.size())};
+  for (uint64_t b = 0; b < n; ++b)
+    for (uint64_t ch = 0; ch < c; ++ch)
+      for (uint64_t y = 0; y < h; ++y)
+        for (uint64_t x = 0; x < w; ++x)
+          m.data[((b * c + ch) * h + y) * w + x] = v[((b * h + y) * w + x) * c + ch];
+  return m;
+}
+
+// Ordinary convolution on NHWC with an OHWI kernel. `in_y(oy, ky)` maps an
+// output row and kernel row to an input row, or -1 for a zero (padding or,
+// for transposed convs, an inserted zero); likewise `in_x`.
+template <typename MapY, typename MapX>
+std::vector<float> conv_nhwc(const std::vector<float>& in, uint64_t n, uint64_t h, uint64_t w,
+                             uint64_t cin, const std::vector<float>& wt,
+                             const std::vector<float>& bias, uint64_t cout, uint64_t kh,
+                             uint64_t kw, uint64_t groups, uint64_t oh, uint64_t ow, MapY in_y,
+                             MapX in_x) {
+  const uint64_t ig = cin / groups, og = cout / groups;
+  std::vector<float> out(n * oh * ow * cout);
+  std::vector<double> acc(cout);
+  for (uint64_t b = 0; b < n; ++b) {
+    for (uint64_t oy = 0; oy < oh; ++oy) {
+      for (uint64_t ox = 0; ox < ow; ++ox) {
+        for (uint64_t o = 0; o < cout; ++o) acc[o] = bias.empty() ? 0.0 : bias[o];
+        for (uint64_t ky = 0; ky < kh; ++ky) {
+          const int64_t y = in_y(oy, ky);
+          if (y < 0 || uint64_t(y) >= h) continue;
+          for (uint64_t kx = 0; kx < kw; ++kx) {
+            const int64_t x = in_x(ox, kx);
+            if (x < 0 || uint64_t(x) >= w) continue;
+            const float* px = &in[((b * h + uint64_t(y)) * w + uint64_t(x)) * cin];
+            for (uint64_t o = 0; o < cout; ++o) {
+              const uint64_t g = o / og;
+              const float* pw = &wt[((o * kh + ky) * kw + kx) * ig];
+              const float* pi = px + g * ig;
+              double s = 0;
+              for (uint64_t i = 0; i < ig; ++i) s += double(pi[i]) * double(pw[i]);
+              acc[o] += s;
+            }
+          }
+        }
+        float* po = &out[((b * oh + oy) * ow + ox) * cout];
+        for (uint64_t o = 0; o < cout; ++o) po[o] = float(acc[o]);
+      }
+    }
+  }
+  return out;
+}
+
+Result<FeatureMap> run_conv(const Layer& layer, const FeatureMap& input, bool transposed) {
+  const mpsb::ConvParams p = layer.conv();
+  if (input.shape.size() != 4 || input.shape[1] != p.in_channels) {
+    return fail(layer, "probe input is not [N, " + std::to_string(p.in_channels) + ", H, W]");
+  }
+  auto wt = decode_weights(layer);
+  if (!wt.ok()) return {wt.error(), wt.message()};
+  const std::vector<float> bias =
+      layer.find(TensorRole::kBias) ? decode(*layer.find(TensorRole::kBias)) : std::vector<float>{};
+  const uint64_t n = input.shape[0], h = input.shape[2], w = input.shape[3];
+  const auto nhwc = to_nhwc(input);
+  const int64_t sh = p.stride_h, sw = p.stride_w, dh = p.dilation_h, dw = p.dilation_w;
+  const int64_t kh = p.kernel_h, kw = p.kernel_w;
+  if (!transposed) {
+    const int64_t oh = (int64_t(h) + 2 * p.padding_h - dh * (kh - 1) - 1) / sh + 1;
+    const int64_t ow = (int64_t(w) + 2 * p.padding_w - dw * (kw - 1) - 1) / sw + 1;
+    if (oh <= 0 || ow <= 0) return fail(layer, "output would be empty");
+    const int64_t ph = p.padding_h, pw = p.padding_w;
+    auto out = conv_nhwc(
+        nhwc, n, h, w, p.in_channels, *wt, bias, p.out_channels, uint64_t(kh), uint64_t(kw),
+        p.groups, uint64_t(oh), uint64_t(ow),
+        [&](uint64_t oy, uint64_t ky) { return int64_t(oy) * sh - ph + int64_t(ky) * dh; },
+        [&](uint64_t ox, uint64_t kx) { return int64_t(ox) * sw - pw + int64_t(kx) * dw; });
+    return from_nhwc(out, n, uint64_t(oh), uint64_t(ow), p.out_channels);
+  }
+  // Transposed: insert stride-1 zeros between input pixels, pad by
+  // dilation*(k-1)-padding (plus output_padding at the far end), then an
+  // ordinary stride-1 convolution with the stored, already rotated kernel.
+  const int64_t oh =
+      (int64_t(h) - 1) * sh - 2 * p.padding_h + dh * (kh - 1) + p.output_padding_h + 1;
+  const int64_t ow =
+      (int64_t(w) - 1) * sw - 2 * p.padding_w + dw * (kw - 1) + p.output_padding_w + 1;
+  if (oh <= 0 || ow <= 0) return fail(layer, "output would be empty");
+  const int64_t lead_h = dh * (kh - 1) - p.padding_h, lead_w = dw * (kw - 1) - p.padding_w;
+  auto up = [](int64_t u, int64_t stride) -> int64_t {
+    if (u < 0 || u % stride != 0) return -1;
+    return u / stride;
+  };
+  auto out = conv_nhwc(
+      nhwc, n, h, w, p.in_channels, *wt, bias, p.out_channels, uint64_t(kh), uint64_t(kw), p.groups,
+      uint64_t(oh), uint64_t(ow),
+      [&](uint64_t oy, uint64_t ky) { return up(int64_t(oy) - lead_h + int64_t(ky) * dh, sh); },
+      [&](uint64_t ox, uint64_t kx) { return up(int64_t(ox) - lead_w + int64_t(kx) * dw, sw); });
+  return from_nhwc(out, n, uint64_t(oh), uint64_t(ow), p.out_channels);
+}
+
+Result<FeatureMap> run_linear(const Layer& layer, const FeatureMap& input) {
+  const mpsb::LinearParams p = layer.linear();
+  if (input.shape.empty() || product(input.shape) % p.in_features != 0 ||
+      product(input.shape) / input.shape[0] != p.in_features) {
+    return fail(layer, "probe input does not hold " + std::to_string(p.in_features) +
+                           " features per sample");
+  }
+  auto wt = decode_weights(layer);
+  if (!wt.ok()) return {wt.error(), wt.message()};
+  const uint64_t n = input.shape[0], f = p.in_features;
+  const auto bias = vector_or(layer, TensorRole::kBias, p.out_features, 0.0f);
+  FeatureMap out{{n, p.out_features}, std::vector<float>(n * p.out_features)};
+  std::vector<float> x(f);
+  for (uint64_t b = 0; b < n; ++b) {
+    const float* src = &input.data[b * f];
+    if (p.flattened()) {
+      // MPS feature maps are HWC: feed the flattened CHW map in that order.
+      const uint64_t c = p.input_c, h = p.input_h, w = p.input_w;
+      for (uint64_t ch = 0; ch < c; ++ch)
+        for (uint64_t y = 0; y < h; ++y)
+          for (uint64_t xx = 0; xx < w; ++xx) x[(y * w + xx) * c + ch] = src[(ch * h + y) * w + xx];
+    } else {
+      std::copy(src, src + f, x.begin());
+    }
+    for (uint64_t o = 0; o < p.out_features; ++o) {
+      const float* pw = &(*wt)[o * f];
+      double s = bias[o];
+      for (uint64_t i = 0; i < f; ++i) s += double(x[i]) * double(pw[i]);
+      out.data[b * p.out_features + o] = float(s);
+    }
+  }
+  return out;
+}
+
+Result<FeatureMap> run_norm(const Layer& layer, const FeatureMap& input, bool instance) {
+  const mpsb::NormParams p = layer.norm();
+  if (input.shape.size() != 4 || input.shape[1] != p.num_features) {
+    return fail(layer, "probe input is not [N, " + std::to_string(p.num_features) + ", H, W]");
+  }
+  const uint64_t n = input.shape[0], c = p.num_features, hw = input.shape[2] * input.shape[3];
+  const auto gamma = vector_or(layer, TensorRole::kWeight, c, 1.0f);
+  const auto beta = vector_or(layer, TensorRole::kBias, c, 0.0f);
+  const auto mean = vector_or(layer, TensorRole::kRunningMean, c, 0.0f);
+  const auto var = vector_or(layer, TensorRole::kRunningVar, c, 1.0f);
+  FeatureMap out{input.shape, std::vector<float>(input.data.size())};
+  for (uint64_t b = 0; b < n; ++b) {
+    for (uint64_t ch = 0; ch < c; ++ch) {
+      const float* src = &input.data[(b * c + ch) * hw];
+      double mu = mean[ch], sigma2 = var[ch];
+      if (instance) {
+        // Biased variance over the instance's own H x W, as both PyTorch
+        // and MPS compute it.
+        double s = 0, s2 = 0;
+        for (uint64_t i = 0; i < hw; ++i) s += src[i];
+        mu = s / double(hw);
+        for (uint64_t i = 0; i < hw; ++i) s2 += (src[i] - mu) * (src[i] - mu);
+        sigma2 = s2 / double(hw);
+      }
+      const double scale = gamma[ch] / std::sqrt(sigma2 + double(p.eps));
+      float* dst = &out.data[(b * c + ch) * hw];
+      for (uint64_t i = 0; i < hw; ++i) dst[i] = float((src[i] - mu) * scale + beta[ch]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<float>> decode_weights(const Layer& layer) {
+  const auto w = layer.find(TensorRole::kWeight);
+  if (!w) return {Error::kNotFound, "layer '" + std::string(layer.name()) + "' has no weight"};
+  std::vector<float> v = decode(*w);
+  switch (layer.quantization()) {
+    case mpsb::Quantization::kNone:
+      break;
+    case mpsb::Quantization::kLinear: {
+      // rangesForUInt8Kernel: w = q / 255 * (max - min) + min per output channel.
+      const auto r = layer.find(TensorRole::kQuantRanges);
+      if (!r) return {Error::kBadField, "uint8-linear layer without ranges"};
+      const auto ranges = decode(*r);
+      const uint64_t out = w->shape()[0], per = v.size() / out;
+      for (uint64_t o = 0; o < out; ++o) {
+        const double lo = ranges[2 * o], hi = ranges[2 * o + 1];
+        for (uint64_t i = 0; i < per; ++i) {
+          v[o * per + i] = float(v[o * per + i] / 255.0 * (hi - lo) + lo);
+        }
+      }
+      break;
+    }
+    case mpsb::Quantization::kLookupTable: {
+      const auto t = layer.find(TensorRole::kQuantLookupTable);
+      if (!t) return {Error::kBadField, "uint8-lut layer without a lookup table"};
+      const auto table = decode(*t);
+      for (float& x : v) x = table[size_t(x)];
+      break;
+    }
+  }
+  return v;
+}
+
+Result<FeatureMap> run_reference(const Layer& layer, const FeatureMap& input) {
+  if (product(input.shape) != input.data.size() || input.shape.empty()) {
+    return fail(layer, "probe input shape does not match its data");
+  }
+  switch (layer.kind()) {
+    case LayerKind::kConv2d:
+      return run_conv(layer, input, false);
+    case LayerKind::kConvTranspose2d:
+      return run_conv(layer, input, true);
+    case LayerKind::kLinear:
+      return run_linear(layer, input);
+    case LayerKind::kBatchNorm2d:
+      return run_norm(layer, input, false);
+    case LayerKind::kInstanceNorm2d:
+      return run_norm(layer, input, true);
+  }
+  return fail(layer, "unknown layer kind");
+}
+
+void apply_activation(const Layer& layer, FeatureMap* map) {
+  const float a = layer.activation_alpha();
+  for (float& x : map->data) {
+    switch (layer.activation()) {
+      case mpsb::Activation::kNone:
+        break;
+      case mpsb::Activation::kReLU:
+        x = std::max(x, 0.0f);
+        break;
+      case mpsb::Activation::kReLU6:
+        x = std::clamp(x, 0.0f, 6.0f);
+        break;
+      case mpsb::Activation::kLeakyReLU:
+        x = x >= 0 ? x : a * x;
+        break;
+      case mpsb::Activation::kSigmoid:
+        x = 1.0f / (1.0f + std::exp(-x));
+        break;
+      case mpsb::Activation::kTanh:
+        x = std::tanh(x);
+        break;
+    }
+  }
+}
+
+Comparison compare(const FeatureMap& got, const FeatureMap& want) {
+  Comparison c;
+  if (got.shape != want.shape || got.data.size() != want.data.size()) {
+    c.mismatched_shape = 1;
+    c.max_abs_error = c.max_rel_error = INFINITY;
+    return c;
+  }
+  double peak = 0;
+  for (size_t i = 0; i < got.data.size(); ++i) {
+    const double d = std::fabs(double(got.data[i]) - double(want.data[i]));
+    if (!(d <= c.max_abs_error)) c.max_abs_error = d;  // NaN propagates
+    peak = std::max(peak, std::fabs(double(want.data[i])));
+  }
+  c.max_rel_error = c.max_abs_error / std::max(peak, 1e-12);
+  return c;
+}
+
+}  // namespace mpsbc

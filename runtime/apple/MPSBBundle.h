@@ -1,0 +1,264 @@
+// Objective-C adapters: an .mpsb bundle as Metal Performance Shaders data
+// sources.
+//
+// MPSBBundle opens a bundle (mmap, checked as mpsb::Bundle::open checks it)
+// and hands out, by layer name, objects that conform to MPS's data-source
+// protocols:
+//
+//   conv2d, conv_transpose2d, linear -> MPSBConvolutionDataSource
+//                                       <MPSCNNConvolutionDataSource>
+//   batch_norm2d                     -> MPSBBatchNormalizationDataSource
+//                                       <MPSCNNBatchNormalizationDataSource>
+//   instance_norm2d                  -> MPSBInstanceNormalizationDataSource
+//                                       <MPSCNNInstanceNormalizationDataSource>
+//
+// Ownership: the mapping is held by a reference-counted owner that the
+// MPSBBundle and every data source (and every copy of one) share. Weights,
+// biases and statistics the sources return point into the mapping and stay
+// valid as long as the object that returned them lives, even after the
+// MPSBBundle itself is released. The mapping is read-only: MPS only reads
+// through these pointers; writing through them faults.
+//
+// Threading: all objects are immutable after creation (except the opt-in
+// kernelWeightsDataType setting), so MPS may call them from any thread and
+// reentrantly, as Apple's MPSCNNConvolutionDataSource documentation allows.
+//
+// Memory model: the implementation (MPSBBundle.mm) is written for manual
+// retain/release and compiles unchanged under ARC (retain/release calls are
+// macros that vanish under ARC). The interface below is plain Objective-C
+// with no C++, so Swift imports it through a bridging header or module.
+//
+// Requires MetalPerformanceShaders from macOS 10.14 / iOS 12 / tvOS 12
+// (MPSNNNeuronDescriptor for the fused activation).
+
+#ifndef MPSB_APPLE_MPSBBUNDLE_H_
+#define MPSB_APPLE_MPSBBUNDLE_H_
+
+#import <Foundation/Foundation.h>
+#import <MetalPerformanceShaders/MetalPerformanceShaders.h>
+
+// Nullability and generics where the compiler has them (Apple clang); empty
+// under GCC's Objective-C (the GNUstep check build).
+#if defined(__has_feature) && __has_feature(nullability)
+#define MPSB_NULLABLE _Nullable
+#define MPSB_NONNULL _Nonnull
+#else
+#define MPSB_NULLABLE
+#define MPSB_NONNULL
+#endif
+#if defined(__has_feature) && __has_feature(objc_generics)
+#define MPSB_STRING_ARRAY NSArray<NSString *>
+#else
+#define MPSB_STRING_ARRAY NSArray
+#endif
+#ifndef NS_SWIFT_NAME
+#define NS_SWIFT_NAME(name)
+#endif
+
+NS_ASSUME_NONNULL_BEGIN
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+// Error domain of every NSError these classes return. The code is the
+// mpsb::Error / mpsb_status value (MPSB_ERROR_NOT_FOUND = 2, ...), the
+// localizedDescription the runtime's message, which names the file and place.
+extern NSString *const MPSBErrorDomain;
+#ifdef __cplusplus
+}
+#endif
+
+@class MPSBConvolutionDataSource;
+@class MPSBBatchNormalizationDataSource;
+@class MPSBInstanceNormalizationDataSource;
+
+// Private C++ state of each class, defined in MPSBBundle.mm. The instance
+// variables are declared here, not in the @implementation, because GCC's
+// Objective-C (the GNUstep check build) accepts them only in the @interface.
+struct MPSBBundleState;
+struct MPSBConvolutionState;
+struct MPSBBatchNormState;
+struct MPSBInstanceNormState;
+
+// An opened bundle. Immutable; safe to use from many threads.
+@interface MPSBBundle : NSObject {
+ @private
+  struct MPSBBundleState *_state;
+  NSString *_name;
+  NSArray *_layerNames;
+}
+
+// Maps `path` read-only and checks it (size, identifier, FlatBuffers
+// verifier, semantic checks); opening touches no weight page. Returns nil and
+// sets *error on failure.
++ (instancetype MPSB_NULLABLE)bundleWithPath:(NSString *)path
+                                       error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+// As above; with verifyChecksums also checks every tensor checksum and the
+// digests, which reads the whole file.
++ (instancetype MPSB_NULLABLE)bundleWithPath:(NSString *)path
+                             verifyChecksums:(BOOL)verifyChecksums
+                                       error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+
+- (instancetype)init NS_UNAVAILABLE;
+
+// Bundle name from the manifest ("" when none).
+@property(nonatomic, readonly, copy) NSString *name;
+// Layer names in network (manifest) order.
+@property(nonatomic, readonly, copy) MPSB_STRING_ARRAY *layerNames;
+
+// The whole data segment, for one -[MTLDevice newBufferWithBytesNoCopy:
+// length:options:deallocator:]: page-aligned (when the bundle's segment
+// alignment is at least the page size, 16384 by default) and segmentLength is
+// a multiple of the segment alignment. Read-only memory in the mapping; valid
+// while this MPSBBundle lives (keep it alive for as long as the MTLBuffer).
+@property(nonatomic, readonly) const void *segmentBytes;
+@property(nonatomic, readonly) NSUInteger segmentLength;
+
+// Data sources by layer name. Each returns nil and sets *error with code
+// MPSB_ERROR_NOT_FOUND (2) when there is no such layer and
+// MPSB_ERROR_WRONG_LAYER_KIND (3) when the layer has another kind.
+// The returned object keeps the mapping alive on its own.
+
+// conv2d, conv_transpose2d, or linear (MPSCNNFullyConnected takes a
+// convolution data source whose kernel spans the whole input).
+- (MPSBConvolutionDataSource *MPSB_NULLABLE)
+    convolutionDataSourceForLayer:(NSString *)layerName
+                            error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+- (MPSBBatchNormalizationDataSource *MPSB_NULLABLE)
+    batchNormalizationDataSourceForLayer:(NSString *)layerName
+                                   error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+- (MPSBInstanceNormalizationDataSource *MPSB_NULLABLE)
+    instanceNormalizationDataSourceForLayer:(NSString *)layerName
+                                      error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+
+@end
+
+// MPSCNNConvolutionDataSource over one conv2d, conv_transpose2d or linear
+// layer. Use it with -[MPSCNNConvolution initWithDevice:weights:],
+// -[MPSCNNConvolutionTranspose initWithDevice:weights:] (isTransposed) or
+// -[MPSCNNFullyConnected initWithDevice:weights:] (isFullyConnected).
+@interface MPSBConvolutionDataSource : NSObject <MPSCNNConvolutionDataSource> {
+ @private
+  struct MPSBConvolutionState *_state;
+  MPSCNNConvolutionDescriptor *_descriptor;
+  NSString *_label;
+  MPSDataType _kernelWeightsDataType;
+}
+
+- (instancetype)init NS_UNAVAILABLE;
+
+// --- MPSCNNConvolutionDataSource, required ---
+// Element type of -weights: MPSDataTypeFloat32, Float16 or UInt8
+// (MPSDataTypeInvalid for bfloat16, which MPS cannot take).
+- (MPSDataType)dataType;
+// Kernel size, total input/output feature channels, strides, dilation,
+// groups and the fused activation (fusedNeuronDescriptor). A depthwise conv2d
+// (groups == input channels > 1) gets an MPSCNNDepthWiseConvolutionDescriptor
+// with groups 1, the form Apple documents for depthwise weights
+// [outputChannels][kH][kW]. The same object is returned on every call; MPS
+// does not modify it.
+- (MPSCNNConvolutionDescriptor *)descriptor;
+// OHWI weights [out][kH][kW][in/groups] in the mapping (for a transposed
+// conv already rotated 180 degrees by the compiler, since MPS uses them
+// as-is).
+- (void *)weights;
+// outputFeatureChannels floats in the mapping, or NULL when the layer has no
+// bias.
+- (float *MPSB_NULLABLE)biasTerms;
+// madvise(WILLNEED) over the weights and bias; always YES (the bytes are
+// already mapped and checked).
+- (BOOL)load;
+// madvise(DONTNEED): the pages are file-backed, so they are dropped and read
+// again from the file on the next access.
+- (void)purge;
+// The layer name.
+- (NSString *MPSB_NULLABLE)label;
+
+// --- MPSCNNConvolutionDataSource, optional ---
+// MPSCNNConvolutionWeightsLayoutOHWI, the only layout Apple defines.
+- (MPSCNNConvolutionWeightsLayout)weightsLayout;
+// None for float weights; Linear or LookupTable for uint8 weights, as the
+// compiler quantized them.
+- (MPSCNNWeightsQuantizationType)weightsQuantizationType;
+// uint8 + Linear: outputFeatureChannels {min, max} pairs in the mapping.
+// NULL when the layer has none.
+- (vector_float2 *)rangesForUInt8Kernel;
+// uint8 + LookupTable: 256 floats in the mapping. NULL when the layer has
+// none.
+- (float *)lookupTableForUInt8Kernel;
+
+// Precision MPS converts the weights to for the kernel. Apple: uint8 and
+// float16 weights must use MPSDataTypeFloat16; float32 weights may use
+// Float16 or Float32, and Float32 requires the convolution's
+// accumulatorPrecisionOption to be MPSNNConvolutionAccumulatorPrecisionOptionFloat.
+// Default MPSDataTypeFloat16 (what MPS does when the method is absent).
+// Setting Float32 on non-float32 weights is ignored.
+@property(nonatomic) MPSDataType kernelWeightsDataType;
+
+// --- Extras for building the MPS kernel (not part of the protocol) ---
+@property(nonatomic, readonly) BOOL isTransposed;      // conv_transpose2d
+@property(nonatomic, readonly) BOOL isFullyConnected;  // linear
+@property(nonatomic, readonly) BOOL isDepthwise;
+// PyTorch padding and output_padding: MPS takes padding through the
+// kernel's offset / padding policy, which the app sets.
+// TODO(fidelity issue): derive MPSCNNConvolutionTranspose kernelOffsetX/Y
+// from padding and output_padding once checked on a device.
+@property(nonatomic, readonly) NSUInteger paddingX, paddingY;
+@property(nonatomic, readonly) NSUInteger outputPaddingX, outputPaddingY;
+// Byte length of -weights.
+@property(nonatomic, readonly) NSUInteger weightsLength;
+
+@end
+
+// MPSCNNBatchNormalizationDataSource over one batch_norm2d layer, for
+// -[MPSCNNBatchNormalization initWithDevice:dataSource:].
+@interface MPSBBatchNormalizationDataSource : NSObject <MPSCNNBatchNormalizationDataSource> {
+ @private
+  struct MPSBBatchNormState *_state;
+  NSString *_label;
+}
+
+- (instancetype)init NS_UNAVAILABLE;
+
+- (NSUInteger)numberOfFeatureChannels;
+// numberOfFeatureChannels floats. In the mapping, or, when PyTorch had
+// affine=False, owned arrays of ones (gamma) and zeros (beta).
+- (float *MPSB_NULLABLE)gamma;
+- (float *MPSB_NULLABLE)beta;
+// Running statistics, in the mapping (the bundle always has them).
+- (float *MPSB_NULLABLE)mean;
+- (float *MPSB_NULLABLE)variance;
+// PyTorch's eps (MPS's own default differs).
+- (float)epsilon;
+- (BOOL)load;
+- (void)purge;
+- (NSString *MPSB_NULLABLE)label;
+
+@end
+
+// MPSCNNInstanceNormalizationDataSource over one instance_norm2d layer, for
+// -[MPSCNNInstanceNormalization initWithDevice:dataSource:].
+@interface MPSBInstanceNormalizationDataSource : NSObject <MPSCNNInstanceNormalizationDataSource> {
+ @private
+  struct MPSBInstanceNormState *_state;
+  NSString *_label;
+}
+
+- (instancetype)init NS_UNAVAILABLE;
+
+- (NSUInteger)numberOfFeatureChannels;
+// In the mapping, or owned ones / zeros when PyTorch had affine=False.
+- (float *MPSB_NULLABLE)gamma;
+- (float *MPSB_NULLABLE)beta;
+// Always PyTorch's eps: MPS uses FLT_MIN when a source gives none.
+- (float)epsilon;
+- (NSString *MPSB_NULLABLE)label;
+// Not in the protocol; madvise hints over the layer's tensors.
+- (BOOL)load;
+- (void)purge;
+
+@end
+
+NS_ASSUME_NONNULL_END
+
+#endif  // MPSB_APPLE_MPSBBUNDLE_H_

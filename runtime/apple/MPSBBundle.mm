@@ -1,0 +1,675 @@
+// Objective-C adapters over the C++ views (mpsb/bundle.h, mpsb/sources.h).
+//
+// Memory model: manual retain/release. Every retain, release and autorelease
+// goes through the MPSB_* macros below, which vanish under ARC, so the same
+// file is correct compiled with -fno-objc-arc (the Apple build; GNUstep's GCC
+// has no ARC) and with -fobjc-arc.
+//
+// C++ state lives behind one raw pointer per object, created in the
+// initializer and deleted in -dealloc. GCC's Objective-C++ runs no C++
+// constructors or destructors for instance variables (clang does), so a
+// std::shared_ptr ivar would silently never be destroyed there; a pointer to a
+// heap struct behaves the same under both compilers.
+//
+// Lifetime: every object holds a std::shared_ptr<const mpsb::Bundle>. The
+// mapping is unmapped when the last MPSBBundle or data source (or copy) that
+// shares it is deallocated.
+//
+// Method contracts cited below are from Apple's MetalPerformanceShaders
+// headers (MPSCNNConvolution.h, MPSCNNBatchNormalization.h,
+// MPSCNNInstanceNormalization.h, MPSCNNNeuronType.h) as documented at
+// developer.apple.com/documentation/metalperformanceshaders.
+
+#import "MPSBBundle.h"
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mpsb/bundle.h"
+#include "mpsb/result.h"
+#include "mpsb/sources.h"
+#include "mpsb/types.h"
+
+#if defined(__has_feature) && __has_feature(objc_arc)
+#define MPSB_RETAIN(x) (x)
+#define MPSB_RELEASE(x) ((void)0)
+#define MPSB_AUTORELEASE(x) (x)
+#define MPSB_SUPER_DEALLOC() ((void)0)
+#else
+#define MPSB_RETAIN(x) [(x) retain]
+#define MPSB_RELEASE(x) [(x) release]
+#define MPSB_AUTORELEASE(x) [(x) autorelease]
+#define MPSB_SUPER_DEALLOC() [super dealloc]
+#endif
+
+NSString *const MPSBErrorDomain = @"MPSBErrorDomain";
+
+namespace {
+
+using SharedBundle = std::shared_ptr<const mpsb::Bundle>;
+
+// The MPSDataType and MPSCNN* enum values are Apple's; the runtime's mirror
+// enums must agree with the ones the SDK (or the stubs) declare.
+static_assert(static_cast<uint32_t>(mpsb::MPSDataType::kFloat32) ==
+                  static_cast<uint32_t>(MPSDataTypeFloat32),
+              "MPSDataTypeFloat32");
+static_assert(static_cast<uint32_t>(mpsb::MPSDataType::kFloat16) ==
+                  static_cast<uint32_t>(MPSDataTypeFloat16),
+              "MPSDataTypeFloat16");
+static_assert(static_cast<uint32_t>(mpsb::MPSDataType::kUInt8) ==
+                  static_cast<uint32_t>(MPSDataTypeUInt8),
+              "MPSDataTypeUInt8");
+static_assert(static_cast<uint32_t>(mpsb::MPSWeightsLayout::kOHWI) ==
+                  static_cast<uint32_t>(MPSCNNConvolutionWeightsLayoutOHWI),
+              "MPSCNNConvolutionWeightsLayoutOHWI");
+
+NSString *StringFromView(std::string_view s) {
+  NSString *r = [[NSString alloc] initWithBytes:s.data()
+                                         length:s.size()
+                                       encoding:NSUTF8StringEncoding];
+  if (r == nil) {
+    // Not UTF-8 (a host path in an error message, say): keep every byte.
+    r = [[NSString alloc] initWithBytes:s.data()
+                                 length:s.size()
+                               encoding:NSISOLatin1StringEncoding];
+  }
+  return MPSB_AUTORELEASE(r);
+}
+
+std::string StringFromNSString(NSString *s) {
+  const char *utf8 = [s UTF8String];
+  return utf8 ? std::string(utf8) : std::string();
+}
+
+void SetError(NSError **error, mpsb::Error code, const std::string &message) {
+  if (error == NULL) return;
+  NSDictionary *info = [NSDictionary dictionaryWithObject:StringFromView(message)
+                                                   forKey:NSLocalizedDescriptionKey];
+  *error = [NSError errorWithDomain:MPSBErrorDomain
+                               code:static_cast<NSInteger>(code)
+                           userInfo:info];
+}
+
+std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name, NSError **error) {
+  if (name == nil) {
+    SetError(error, mpsb::Error::kInvalidArgument, "layer name is nil");
+    return std::nullopt;
+  }
+  const std::string key = StringFromNSString(name);
+  std::optional<mpsb::Layer> layer = bundle->find(key);
+  if (!layer) {
+    SetError(error, mpsb::Error::kNotFound, "no layer named '" + key + "' in the bundle");
+  }
+  return layer;
+}
+
+// The fused activation as MPS's neuron descriptor (MPSCNNNeuronType.h):
+//   ReLU   f(x) = x >= 0 ? x : a * x   (a = 0: ReLU; a = slope: LeakyReLU)
+//   ReLUN  f(x) = min(x >= 0 ? x : a * x, b)   (a = 0, b = 6: ReLU6)
+//   Sigmoid f(x) = 1 / (1 + e^-x)
+//   TanH   f(x) = a * tanh(b * x)      (a = b = 1: PyTorch's Tanh)
+// nil for no activation: the descriptor's default is MPSCNNNeuronTypeNone.
+MPSNNNeuronDescriptor *NeuronFor(mpsb::Activation a, float alpha) {
+  switch (a) {
+    case mpsb::Activation::kNone:
+      return nil;
+    case mpsb::Activation::kReLU:
+      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLU a:0.0f b:0.0f];
+    case mpsb::Activation::kReLU6:
+      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLUN
+                                                              a:0.0f
+                                                              b:6.0f];
+    case mpsb::Activation::kLeakyReLU:
+      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLU
+                                                              a:alpha
+                                                              b:0.0f];
+    case mpsb::Activation::kSigmoid:
+      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeSigmoid
+                                                              a:0.0f
+                                                              b:0.0f];
+    case mpsb::Activation::kTanh:
+      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeTanH a:1.0f b:1.0f];
+  }
+  return nil;
+}
+
+bool IsDepthwise(const mpsb::ConvolutionSource &s) {
+  return s.kind() == mpsb::LayerKind::kConv2d && s.groups() > 1 &&
+         s.groups() == s.input_feature_channels();
+}
+
+// A +1 descriptor. Apple: "MPS will not modify this object other than
+// perhaps to retain it", so one per data source is built up front and
+// returned on every -descriptor call.
+MPSCNNConvolutionDescriptor *NewDescriptor(const mpsb::ConvolutionSource &s) {
+  const bool depthwise = IsDepthwise(s);
+  // MPSCNNDepthWiseConvolutionDescriptor: "group must be 1", weights
+  // [outputFeatureChannels][kH][kW], which is OHWI with in/groups = 1.
+  Class cls = depthwise ? [MPSCNNDepthWiseConvolutionDescriptor class]
+                        : [MPSCNNConvolutionDescriptor class];
+  MPSCNNConvolutionDescriptor *d =
+      [cls cnnConvolutionDescriptorWithKernelWidth:s.kernel_width()
+                                      kernelHeight:s.kernel_height()
+                              inputFeatureChannels:s.input_feature_channels()
+                             outputFeatureChannels:s.output_feature_channels()];
+  d.strideInPixelsX = s.stride_x();
+  d.strideInPixelsY = s.stride_y();
+  d.dilationRateX = s.dilation_x();
+  d.dilationRateY = s.dilation_y();
+  d.groups = depthwise ? 1 : s.groups();
+  // fusedNeuronDescriptor replaces -setNeuronType:parameterA:parameterB:,
+  // deprecated since macOS 10.13.4 / iOS 11.3.
+  MPSNNNeuronDescriptor *neuron = NeuronFor(s.activation(), s.activation_alpha());
+  if (neuron != nil) d.fusedNeuronDescriptor = neuron;
+  return MPSB_RETAIN(d);
+}
+
+const float *FloatsOf(const std::optional<mpsb::Tensor> &t) {
+  return t ? static_cast<const float *>(t->data()) : nullptr;
+}
+
+// Gamma 1 and beta 0 for layers without affine parameters: MPS reads
+// numberOfFeatureChannels floats from both on some paths, so they are never
+// NULL.
+struct AffineDefaults {
+  std::vector<float> ones, zeros;
+  explicit AffineDefaults(uint32_t n) : ones(n, 1.0f), zeros(n, 0.0f) {}
+};
+
+}  // namespace
+
+// -init is unavailable (NS_UNAVAILABLE in the header; GNUstep defines that
+// macro as nothing, so GCC wants a definition): objects come from MPSBBundle.
+#define MPSB_UNAVAILABLE_INIT             \
+  -(instancetype)init {                   \
+    [self doesNotRecognizeSelector:_cmd]; \
+    MPSB_RELEASE(self);                   \
+    return nil;                           \
+  }
+
+// The private state behind each class's one pointer ivar (see the header).
+struct MPSBBundleState {
+  SharedBundle bundle;
+};
+
+struct MPSBConvolutionState {
+  SharedBundle bundle;
+  mpsb::Layer layer;
+  mpsb::ConvolutionSource source;  // points into *bundle, which never moves
+  const void *ranges;              // [out][2] float, or null
+  const float *lookup_table;       // [256], or null
+};
+
+struct MPSBBatchNormState {
+  SharedBundle bundle;
+  mpsb::BatchNormSource source;
+  AffineDefaults defaults;
+};
+
+struct MPSBInstanceNormState {
+  SharedBundle bundle;
+  mpsb::Layer layer;
+  mpsb::InstanceNormSource source;
+  AffineDefaults defaults;
+};
+
+// ---------------------------------------------------------------------------
+
+@interface MPSBBundle ()
+- (instancetype)initPrivate;
+@end
+
+@interface MPSBConvolutionDataSource ()
+- (instancetype)initWithConvolutionState:(MPSBConvolutionState *)state
+                   kernelWeightsDataType:(MPSDataType)kernelType;
+@end
+
+@interface MPSBBatchNormalizationDataSource ()
+- (instancetype)initWithBatchNormState:(MPSBBatchNormState *)state;
+@end
+
+@interface MPSBInstanceNormalizationDataSource ()
+- (instancetype)initWithInstanceNormState:(MPSBInstanceNormState *)state;
+@end
+
+// ---------------------------------------------------------------------------
+
+@implementation MPSBBundle
+
+MPSB_UNAVAILABLE_INIT
+
++ (instancetype)bundleWithPath:(NSString *)path error:(NSError **)error {
+  return [self bundleWithPath:path verifyChecksums:NO error:error];
+}
+
++ (instancetype)bundleWithPath:(NSString *)path
+               verifyChecksums:(BOOL)verifyChecksums
+                         error:(NSError **)error {
+  if (path == nil) {
+    SetError(error, mpsb::Error::kInvalidArgument, "bundle path is nil");
+    return nil;
+  }
+  mpsb::OpenOptions options;
+  options.verify_checksums = verifyChecksums ? true : false;
+  mpsb::Result<mpsb::Bundle> opened =
+      mpsb::Bundle::open(StringFromNSString([path stringByStandardizingPath]), options);
+  if (!opened) {
+    SetError(error, opened.error(), opened.message());
+    return nil;
+  }
+  MPSBBundle *bundle = [[self alloc] initPrivate];
+  bundle->_state =
+      new MPSBBundleState{std::make_shared<const mpsb::Bundle>(std::move(opened).value())};
+  const mpsb::Bundle &b = *bundle->_state->bundle;
+  bundle->_name = MPSB_RETAIN(StringFromView(b.name()));
+  NSMutableArray *names = [NSMutableArray arrayWithCapacity:b.layer_count()];
+  for (size_t i = 0; i < b.layer_count(); ++i) {
+    [names addObject:StringFromView(b.layer_in_network_order(i).name())];
+  }
+  bundle->_layerNames = [names copy];
+  return MPSB_AUTORELEASE(bundle);
+}
+
+- (instancetype)initPrivate {
+  return [super init];
+}
+
+- (void)dealloc {
+  delete _state;
+  MPSB_RELEASE(_name);
+  MPSB_RELEASE(_layerNames);
+  MPSB_SUPER_DEALLOC();
+}
+
+- (NSString *)name {
+  return _name;
+}
+
+- (NSArray *)layerNames {
+  return _layerNames;
+}
+
+- (const void *)segmentBytes {
+  return _state->bundle->segment().data();
+}
+
+- (NSUInteger)segmentLength {
+  return static_cast<NSUInteger>(_state->bundle->segment().size());
+}
+
+- (MPSBConvolutionDataSource *)convolutionDataSourceForLayer:(NSString *)layerName
+                                                       error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  if (!layer) return nil;
+  mpsb::Result<mpsb::ConvolutionSource> source =
+      mpsb::ConvolutionSource::from(*_state->bundle, *layer);
+  if (!source) {
+    SetError(error, source.error(), source.message());
+    return nil;
+  }
+  std::optional<mpsb::Tensor> ranges = layer->find(mpsb::TensorRole::kQuantRanges);
+  MPSBConvolutionState *state = new MPSBConvolutionState{
+      _state->bundle, *layer, std::move(source).value(), ranges ? ranges->data() : nullptr,
+      FloatsOf(layer->find(mpsb::TensorRole::kQuantLookupTable))};
+  return MPSB_AUTORELEASE([[MPSBConvolutionDataSource alloc]
+      initWithConvolutionState:state
+         kernelWeightsDataType:MPSDataTypeFloat16]);
+}
+
+- (MPSBBatchNormalizationDataSource *)batchNormalizationDataSourceForLayer:(NSString *)layerName
+                                                                     error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  if (!layer) return nil;
+  mpsb::Result<mpsb::BatchNormSource> source = mpsb::BatchNormSource::from(*_state->bundle, *layer);
+  if (!source) {
+    SetError(error, source.error(), source.message());
+    return nil;
+  }
+  const uint32_t n = source->number_of_feature_channels();
+  MPSBBatchNormState *state =
+      new MPSBBatchNormState{_state->bundle, std::move(source).value(), AffineDefaults(n)};
+  return MPSB_AUTORELEASE([[MPSBBatchNormalizationDataSource alloc] initWithBatchNormState:state]);
+}
+
+- (MPSBInstanceNormalizationDataSource *)instanceNormalizationDataSourceForLayer:
+                                             (NSString *)layerName
+                                                                           error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  if (!layer) return nil;
+  mpsb::Result<mpsb::InstanceNormSource> source =
+      mpsb::InstanceNormSource::from(*_state->bundle, *layer);
+  if (!source) {
+    SetError(error, source.error(), source.message());
+    return nil;
+  }
+  const uint32_t n = source->number_of_feature_channels();
+  MPSBInstanceNormState *state = new MPSBInstanceNormState{
+      _state->bundle, *layer, std::move(source).value(), AffineDefaults(n)};
+  return MPSB_AUTORELEASE(
+      [[MPSBInstanceNormalizationDataSource alloc] initWithInstanceNormState:state]);
+}
+
+- (NSString *)description {
+  return [NSString stringWithFormat:@"<MPSBBundle '%@': %lu layers, segment %lu bytes>", _name,
+                                    (unsigned long)[_layerNames count],
+                                    (unsigned long)[self segmentLength]];
+}
+
+@end
+
+// ---------------------------------------------------------------------------
+
+@implementation MPSBConvolutionDataSource
+
+MPSB_UNAVAILABLE_INIT
+
+// Takes ownership of `state`.
+- (instancetype)initWithConvolutionState:(MPSBConvolutionState *)state
+                   kernelWeightsDataType:(MPSDataType)kernelType {
+  self = [super init];
+  if (self == nil) {
+    delete state;
+    return nil;
+  }
+  _state = state;
+  _descriptor = NewDescriptor(state->source);
+  _label = MPSB_RETAIN(StringFromView(state->source.label()));
+  _kernelWeightsDataType = MPSDataTypeFloat16;
+  [self setKernelWeightsDataType:kernelType];
+  return self;
+}
+
+- (void)dealloc {
+  delete _state;
+  MPSB_RELEASE(_descriptor);
+  MPSB_RELEASE(_label);
+  MPSB_SUPER_DEALLOC();
+}
+
+// NSCopying (required by MPSCNNConvolutionDataSource; MPS copies data
+// sources when it copies a kernel or graph). The copy is a new object over
+// the same layer that shares the mapping owner, so it outlives the original
+// and the MPSBBundle.
+- (id)copyWithZone:(NSZone *)zone {
+  return
+      [[[self class] allocWithZone:zone] initWithConvolutionState:new MPSBConvolutionState(*_state)
+                                            kernelWeightsDataType:_kernelWeightsDataType];
+}
+
+// -dataType: "what sort of weights are provided by the object";
+// MPSCNNConvolution supports UInt8, Float16 and Float32.
+- (MPSDataType)dataType {
+  return static_cast<MPSDataType>(_state->source.data_type());
+}
+
+// -descriptor: "a MPSCNNConvolutionDescriptor that describes the kernel
+// housed by this object".
+- (MPSCNNConvolutionDescriptor *)descriptor {
+  return _descriptor;
+}
+
+// -weights: "weight[outputChannels][kernelHeight][kernelWidth]
+// [inputChannels/groups]", entries of type -dataType. MPS only reads them.
+- (void *)weights {
+  return const_cast<void *>(_state->source.weights());
+}
+
+// -biasTerms: outputFeatureChannels floats, "always float, even when the
+// weights are not"; may be nil.
+- (float *)biasTerms {
+  return const_cast<float *>(_state->source.bias_terms());
+}
+
+// -load: "the data will be needed soon"; YES on success.
+- (BOOL)load {
+  return _state->source.load() ? YES : NO;
+}
+
+// -purge: "the data is no longer needed".
+- (void)purge {
+  _state->source.purge();
+}
+
+// -label: "transferred to the convolution at init time".
+- (NSString *)label {
+  return _label;
+}
+
+// -weightsLayout (optional): "Currently only OHWI layout is supported".
+- (MPSCNNConvolutionWeightsLayout)weightsLayout {
+  return MPSCNNConvolutionWeightsLayoutOHWI;
+}
+
+// -weightsQuantizationType (optional): Linear requires rangesForUInt8Kernel,
+// LookupTable requires lookupTableForUInt8Kernel. None unless the weights are
+// uint8.
+- (MPSCNNWeightsQuantizationType)weightsQuantizationType {
+  if (_state->source.weight_dtype() != mpsb::DType::kUInt8) {
+    return MPSCNNWeightsQuantizationTypeNone;
+  }
+  switch (_state->layer.quantization()) {
+    case mpsb::Quantization::kLinear:
+      return MPSCNNWeightsQuantizationTypeLinear;
+    case mpsb::Quantization::kLookupTable:
+      return MPSCNNWeightsQuantizationTypeLookupTable;
+    case mpsb::Quantization::kNone:
+      break;
+  }
+  return MPSCNNWeightsQuantizationTypeNone;
+}
+
+// -rangesForUInt8Kernel (optional): vector_float2[outputChannels] {min, max};
+// weight = uint8 / 255 * (max - min) + min.
+- (vector_float2 *)rangesForUInt8Kernel {
+  return static_cast<vector_float2 *>(const_cast<void *>(_state->ranges));
+}
+
+// -lookupTableForUInt8Kernel (optional): "a 256 entry lookup table".
+- (float *)lookupTableForUInt8Kernel {
+  return const_cast<float *>(_state->lookup_table);
+}
+
+// -kernelWeightsDataType (optional): see the header.
+- (MPSDataType)kernelWeightsDataType {
+  return _kernelWeightsDataType;
+}
+
+- (void)setKernelWeightsDataType:(MPSDataType)type {
+  const bool float32_ok = [self dataType] == MPSDataTypeFloat32 && type == MPSDataTypeFloat32;
+  _kernelWeightsDataType = float32_ok ? MPSDataTypeFloat32 : MPSDataTypeFloat16;
+}
+
+- (BOOL)isTransposed {
+  return _state->source.transposed() ? YES : NO;
+}
+
+- (BOOL)isFullyConnected {
+  return _state->source.kind() == mpsb::LayerKind::kLinear ? YES : NO;
+}
+
+- (BOOL)isDepthwise {
+  return IsDepthwise(_state->source) ? YES : NO;
+}
+
+- (NSUInteger)paddingX {
+  return _state->source.params().padding_w;
+}
+
+- (NSUInteger)paddingY {
+  return _state->source.params().padding_h;
+}
+
+- (NSUInteger)outputPaddingX {
+  return _state->source.params().output_padding_w;
+}
+
+- (NSUInteger)outputPaddingY {
+  return _state->source.params().output_padding_h;
+}
+
+- (NSUInteger)weightsLength {
+  return static_cast<NSUInteger>(_state->source.weights_tensor().size());
+}
+
+- (NSString *)description {
+  return [NSString stringWithFormat:@"<MPSBConvolutionDataSource '%@' %lux%lu %lu->%lu>", _label,
+                                    (unsigned long)_descriptor.kernelWidth,
+                                    (unsigned long)_descriptor.kernelHeight,
+                                    (unsigned long)_descriptor.inputFeatureChannels,
+                                    (unsigned long)_descriptor.outputFeatureChannels];
+}
+
+@end
+
+// ---------------------------------------------------------------------------
+
+@implementation MPSBBatchNormalizationDataSource
+
+MPSB_UNAVAILABLE_INIT
+
+// Takes ownership of `state`.
+- (instancetype)initWithBatchNormState:(MPSBBatchNormState *)state {
+  self = [super init];
+  if (self == nil) {
+    delete state;
+    return nil;
+  }
+  _state = state;
+  _label = MPSB_RETAIN(StringFromView(state->source.label()));
+  return self;
+}
+
+- (void)dealloc {
+  delete _state;
+  MPSB_RELEASE(_label);
+  MPSB_SUPER_DEALLOC();
+}
+
+// NSCopying: a new object sharing the mapping owner.
+- (id)copyWithZone:(NSZone *)zone {
+  return [[[self class] allocWithZone:zone] initWithBatchNormState:new MPSBBatchNormState(*_state)];
+}
+
+// -numberOfFeatureChannels: "the number of feature channels within images to
+// be normalized using the supplied parameters".
+- (NSUInteger)numberOfFeatureChannels {
+  return _state->source.number_of_feature_channels();
+}
+
+// -gamma: "the scale factors".
+- (float *)gamma {
+  const float *g = _state->source.gamma();
+  return const_cast<float *>(g ? g : _state->defaults.ones.data());
+}
+
+// -beta: "the bias terms ... If NULL then no bias is to be applied".
+- (float *)beta {
+  const float *b = _state->source.beta();
+  return const_cast<float *>(b ? b : _state->defaults.zeros.data());
+}
+
+// -mean / -variance: the running statistics used for inference.
+- (float *)mean {
+  return const_cast<float *>(_state->source.mean());
+}
+
+- (float *)variance {
+  return const_cast<float *>(_state->source.variance());
+}
+
+// -epsilon (optional): PyTorch's eps.
+- (float)epsilon {
+  return _state->source.epsilon();
+}
+
+- (BOOL)load {
+  return _state->source.load() ? YES : NO;
+}
+
+- (void)purge {
+  _state->source.purge();
+}
+
+- (NSString *)label {
+  return _label;
+}
+
+@end
+
+// ---------------------------------------------------------------------------
+
+@implementation MPSBInstanceNormalizationDataSource
+
+MPSB_UNAVAILABLE_INIT
+
+// Takes ownership of `state`.
+- (instancetype)initWithInstanceNormState:(MPSBInstanceNormState *)state {
+  self = [super init];
+  if (self == nil) {
+    delete state;
+    return nil;
+  }
+  _state = state;
+  _label = MPSB_RETAIN(StringFromView(state->source.label()));
+  return self;
+}
+
+- (void)dealloc {
+  delete _state;
+  MPSB_RELEASE(_label);
+  MPSB_SUPER_DEALLOC();
+}
+
+- (id)copyWithZone:(NSZone *)zone {
+  return [[[self class] allocWithZone:zone]
+      initWithInstanceNormState:new MPSBInstanceNormState(*_state)];
+}
+
+// numberOfFeatureChannels: "the number of feature channels over which to
+// normalize".
+- (NSUInteger)numberOfFeatureChannels {
+  return _state->source.number_of_feature_channels();
+}
+
+// -gamma / -beta: "a pointer to an array containing the gamma (beta) terms".
+- (float *)gamma {
+  const float *g = _state->source.gamma();
+  return const_cast<float *>(g ? g : _state->defaults.ones.data());
+}
+
+- (float *)beta {
+  const float *b = _state->source.beta();
+  return const_cast<float *>(b ? b : _state->defaults.zeros.data());
+}
+
+// -epsilon (optional): without it MPSCNNInstanceNormalization uses FLT_MIN,
+// not PyTorch's 1e-5.
+- (float)epsilon {
+  return _state->source.epsilon();
+}
+
+- (NSString *)label {
+  return _label;
+}
+
+// -load / -purge (optional in the protocol).
+- (BOOL)load {
+  for (size_t i = 0; i < _state->layer.tensor_count(); ++i) {
+    _state->bundle->load(_state->layer.tensor(i));
+  }
+  return YES;
+}
+
+- (void)purge {
+  for (size_t i = 0; i < _state->layer.tensor_count(); ++i) {
+    _state->bundle->purge(_state->layer.tensor(i));
+  }
+}
+
+@end

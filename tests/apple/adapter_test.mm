@@ -1,0 +1,538 @@
+// Checks the Objective-C MPS data sources (runtime/apple) against the C++
+// views, on a real bundle file, compiled with GCC's Objective-C++ and GNUstep
+// Foundation against the MPS declaration stubs in tests/apple/stubs.
+//
+// A compile-and-logic check: it proves every protocol method returns what
+// the C++ views hold (pointers into the mapping at the right offsets, the
+// descriptor values, the activation, quantization tables), that copies and
+// sources keep the mapping alive on their own, and that errors come back as
+// NSError. It does not run anything on Metal.
+//
+//   mpsb_apple_adapter_test BUNDLE_PATH   (the file is written, then opened)
+//
+// Prints one line per failure and "N passed, M failed"; exits 1 on failure.
+// Manual retain/release, like the GNUstep build of the adapters.
+
+#import <Foundation/Foundation.h>
+#import <MetalPerformanceShaders/MetalPerformanceShaders.h>
+
+#import "MPSBBundle.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mpsb/bundle.h"
+#include "mpsb/mpsb.h"
+#include "mpsb/sources.h"
+#include "runtime/test_bundle.h"
+
+namespace {
+
+int g_passed = 0;
+int g_failed = 0;
+
+void Check(bool ok, const char *what, const std::string &context, int line) {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    std::printf("FAIL line %d [%s]: %s\n", line, context.c_str(), what);
+  }
+}
+
+#define CHECK(cond) Check((cond), #cond, ctx, __LINE__)
+
+using mpsb::testing::BundleSpec;
+using mpsb::testing::LayerSpec;
+using mpsb::testing::TensorSpec;
+
+std::vector<uint8_t> FloatBytes(const std::vector<float> &v) {
+  std::vector<uint8_t> b(v.size() * sizeof(float));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// Every kind of layer and every activation the adapters map.
+BundleSpec MakeSpec() {
+  using namespace mpsb;
+  using namespace mpsb::testing;
+  BundleSpec spec;
+  spec.name = "apple";
+
+  LayerSpec conv1 = conv_layer("conv1", 4, 8, 3);
+  conv1.conv.stride_h = 1;
+  conv1.conv.stride_w = 2;
+  conv1.conv.dilation_h = 2;
+  conv1.conv.dilation_w = 1;
+  conv1.activation = Activation::kReLU;
+  spec.layers.push_back(conv1);
+
+  LayerSpec dw = conv_layer("dw", 8, 8, 3, 8, false);  // depthwise
+  dw.activation = Activation::kReLU6;
+  spec.layers.push_back(dw);
+
+  LayerSpec grouped = conv_layer("grouped", 8, 8, 1, 2, false);
+  grouped.activation = Activation::kLeakyReLU;
+  grouped.activation_alpha = 0.125f;
+  spec.layers.push_back(grouped);
+
+  LayerSpec sig = conv_layer("sig", 8, 4, 1);
+  sig.activation = Activation::kSigmoid;
+  spec.layers.push_back(sig);
+
+  LayerSpec tanh_layer = conv_layer("tanh", 4, 4, 1);
+  tanh_layer.activation = Activation::kTanh;
+  spec.layers.push_back(tanh_layer);
+
+  spec.layers.push_back(conv_transpose_layer("up", 8, 4, 3, 2));
+  spec.layers.push_back(linear_layer("fc", 10, 4, 2, 3));
+  spec.layers.push_back(linear_layer("fc_vector", 5, 16));
+  spec.layers.push_back(batch_norm_layer("bn", 8));
+
+  LayerSpec bn_plain = batch_norm_layer("bn_plain", 8);  // affine=False
+  bn_plain.tensors.erase(bn_plain.tensors.begin(), bn_plain.tensors.begin() + 2);
+  spec.layers.push_back(bn_plain);
+
+  spec.layers.push_back(instance_norm_layer("in", 8));
+  spec.layers.push_back(instance_norm_layer("in_plain", 8, false));
+
+  // uint8 with per-output-channel ranges.
+  LayerSpec q8 = conv_layer("q8", 4, 8, 3);
+  q8.tensors[0].dtype = DType::kUInt8;
+  q8.quantization = Quantization::kLinear;
+  TensorSpec ranges;
+  ranges.role = TensorRole::kQuantRanges;
+  ranges.layout = TensorLayout::kRanges;
+  ranges.shape = {8, 2};
+  std::vector<float> r;
+  for (int i = 0; i < 8; ++i) {
+    r.push_back(-1.0f - static_cast<float>(i));
+    r.push_back(1.0f + static_cast<float>(i));
+  }
+  ranges.bytes = FloatBytes(r);
+  q8.tensors.push_back(ranges);
+  spec.layers.push_back(q8);
+
+  // uint8 with a lookup table.
+  LayerSpec qlut = conv_layer("qlut", 4, 4, 1, 1, false);
+  qlut.tensors[0].dtype = DType::kUInt8;
+  qlut.quantization = Quantization::kLookupTable;
+  TensorSpec lut;
+  lut.role = TensorRole::kQuantLookupTable;
+  lut.layout = TensorLayout::kLookupTable;
+  lut.shape = {256};
+  std::vector<float> table(256);
+  for (int i = 0; i < 256; ++i) table[i] = static_cast<float>(i) / 128.0f - 1.0f;
+  lut.bytes = FloatBytes(table);
+  qlut.tensors.push_back(lut);
+  spec.layers.push_back(qlut);
+
+  LayerSpec half = conv_layer("half", 4, 4, 3);
+  half.tensors[0].dtype = DType::kFloat16;
+  spec.layers.push_back(half);
+  return spec;
+}
+
+std::string Str(NSString *s) { return s ? std::string([s UTF8String]) : std::string("(nil)"); }
+
+NSString *NS(std::string_view s) {
+  return [[[NSString alloc] initWithBytes:s.data() length:s.size()
+                                 encoding:NSUTF8StringEncoding] autorelease];
+}
+
+// Offset of `p` from the start of the adapter's segment, or -1 when outside.
+int64_t OffsetIn(const void *p, const void *segment, NSUInteger length) {
+  const auto *b = static_cast<const uint8_t *>(segment);
+  const auto *q = static_cast<const uint8_t *>(p);
+  if (q < b || q >= b + length) return -1;
+  return static_cast<int64_t>(q - b);
+}
+
+// Number of mappings of `path` in this process (Linux), -1 elsewhere.
+int MappingsOf(const std::string &path) {
+#ifdef __linux__
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  int n = 0;
+  while (std::getline(maps, line)) {
+    if (line.size() >= path.size() &&
+        line.compare(line.size() - path.size(), path.size(), path) == 0) {
+      ++n;
+    }
+  }
+  return n;
+#else
+  (void)path;
+  return -1;
+#endif
+}
+
+// A tensor of the reference matches what the adapter returned: same place in
+// the segment (so no copy was made) and same bytes.
+bool SameTensor(const void *got, const std::optional<mpsb::Tensor> &want, MPSBBundle *bundle) {
+  if (!want) return got == nullptr;
+  if (got == nullptr) return false;
+  const int64_t off = OffsetIn(got, [bundle segmentBytes], [bundle segmentLength]);
+  return off == static_cast<int64_t>(want->offset()) &&
+         std::memcmp(got, want->data(), want->size()) == 0;
+}
+
+bool AllEqual(const float *p, size_t n, float v) {
+  if (p == nullptr) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != v) return false;
+  }
+  return true;
+}
+
+void CheckNeuron(MPSCNNConvolutionDescriptor *d, const mpsb::Layer &layer, const std::string &ctx) {
+  MPSNNNeuronDescriptor *n = [d fusedNeuronDescriptor];
+  CHECK(n != nil);
+  if (n == nil) return;
+  switch (layer.activation()) {
+    case mpsb::Activation::kNone:
+      CHECK([n neuronType] == MPSCNNNeuronTypeNone);
+      break;
+    case mpsb::Activation::kReLU:
+      CHECK([n neuronType] == MPSCNNNeuronTypeReLU && [n a] == 0.0f);
+      break;
+    case mpsb::Activation::kReLU6:
+      CHECK([n neuronType] == MPSCNNNeuronTypeReLUN && [n a] == 0.0f && [n b] == 6.0f);
+      break;
+    case mpsb::Activation::kLeakyReLU:
+      CHECK([n neuronType] == MPSCNNNeuronTypeReLU && [n a] == layer.activation_alpha());
+      break;
+    case mpsb::Activation::kSigmoid:
+      CHECK([n neuronType] == MPSCNNNeuronTypeSigmoid);
+      break;
+    case mpsb::Activation::kTanh:
+      CHECK([n neuronType] == MPSCNNNeuronTypeTanH && [n a] == 1.0f && [n b] == 1.0f);
+      break;
+  }
+}
+
+void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
+  const std::string ctx = "conv " + std::string(layer.name());
+  NSError *error = nil;
+  MPSBConvolutionDataSource *src = [bundle convolutionDataSourceForLayer:NS(layer.name())
+                                                                   error:&error];
+  CHECK(src != nil && error == nil);
+  if (src == nil) return;
+  mpsb::Result<mpsb::ConvolutionSource> want = mpsb::ConvolutionSource::from(ref, layer);
+  CHECK(want.ok());
+  if (!want.ok()) return;
+  const mpsb::ConvolutionSource &w = *want;
+
+  CHECK([src conformsToProtocol:@protocol(MPSCNNConvolutionDataSource)]);
+  CHECK([src dataType] == static_cast<MPSDataType>(w.data_type()));
+  CHECK(Str([src label]) == std::string(layer.name()));
+  CHECK([src load] == YES);
+  [src purge];
+  CHECK([src load] == YES);  // MPS balances each purge with a load.
+
+  MPSCNNConvolutionDescriptor *d = [src descriptor];
+  CHECK(d != nil && [src descriptor] == d);
+  const bool depthwise = layer.kind() == mpsb::LayerKind::kConv2d && w.groups() > 1 &&
+                         w.groups() == w.input_feature_channels();
+  CHECK([src isDepthwise] == (depthwise ? YES : NO));
+  CHECK([d isKindOfClass:[MPSCNNDepthWiseConvolutionDescriptor class]] == (depthwise ? YES : NO));
+  CHECK([d kernelWidth] == w.kernel_width());
+  CHECK([d kernelHeight] == w.kernel_height());
+  CHECK([d inputFeatureChannels] == w.input_feature_channels());
+  CHECK([d outputFeatureChannels] == w.output_feature_channels());
+  CHECK([d strideInPixelsX] == w.stride_x());
+  CHECK([d strideInPixelsY] == w.stride_y());
+  CHECK([d dilationRateX] == w.dilation_x());
+  CHECK([d dilationRateY] == w.dilation_y());
+  CHECK([d groups] == (depthwise ? 1u : w.groups()));
+  CheckNeuron(d, layer, ctx);
+
+  CHECK(SameTensor([src weights], w.weights_tensor(), bundle));
+  CHECK([src weightsLength] == w.weights_tensor().size());
+  CHECK(SameTensor([src biasTerms], layer.find(mpsb::TensorRole::kBias), bundle));
+  CHECK([src weightsLayout] == MPSCNNConvolutionWeightsLayoutOHWI);
+  CHECK([src isTransposed] == (w.transposed() ? YES : NO));
+  CHECK([src isFullyConnected] == (layer.kind() == mpsb::LayerKind::kLinear ? YES : NO));
+  CHECK([src paddingX] == w.params().padding_w && [src paddingY] == w.params().padding_h);
+  CHECK([src outputPaddingX] == w.params().output_padding_w &&
+        [src outputPaddingY] == w.params().output_padding_h);
+
+  MPSCNNWeightsQuantizationType q = MPSCNNWeightsQuantizationTypeNone;
+  if (w.weight_dtype() == mpsb::DType::kUInt8) {
+    q = layer.quantization() == mpsb::Quantization::kLinear
+            ? MPSCNNWeightsQuantizationTypeLinear
+            : MPSCNNWeightsQuantizationTypeLookupTable;
+  }
+  CHECK([src weightsQuantizationType] == q);
+  CHECK(SameTensor([src rangesForUInt8Kernel], layer.find(mpsb::TensorRole::kQuantRanges), bundle));
+  CHECK(SameTensor([src lookupTableForUInt8Kernel], layer.find(mpsb::TensorRole::kQuantLookupTable),
+                   bundle));
+  CHECK([src respondsToSelector:@selector(rangesForUInt8Kernel)]);
+  CHECK([src respondsToSelector:@selector(kernelWeightsDataType)]);
+
+  // kernelWeightsDataType: Float16 by default; Float32 only for float32.
+  CHECK([src kernelWeightsDataType] == MPSDataTypeFloat16);
+  [src setKernelWeightsDataType:MPSDataTypeFloat32];
+  CHECK([src kernelWeightsDataType] ==
+        ([src dataType] == MPSDataTypeFloat32 ? MPSDataTypeFloat32 : MPSDataTypeFloat16));
+
+  // A copy is an equal, independent object.
+  MPSBConvolutionDataSource *copy = [src copy];
+  CHECK(copy != nil && copy != src);
+  CHECK([copy weights] == [src weights] && [copy biasTerms] == [src biasTerms]);
+  CHECK([copy kernelWeightsDataType] == [src kernelWeightsDataType]);
+  CHECK([[copy descriptor] kernelWidth] == [d kernelWidth] &&
+        [[copy descriptor] groups] == [d groups]);
+  CHECK(Str([copy label]) == Str([src label]));
+  [copy release];
+}
+
+void CheckBatchNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
+  const std::string ctx = "bn " + std::string(layer.name());
+  NSError *error = nil;
+  MPSBBatchNormalizationDataSource *src =
+      [bundle batchNormalizationDataSourceForLayer:NS(layer.name()) error:&error];
+  CHECK(src != nil && error == nil);
+  if (src == nil) return;
+  mpsb::Result<mpsb::BatchNormSource> want = mpsb::BatchNormSource::from(ref, layer);
+  CHECK(want.ok());
+  if (!want.ok()) return;
+  const uint32_t n = want->number_of_feature_channels();
+  CHECK([src conformsToProtocol:@protocol(MPSCNNBatchNormalizationDataSource)]);
+  CHECK([src numberOfFeatureChannels] == n);
+  CHECK([src epsilon] == want->epsilon());
+  CHECK(Str([src label]) == std::string(layer.name()));
+  const auto gamma = layer.find(mpsb::TensorRole::kWeight);
+  const auto beta = layer.find(mpsb::TensorRole::kBias);
+  if (gamma) {
+    CHECK(SameTensor([src gamma], gamma, bundle));
+  } else {
+    CHECK(AllEqual([src gamma], n, 1.0f));
+  }
+  if (beta) {
+    CHECK(SameTensor([src beta], beta, bundle));
+  } else {
+    CHECK(AllEqual([src beta], n, 0.0f));
+  }
+  CHECK(SameTensor([src mean], layer.find(mpsb::TensorRole::kRunningMean), bundle));
+  CHECK(SameTensor([src variance], layer.find(mpsb::TensorRole::kRunningVar), bundle));
+  CHECK([src load] == YES);
+  [src purge];
+  MPSBBatchNormalizationDataSource *copy = [src copy];
+  CHECK(copy != nil && copy != src && [copy mean] == [src mean]);
+  CHECK([copy numberOfFeatureChannels] == n && [copy epsilon] == [src epsilon]);
+  CHECK(AllEqual([copy gamma], n, 1.0f) == AllEqual([src gamma], n, 1.0f));
+  [copy release];
+}
+
+void CheckInstanceNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
+  const std::string ctx = "in " + std::string(layer.name());
+  NSError *error = nil;
+  MPSBInstanceNormalizationDataSource *src =
+      [bundle instanceNormalizationDataSourceForLayer:NS(layer.name()) error:&error];
+  CHECK(src != nil && error == nil);
+  if (src == nil) return;
+  mpsb::Result<mpsb::InstanceNormSource> want = mpsb::InstanceNormSource::from(ref, layer);
+  CHECK(want.ok());
+  if (!want.ok()) return;
+  const uint32_t n = want->number_of_feature_channels();
+  CHECK([src conformsToProtocol:@protocol(MPSCNNInstanceNormalizationDataSource)]);
+  CHECK([src numberOfFeatureChannels] == n);
+  CHECK([src epsilon] == want->epsilon() && [src epsilon] == 1e-5f);
+  CHECK(Str([src label]) == std::string(layer.name()));
+  const auto gamma = layer.find(mpsb::TensorRole::kWeight);
+  const auto beta = layer.find(mpsb::TensorRole::kBias);
+  if (gamma) {
+    CHECK(SameTensor([src gamma], gamma, bundle));
+  } else {
+    CHECK(AllEqual([src gamma], n, 1.0f));
+  }
+  if (beta) {
+    CHECK(SameTensor([src beta], beta, bundle));
+  } else {
+    CHECK(AllEqual([src beta], n, 0.0f));
+  }
+  CHECK([src load] == YES);
+  [src purge];
+  MPSBInstanceNormalizationDataSource *copy = [src copy];
+  CHECK(copy != nil && copy != src && [copy numberOfFeatureChannels] == n);
+  CHECK([copy epsilon] == [src epsilon]);
+  [copy release];
+}
+
+void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
+  const std::string ctx = "bundle";
+  mpsb::Result<mpsb::Bundle> ref_result = mpsb::Bundle::from_memory(bytes.data(), bytes.size());
+  CHECK(ref_result.ok());
+  if (!ref_result.ok()) return;
+  const mpsb::Bundle &ref = *ref_result;
+
+  NSError *error = nil;
+  MPSBBundle *bundle = [MPSBBundle bundleWithPath:path verifyChecksums:YES error:&error];
+  CHECK(bundle != nil && error == nil);
+  if (bundle == nil) return;
+  CHECK(Str([bundle name]) == "apple");
+  NSArray *names = [bundle layerNames];
+  CHECK([names count] == ref.layer_count());
+  for (size_t i = 0; i < ref.layer_count() && i < [names count]; ++i) {
+    CHECK(Str([names objectAtIndex:i]) == std::string(ref.layer_in_network_order(i).name()));
+  }
+  CHECK([bundle segmentLength] == ref.segment().size());
+  CHECK(reinterpret_cast<uintptr_t>([bundle segmentBytes]) % ref.segment_alignment() == 0);
+  CHECK(std::memcmp([bundle segmentBytes], ref.segment().data(), ref.segment().size()) == 0);
+
+  for (size_t i = 0; i < ref.layer_count(); ++i) {
+    const mpsb::Layer layer = ref.layer_in_network_order(i);
+    switch (layer.kind()) {
+      case mpsb::LayerKind::kConv2d:
+      case mpsb::LayerKind::kConvTranspose2d:
+      case mpsb::LayerKind::kLinear:
+        CheckConvolution(bundle, ref, layer);
+        break;
+      case mpsb::LayerKind::kBatchNorm2d:
+        CheckBatchNorm(bundle, ref, layer);
+        break;
+      case mpsb::LayerKind::kInstanceNorm2d:
+        CheckInstanceNorm(bundle, ref, layer);
+        break;
+    }
+  }
+
+  // Errors: unknown layer, wrong kind.
+  error = nil;
+  CHECK([bundle convolutionDataSourceForLayer:@"nope" error:&error] == nil);
+  CHECK(error != nil && [[error domain] isEqualToString:MPSBErrorDomain] &&
+        [error code] == MPSB_ERROR_NOT_FOUND);
+  CHECK(Str([error localizedDescription]).find("nope") != std::string::npos);
+  error = nil;
+  CHECK([bundle convolutionDataSourceForLayer:@"bn" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  error = nil;
+  CHECK([bundle batchNormalizationDataSourceForLayer:@"in" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  error = nil;
+  CHECK([bundle instanceNormalizationDataSourceForLayer:@"conv1" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK([bundle convolutionDataSourceForLayer:@"nope" error:NULL] == nil);  // NULL error is fine
+}
+
+// The mapping lives exactly as long as the last object that shares it.
+void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
+  const std::string ctx = "lifetime";
+  mpsb::Result<mpsb::Bundle> ref_result = mpsb::Bundle::from_memory(bytes.data(), bytes.size());
+  if (!ref_result.ok()) return;
+  const mpsb::Bundle &ref = *ref_result;
+  const mpsb::Layer conv1 = *ref.find("conv1");
+  const mpsb::Tensor want_w = *conv1.find(mpsb::TensorRole::kWeight);
+  const mpsb::Tensor want_b = *conv1.find(mpsb::TensorRole::kBias);
+  const std::string file = Str(path);
+
+  // On Linux /proc/self/maps shows whether the file is mapped; the checks
+  // below prove the last owner, and only the last, unmaps it.
+  const int before = MappingsOf(file);
+#ifdef __linux__
+  CHECK(before == 0);
+#endif
+  MPSBConvolutionDataSource *conv_copy = nil;
+  MPSBBatchNormalizationDataSource *bn = nil;
+  MPSBInstanceNormalizationDataSource *in_copy = nil;
+  {
+    NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+    MPSBBundle *bundle = [MPSBBundle bundleWithPath:path error:NULL];
+    CHECK(bundle != nil);
+    if (before == 0) CHECK(MappingsOf(file) >= 1);
+    MPSBConvolutionDataSource *conv = [bundle convolutionDataSourceForLayer:@"conv1" error:NULL];
+    conv_copy = [conv copyWithZone:NULL];  // +1, outlives conv and bundle
+    bn = [[bundle batchNormalizationDataSourceForLayer:@"bn" error:NULL] retain];
+    in_copy = [[bundle instanceNormalizationDataSourceForLayer:@"in" error:NULL] copy];
+    [pool drain];  // releases bundle and conv
+  }
+  CHECK(conv_copy != nil && bn != nil && in_copy != nil);
+  if (conv_copy == nil || bn == nil || in_copy == nil) return;
+  if (before == 0) CHECK(MappingsOf(file) >= 1);
+  // Every byte is still readable and right after the bundle is gone.
+  CHECK(std::memcmp([conv_copy weights], want_w.data(), want_w.size()) == 0);
+  CHECK(std::memcmp([conv_copy biasTerms], want_b.data(), want_b.size()) == 0);
+  CHECK([[conv_copy descriptor] outputFeatureChannels] == 8);
+  CHECK([conv_copy load] == YES);
+  [conv_copy purge];
+  CHECK(std::memcmp([conv_copy weights], want_w.data(), want_w.size()) ==
+        0);  // re-read after purge
+  // A copy of a copy, made after the bundle is gone.
+  MPSBConvolutionDataSource *copy2 = [conv_copy copy];
+  [conv_copy release];
+  CHECK(std::memcmp([copy2 weights], want_w.data(), want_w.size()) == 0);
+  CHECK([bn numberOfFeatureChannels] == 8 && [bn mean] != nullptr);
+  CHECK([in_copy numberOfFeatureChannels] == 8 && [in_copy gamma] != nullptr);
+  [copy2 release];
+  [bn release];
+  if (before == 0) CHECK(MappingsOf(file) >= 1);  // in_copy still holds it
+  [in_copy release];
+  if (before == 0) CHECK(MappingsOf(file) == 0);  // last owner gone: unmapped
+}
+
+void CheckOpenErrors(const std::string &dir) {
+  const std::string ctx = "open errors";
+  // Missing file: same code and message as the C++ API.
+  const std::string missing = dir + "/does-not-exist.mpsb";
+  mpsb::Result<mpsb::Bundle> want = mpsb::Bundle::open(missing);
+  NSError *error = nil;
+  MPSBBundle *b = [MPSBBundle bundleWithPath:NS(missing) error:&error];
+  CHECK(b == nil && error != nil);
+  CHECK(!want.ok());
+  if (error == nil) return;
+  CHECK([[error domain] isEqualToString:MPSBErrorDomain]);
+  CHECK([error code] == static_cast<NSInteger>(want.error()));
+  CHECK(Str([error localizedDescription]) == want.message());
+
+  // Not a bundle.
+  const std::string junk = dir + "/junk.mpsb";
+  {
+    std::ofstream out(junk, std::ios::binary);
+    out << "this is not an mpsb bundle, just text long enough to have a header";
+  }
+  mpsb::Result<mpsb::Bundle> want_junk = mpsb::Bundle::open(junk);
+  error = nil;
+  CHECK([MPSBBundle bundleWithPath:NS(junk) error:&error] == nil);
+  CHECK(error != nil && [error code] == static_cast<NSInteger>(want_junk.error()));
+  CHECK(error != nil && Str([error localizedDescription]) == want_junk.message());
+  std::remove(junk.c_str());
+
+  CHECK([MPSBBundle bundleWithPath:NS(missing) error:NULL] == nil);  // NULL error is fine
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: mpsb_apple_adapter_test BUNDLE_PATH\n");
+    return 2;
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // failures show even if a later check crashes
+  NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+  const std::string file = argv[1];
+  const std::vector<uint8_t> bytes = mpsb::testing::build_bundle(MakeSpec());
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  NSString *path = NS(file);
+  {
+    NSAutoreleasePool *inner = [[NSAutoreleasePool alloc] init];
+    CheckBundle(path, bytes);
+    [inner drain];
+  }
+  CheckLifetime(path, bytes);
+  const size_t slash = file.find_last_of('/');
+  CheckOpenErrors(slash == std::string::npos ? std::string(".") : file.substr(0, slash));
+  [pool drain];
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}

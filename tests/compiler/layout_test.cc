@@ -1,0 +1,207 @@
+// The layout transforms against hand-written expectations derived from
+// their definitions in docs/FORMAT.md §3, plus round trips on random shapes.
+
+#include "mpsbc/layout.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+namespace {
+
+using mpsb::TensorLayout;
+using mpsb::Transform;
+
+// 0, 1, 2, ... so every stored element names the source index it came from.
+std::vector<uint32_t> iota_vec(uint64_t n) {
+  std::vector<uint32_t> v(n);
+  std::iota(v.begin(), v.end(), 0u);
+  return v;
+}
+
+std::vector<uint32_t> apply_u32(const mpsbc::TensorPlan& plan) {
+  const auto src = iota_vec(plan.element_count());
+  std::vector<uint32_t> dst(src.size(), 0xffffffffu);
+  mpsbc::apply(plan, src.data(), dst.data(), sizeof(uint32_t));
+  return dst;
+}
+
+TEST(LayoutTest, ConvPermutesOIHWToOHWI) {
+  // O=2, I=3, kH=2, kW=2. src[o][i][h][w] = ((o*3 + i)*2 + h)*2 + w.
+  const auto plan = mpsbc::plan_conv_weight(2, 3, 1, 2, 2);
+  EXPECT_EQ(plan.transform, Transform::kConvOIHWToOHWI);
+  EXPECT_EQ(plan.source_layout, TensorLayout::kOIHW);
+  EXPECT_EQ(plan.stored_layout, TensorLayout::kOHWI);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{2, 3, 2, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{2, 2, 2, 3}));
+  // dst[o][h][w][i], i fastest.
+  const std::vector<uint32_t> expected = {
+      0,  4,  8,  1,  5,  9,  2,  6,  10, 3,  7,  11,  // o = 0
+      12, 16, 20, 13, 17, 21, 14, 18, 22, 15, 19, 23,  // o = 1
+  };
+  EXPECT_EQ(apply_u32(plan), expected);
+}
+
+TEST(LayoutTest, GroupedConvKeepsOutputChannelsOutermost) {
+  // O=4, I=4, groups=2 (I/g=2), kH=1, kW=2. src[o][i][0][w] = o*4 + i*2 + w.
+  const auto plan = mpsbc::plan_conv_weight(4, 4, 2, 1, 2);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{4, 2, 1, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{4, 1, 2, 2}));
+  const std::vector<uint32_t> expected = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
+  EXPECT_EQ(apply_u32(plan), expected);
+}
+
+TEST(LayoutTest, DepthwiseConvKeepsBytes) {
+  // groups == in == out: I/g == 1, so OHWI [C][kH][kW][1] is the OIHW order.
+  const auto plan = mpsbc::plan_conv_weight(3, 3, 3, 2, 2);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{3, 1, 2, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{3, 2, 2, 1}));
+  EXPECT_EQ(apply_u32(plan), iota_vec(12));
+}
+
+TEST(LayoutTest, ConvTransposeSwapsInOutAndRotatesKernel) {
+  // I=2, O=3, groups=1, 1x1: src[i][o] = i*3 + o; dst[o][0][0][i].
+  EXPECT_EQ(apply_u32(mpsbc::plan_conv_transpose_weight(2, 3, 1, 1, 1)),
+            (std::vector<uint32_t>{0, 3, 1, 4, 2, 5}));
+}
+
+TEST(LayoutTest, ConvTransposeRotatesKernel180) {
+  // I=2, O=2, groups=2 (Ig=Og=1), 2x2: src[g][0][h][w] = g*4 + h*2 + w;
+  // dst[g][h][w][0] = src[g][0][1-h][1-w].
+  const auto plan = mpsbc::plan_conv_transpose_weight(2, 2, 2, 2, 2);
+  EXPECT_EQ(plan.transform, Transform::kConvTransposeToOHWIRotated);
+  EXPECT_EQ(plan.source_layout, TensorLayout::kIOHW);
+  EXPECT_EQ(plan.stored_layout, TensorLayout::kOHWIRotated);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{2, 1, 2, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{2, 2, 2, 1}));
+  EXPECT_EQ(apply_u32(plan), (std::vector<uint32_t>{3, 2, 1, 0, 7, 6, 5, 4}));
+}
+
+TEST(LayoutTest, GroupedConvTransposeSwapsWithinEachGroup) {
+  // I=4, O=2, groups=2 (Ig=2, Og=1), 1x2: src[g*2+i][0][0][w] = (g*2+i)*2 + w;
+  // dst[g][0][w][i] = src[g*2+i][0][0][1-w].
+  const auto plan = mpsbc::plan_conv_transpose_weight(4, 2, 2, 1, 2);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{4, 1, 1, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{2, 1, 2, 2}));
+  EXPECT_EQ(apply_u32(plan), (std::vector<uint32_t>{1, 3, 0, 2, 5, 7, 4, 6}));
+}
+
+TEST(LayoutTest, LinearAfterFlattenGoesToHWC) {
+  // out=2, C=2, H=1, W=2: src[o][c*2 + w] = o*4 + c*2 + w; dst[o][0][w][c].
+  const std::vector<uint64_t> chw = {2, 1, 2};
+  const auto plan = mpsbc::plan_linear_weight(2, 4, chw);
+  EXPECT_EQ(plan.transform, Transform::kLinearFlattenToOHWC);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{2, 1, 2, 2}));
+  EXPECT_EQ(apply_u32(plan), (std::vector<uint32_t>{0, 2, 1, 3, 4, 6, 5, 7}));
+}
+
+TEST(LayoutTest, LinearOnVectorIsIdentityAsOneByOneKernel) {
+  const auto plan = mpsbc::plan_linear_weight(3, 5, {});
+  EXPECT_EQ(plan.transform, Transform::kIdentity);
+  EXPECT_EQ(plan.source_layout, TensorLayout::kOI);
+  EXPECT_EQ(plan.stored_layout, TensorLayout::kOHWI);
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{3, 1, 1, 5}));
+  EXPECT_EQ(apply_u32(plan), iota_vec(15));
+}
+
+TEST(LayoutTest, VectorIsIdentity) {
+  const auto plan = mpsbc::plan_vector(7);
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{7}));
+  EXPECT_EQ(apply_u32(plan), iota_vec(7));
+}
+
+std::vector<mpsbc::TensorPlan> random_plans(uint32_t seed, int count) {
+  std::mt19937 rng(seed);
+  auto r = [&](uint64_t lo, uint64_t hi) {
+    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+  };
+  std::vector<mpsbc::TensorPlan> plans;
+  for (int n = 0; n < count; ++n) {
+    const uint64_t g = r(1, 4), ig = r(1, 5), og = r(1, 5), kh = r(1, 4), kw = r(1, 4);
+    plans.push_back(mpsbc::plan_conv_weight(g * og, g * ig, g, kh, kw));
+    plans.push_back(mpsbc::plan_conv_transpose_weight(g * ig, g * og, g, kh, kw));
+    const std::vector<uint64_t> chw = {r(1, 6), r(1, 4), r(1, 4)};
+    plans.push_back(mpsbc::plan_linear_weight(r(1, 6), chw[0] * chw[1] * chw[2], chw));
+    plans.push_back(mpsbc::plan_linear_weight(r(1, 6), r(1, 9), {}));
+    plans.push_back(mpsbc::plan_vector(r(1, 30)));
+  }
+  return plans;
+}
+
+template <typename T>
+void expect_round_trip(const mpsbc::TensorPlan& plan) {
+  const uint64_t n = plan.element_count();
+  std::vector<T> src(n), stored(n), back(n);
+  for (uint64_t i = 0; i < n; ++i) src[i] = static_cast<T>(i * 2654435761u + 7);
+  mpsbc::apply(plan, src.data(), stored.data(), sizeof(T));
+  mpsbc::invert(plan, stored.data(), back.data(), sizeof(T));
+  EXPECT_EQ(back, src);
+  // The stored tensor is a permutation of the source, and source_index()
+  // names the same element apply() moved.
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(stored[i], src[mpsbc::source_index(plan, i)]) << "stored index " << i;
+  }
+}
+
+TEST(LayoutTest, InvertUndoesApplyForRandomShapesAndElementSizes) {
+  for (const auto& plan : random_plans(42, 40)) {
+    SCOPED_TRACE(::testing::Message() << "transform " << int(plan.transform));
+    expect_round_trip<uint8_t>(plan);
+    expect_round_trip<uint16_t>(plan);
+    expect_round_trip<uint32_t>(plan);
+  }
+}
+
+TEST(LayoutTest, PlanFromStoredAcceptsWhatPlannersProduce) {
+  for (const auto& plan : random_plans(7, 20)) {
+    std::string why;
+    auto rebuilt = mpsbc::plan_from_stored(plan.transform, plan.source_layout, plan.source_shape,
+                                           plan.stored_layout, plan.stored_shape, &why);
+    ASSERT_TRUE(rebuilt.has_value()) << why;
+    EXPECT_EQ(rebuilt->source_shape, plan.source_shape);
+    EXPECT_EQ(rebuilt->stored_shape, plan.stored_shape);
+    EXPECT_EQ(rebuilt->transform, plan.transform);
+  }
+}
+
+bool rejected(Transform t, TensorLayout sl, std::vector<uint64_t> src, TensorLayout dl,
+              std::vector<uint64_t> dst) {
+  std::string why;
+  const bool ok = mpsbc::plan_from_stored(t, sl, src, dl, dst, &why).has_value();
+  return !ok && !why.empty();
+}
+
+TEST(LayoutTest, PlanFromStoredRejectsMismatchedShapes) {
+  using L = TensorLayout;
+  using T = Transform;
+  // Conv: stored is not the OHWI permute.
+  EXPECT_TRUE(rejected(T::kConvOIHWToOHWI, L::kOIHW, {2, 3, 2, 2}, L::kOHWI, {2, 2, 3, 2}));
+  EXPECT_TRUE(rejected(T::kConvOIHWToOHWI, L::kOIHW, {2, 3, 2}, L::kOHWI, {2, 2, 3}));
+  // Conv with layouts that do not match the transform.
+  EXPECT_TRUE(rejected(T::kConvOIHWToOHWI, L::kVector, {2, 3, 2, 2}, L::kOHWI, {2, 2, 2, 3}));
+  // Transposed: O != Og * groups.
+  EXPECT_TRUE(rejected(T::kConvTransposeToOHWIRotated, L::kIOHW, {4, 1, 2, 2}, L::kOHWIRotated,
+                       {3, 2, 2, 2}));
+  // Transposed: I not a multiple of I/g.
+  EXPECT_TRUE(rejected(T::kConvTransposeToOHWIRotated, L::kIOHW, {5, 1, 2, 2}, L::kOHWIRotated,
+                       {2, 2, 2, 2}));
+  // Linear: H*W*C != in.
+  EXPECT_TRUE(rejected(T::kLinearFlattenToOHWC, L::kOI, {2, 8}, L::kOHWI, {2, 1, 2, 3}));
+  // Identity: different element counts.
+  EXPECT_TRUE(rejected(T::kIdentity, L::kVector, {6}, L::kVector, {7}));
+  // Zero dimension.
+  EXPECT_TRUE(rejected(T::kIdentity, L::kVector, {0}, L::kVector, {0}));
+  // Products that wrap around 2^64 must not look equal: (2^32+1)^2 wraps to
+  // 2^33+1.
+  const uint64_t big = (uint64_t{1} << 32) + 1, wrapped = (uint64_t{1} << 33) + 1;
+  EXPECT_TRUE(rejected(T::kLinearFlattenToOHWC, L::kOI, {1, wrapped}, L::kOHWI, {1, big, big, 1}));
+  EXPECT_TRUE(rejected(T::kIdentity, L::kVector, {wrapped}, L::kVector, {big, big}));
+  // Unknown transform value.
+  EXPECT_TRUE(rejected(static_cast<T>(9), L::kVector, {1}, L::kVector, {1}));
+}
+
+}  // namespace

@@ -1,0 +1,468 @@
+// Every class of manifest and .bin error: the message names the manifest and
+// the exact JSON pointer, the compile fails, no output appears, and an older
+// bundle at the output path stays byte-identical.
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model_builder.h"
+#include "mpsbc/compile.h"
+
+namespace {
+
+using mpsb::testing::errors_of;
+using mpsb::testing::list_dir;
+using mpsb::testing::ModelBuilder;
+using mpsb::testing::read_file;
+using mpsb::testing::write_file;
+using nlohmann::json;
+
+class ManifestErrorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // conv1: 32x3x3x3, the example of the size message.
+    model_.add_conv("conv1", 3, 32, 3, 3);
+    model_.add_conv("conv2", 32, 16, 1, 1);
+    auto first = model_.compile("old.mpsb");
+    ASSERT_TRUE(first.ok()) << (first.diagnostics.empty() ? "" : first.diagnostics[0].message);
+    old_bytes_ = read_file(model_.path("old.mpsb"));
+  }
+
+  // Applies `edit`, compiles over the old bundle and into a fresh path, and
+  // checks both fail with an error at `pointer` containing `phrase`.
+  void expect_rejected(const std::function<void(ModelBuilder&)>& edit, const std::string& pointer,
+                       const std::string& phrase,
+                       mpsbc::ExitCode code = mpsbc::ExitCode::kBadInput) {
+    edit(model_);
+    const auto files_before = list_dir(model_.dir());
+    model_.write_manifest();
+    for (const char* output : {"old.mpsb", "new.mpsb"}) {
+      SCOPED_TRACE(output);
+      const auto report = mpsbc::compile(model_.options(output));
+      EXPECT_EQ(report.exit_code, code);
+      const auto errors = errors_of(report);
+      ASSERT_FALSE(errors.empty());
+      bool found = false;
+      for (const auto& e : errors) {
+        if (e.pointer == pointer && e.message.find(phrase) != std::string::npos) found = true;
+      }
+      std::string all;
+      for (const auto& e : errors) all += e.message + "\n";
+      EXPECT_TRUE(found) << "want " << pointer << " with \"" << phrase << "\", got:\n" << all;
+      // Each message names the manifest first, then the pointer.
+      const std::string manifest = model_.options().manifest_path;
+      for (const auto& e : errors) {
+        if (!e.pointer.empty()) {
+          EXPECT_EQ(e.message.rfind(manifest + ": " + e.pointer + ": ", 0), 0u) << e.message;
+        }
+      }
+      EXPECT_EQ(read_file(model_.path("old.mpsb")), old_bytes_);
+      EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+    }
+    // No temporary file was left behind (or created at all).
+    auto files_after = list_dir(model_.dir());
+    std::erase(files_after, "manifest.json");
+    auto expected = files_before;
+    std::erase(expected, "manifest.json");
+    EXPECT_EQ(files_after, expected);
+  }
+
+  ModelBuilder model_;
+  std::vector<uint8_t> old_bytes_;
+};
+
+TEST_F(ManifestErrorTest, InvalidJsonGivesLineAndColumn) {
+  // The builder always writes valid JSON: write broken text directly.
+  write_file(model_.path("manifest.json"),
+             "{\n  \"format\": \"mpsb.manifest/1\",\n  \"layers\": [,]\n}");
+  for (const char* output : {"old.mpsb", "new.mpsb"}) {
+    const auto report = mpsbc::compile(model_.options(output));
+    EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+    const auto errors = errors_of(report);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].pointer, "");
+    EXPECT_EQ(errors[0].message.rfind(
+                  model_.options().manifest_path + ": invalid JSON: line 3, column 14: ", 0),
+              0u)
+        << errors[0].message;
+  }
+  EXPECT_EQ(read_file(model_.path("old.mpsb")), old_bytes_);
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
+TEST_F(ManifestErrorTest, TopLevelNotAnObject) {
+  expect_rejected([](ModelBuilder& m) { m.manifest() = json::array(); }, "",
+                  "expected a JSON object");
+}
+
+TEST_F(ManifestErrorTest, MissingFormat) {
+  expect_rejected([](ModelBuilder& m) { m.manifest().erase("format"); }, "/format", "missing");
+}
+
+TEST_F(ManifestErrorTest, WrongFormat) {
+  expect_rejected([](ModelBuilder& m) { m.manifest()["format"] = "mpsb.manifest/2"; }, "/format",
+                  "expected \"mpsb.manifest/1\"");
+}
+
+TEST_F(ManifestErrorTest, MissingLayers) {
+  expect_rejected([](ModelBuilder& m) { m.manifest().erase("layers"); }, "/layers", "missing");
+}
+
+TEST_F(ManifestErrorTest, EmptyLayerList) {
+  expect_rejected([](ModelBuilder& m) { m.manifest()["layers"] = json::array(); }, "/layers",
+                  "at least one layer");
+}
+
+TEST_F(ManifestErrorTest, LayerNotAnObject) {
+  expect_rejected([](ModelBuilder& m) { m.manifest()["layers"].push_back(3); }, "/layers/2",
+                  "expected a layer object");
+}
+
+TEST_F(ManifestErrorTest, MissingRequiredField) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1).erase("in_channels"); }, "/layers/1/in_channels",
+                  "missing");
+}
+
+TEST_F(ManifestErrorTest, MissingWeight) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0).erase("weight"); }, "/layers/0/weight",
+                  "missing");
+}
+
+TEST_F(ManifestErrorTest, WrongTypeForInteger) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["out_channels"] = "16"; },
+                  "/layers/1/out_channels", "expected an integer >= 1, found string \"16\"");
+}
+
+TEST_F(ManifestErrorTest, FloatForInteger) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["groups"] = 1.5; }, "/layers/1/groups",
+                  "expected an integer >= 1, found 1.5");
+}
+
+TEST_F(ManifestErrorTest, WrongTypeForPair) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["kernel_size"] = json::object(); },
+                  "/layers/0/kernel_size", "expected an integer or [h, w]");
+}
+
+TEST_F(ManifestErrorTest, PairWithThreeElements) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["stride"] = {1, 1, 1};
+      },
+      "/layers/0/stride", "expected [h, w] with 2 integers");
+}
+
+TEST_F(ManifestErrorTest, StringPaddingNotSupported) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["padding"] = "same"; }, "/layers/0/padding",
+                  "give the numbers");
+}
+
+TEST_F(ManifestErrorTest, ZeroStride) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["stride"] = 0; }, "/layers/0/stride",
+                  "expected an integer >= 1, found 0");
+}
+
+TEST_F(ManifestErrorTest, NegativePaddingElement) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["padding"] = {1, -1};
+      },
+      "/layers/0/padding/1", "expected an integer >= 0, found -1");
+}
+
+TEST_F(ManifestErrorTest, ChannelsBeyond32Bits) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["out_channels"] = 4294967296ull; },
+                  "/layers/0/out_channels", "<= 4294967295");
+}
+
+TEST_F(ManifestErrorTest, ShapeProductOverflows64Bits) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["in_channels"] = 4294967295u;
+        m.layer(0)["out_channels"] = 4294967295u;
+        m.layer(0)["kernel_size"] = 4294967295u;
+      },
+      "/layers/0/weight", "overflows a 64-bit byte size");
+}
+
+TEST_F(ManifestErrorTest, InChannelsNotDivisibleByGroups) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["groups"] = 3; }, "/layers/1/groups",
+                  "in_channels 32 is not divisible by groups 3");
+}
+
+TEST_F(ManifestErrorTest, OutChannelsNotDivisibleByGroups) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["groups"] = 32; }, "/layers/1/groups",
+                  "out_channels 16 is not divisible by groups 32");
+}
+
+TEST_F(ManifestErrorTest, DepthwiseWithChannelMultiplier) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(1)["groups"] = 32;
+        m.layer(1)["out_channels"] = 64;
+      },
+      "/layers/1/out_channels", "channel multiplier 1");
+}
+
+TEST_F(ManifestErrorTest, DuplicateLayerName) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["name"] = "conv1"; }, "/layers/1/name",
+                  "duplicate layer name \"conv1\" (first used at /layers/0)");
+}
+
+TEST_F(ManifestErrorTest, EmptyLayerName) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["name"] = ""; }, "/layers/1/name",
+                  "non-empty string");
+}
+
+TEST_F(ManifestErrorTest, UnknownLayerType) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["type"] = "conv3d"; }, "/layers/1/type",
+                  "unknown layer type \"conv3d\"");
+}
+
+TEST_F(ManifestErrorTest, UnknownActivation) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["activation"] = "gelu"; },
+                  "/layers/0/activation", "found string \"gelu\"");
+}
+
+TEST_F(ManifestErrorTest, PaddingModeOtherThanZeros) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["padding_mode"] = "reflect"; },
+                  "/layers/0/padding_mode", "expected \"zeros\"");
+}
+
+TEST_F(ManifestErrorTest, BinMissing) {
+  expect_rejected([](ModelBuilder& m) { m.layer(1)["bias"] = "nowhere.bin"; }, "/layers/1/bias",
+                  "cannot open \"nowhere.bin\"");
+}
+
+TEST_F(ManifestErrorTest, BinIsADirectory) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        std::filesystem::create_directory(m.path("folder.bin"));
+        m.layer(1)["weight"] = "folder.bin";
+      },
+      "/layers/1/weight", "is not a regular file");
+}
+
+TEST_F(ManifestErrorTest, BinSizeDoesNotMatchShape) {
+  expect_rejected(
+      [](ModelBuilder& m) { std::filesystem::resize_file(m.path("conv1.weight.bin"), 3452); },
+      "/layers/0/weight", "expected 3456 bytes (32×3×3×3 float32), found 3452");
+}
+
+TEST_F(ManifestErrorTest, BinSizeCountsDtype) {
+  // The same file read as float16 holds twice the elements it should.
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["weight"] = {{"path", "conv1.weight.bin"}, {"dtype", "float16"}};
+      },
+      "/layers/0/weight", "expected 1728 bytes (32×3×3×3 float16), found 3456");
+}
+
+TEST_F(ManifestErrorTest, UnknownDtype) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["weight"] = {{"path", "conv1.weight.bin"}, {"dtype", "int8"}};
+      },
+      "/layers/0/weight/dtype", "expected \"float32\", \"float16\" or \"bfloat16\"");
+}
+
+TEST_F(ManifestErrorTest, TensorObjectWithoutPath) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["weight"] = {{"dtype", "float32"}};
+      },
+      "/layers/0/weight", "missing \"path\"");
+}
+
+TEST_F(ManifestErrorTest, TensorNotAPath) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["weight"] = 12; }, "/layers/0/weight",
+                  "expected a path string");
+}
+
+TEST_F(ManifestErrorTest, Float16BiasNotSupportedByMps) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        mpsb::testing::write_file(m.path("half.bin"), std::string(64, '\0'));
+        m.layer(0)["bias"] = {{"path", "half.bin"}, {"dtype", "float16"}};
+      },
+      "/layers/0/bias/dtype", "float32 only");
+}
+
+TEST_F(ManifestErrorTest, MetadataValueNotAString) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.manifest()["metadata"] = {{"epochs", 3}};
+      },
+      "/metadata/epochs", "expected a string value");
+}
+
+TEST_F(ManifestErrorTest, ConvTransposeOutputPaddingTooLarge) {
+  expect_rejected(
+      [](ModelBuilder& m) { m.add_conv_transpose("up", 16, 8, 3)["output_padding"] = 2; },
+      "/layers/2/output_padding", "smaller than stride or dilation");
+}
+
+TEST_F(ManifestErrorTest, LinearInputShapeDoesNotMatchFeatures) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.add_linear("fc", 12, 2, {3, 2, 3});
+      },
+      "/layers/2/input_shape", "must equal in_features 12");
+}
+
+TEST_F(ManifestErrorTest, BatchNormNeedsRunningStats) {
+  expect_rejected([](ModelBuilder& m) { m.add_batch_norm("bn", 16).erase("running_var"); },
+                  "/layers/2/running_var", "missing");
+}
+
+TEST_F(ManifestErrorTest, NonPositiveEps) {
+  expect_rejected([](ModelBuilder& m) { m.add_batch_norm("bn", 16)["eps"] = 0; }, "/layers/2/eps",
+                  "expected a number > 0");
+}
+
+TEST_F(ManifestErrorTest, BadAlignmentOptionIsAUsageError) {
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  options.tensor_alignment = 100;
+  auto report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kUsage);
+  options.tensor_alignment = 256;
+  options.segment_alignment = 128;  // below the tensor alignment
+  report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kUsage);
+  options.segment_alignment = uint64_t{1} << 31;  // above 1 GiB
+  report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kUsage);
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
+TEST_F(ManifestErrorTest, OutputThatIsAnInputIsRefused) {
+  model_.write_manifest();
+  const auto before = read_file(model_.path("conv1.weight.bin"));
+  const auto report = mpsbc::compile(model_.options("conv1.weight.bin"));
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kUsage);
+  EXPECT_EQ(read_file(model_.path("conv1.weight.bin")), before);
+  const auto manifest = read_file(model_.path("manifest.json"));
+  EXPECT_FALSE(mpsbc::compile(model_.options("manifest.json")).ok());
+  EXPECT_EQ(read_file(model_.path("manifest.json")), manifest);
+}
+
+TEST_F(ManifestErrorTest, OutputFolderMissingIsAnIoError) {
+  model_.write_manifest();
+  const auto report = mpsbc::compile(model_.options("no/such/folder/out.mpsb"));
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kIo);
+  ASSERT_FALSE(errors_of(report).empty());
+  EXPECT_NE(errors_of(report)[0].message.find("cannot create a temporary file"), std::string::npos);
+}
+
+TEST_F(ManifestErrorTest, ManifestMissingIsAnIoError) {
+  auto options = model_.options("new.mpsb");
+  options.manifest_path = model_.path("absent.json").string();
+  const auto report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kIo);
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
+TEST_F(ManifestErrorTest, AllErrorsAreReportedInOneRun) {
+  model_.layer(0)["stride"] = 0;
+  model_.layer(1)["groups"] = 3;
+  std::filesystem::resize_file(model_.path("conv2.bias.bin"), 4);
+  model_.write_manifest();
+  const auto report = mpsbc::compile(model_.options("new.mpsb"));
+  std::vector<std::string> pointers;
+  for (const auto& e : errors_of(report)) pointers.push_back(e.pointer);
+  // groups 3 divides neither 32 in nor 16 out channels: two errors.
+  EXPECT_EQ(pointers,
+            (std::vector<std::string>{"/layers/0/stride", "/layers/1/groups", "/layers/1/groups"}));
+  // conv2 failed its own checks, so its files were not checked; fix it and
+  // the bias size error appears.
+  model_.layer(1)["groups"] = 1;
+  model_.write_manifest();
+  pointers.clear();
+  for (const auto& e : errors_of(mpsbc::compile(model_.options("new.mpsb")))) {
+    pointers.push_back(e.pointer);
+  }
+  EXPECT_EQ(pointers, (std::vector<std::string>{"/layers/0/stride", "/layers/1/bias"}));
+}
+
+TEST_F(ManifestErrorTest, CheckManifestWritesNothing) {
+  model_.layer(0)["stride"] = 0;
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  auto report = mpsbc::check_manifest(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  model_.layer(0)["stride"] = 1;
+  model_.write_manifest();
+  const auto before = list_dir(model_.dir());
+  report = mpsbc::check_manifest(options);
+  EXPECT_TRUE(report.ok());
+  EXPECT_GT(report.file_size, 0u);
+  EXPECT_EQ(list_dir(model_.dir()), before);
+}
+
+TEST_F(ManifestErrorTest, WarningsDoNotFailTheCompile) {
+  // 8 channels in 4 groups: 2 per group, not a multiple of 4 (MPS lint).
+  model_.add_conv("grouped", 8, 8, 1, 1, 4);
+  model_.layer(0)["padidng"] = 1;  // misspelt, reported, ignored
+  const auto report = model_.compile("new.mpsb");
+  ASSERT_TRUE(report.ok());
+  std::vector<std::string> pointers;
+  for (const auto& d : report.diagnostics) {
+    EXPECT_EQ(d.severity, mpsbc::Diagnostic::Severity::kWarning);
+    pointers.push_back(d.pointer);
+  }
+  EXPECT_EQ(pointers, (std::vector<std::string>{"/layers/0/padidng", "/layers/2/groups"}));
+  EXPECT_TRUE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
+}  // namespace
+
+namespace {
+
+// Every field of every layer kind replaced by values of every JSON type:
+// the compiler must answer with errors (or accept), never crash, and never
+// write a file when it reports an error.
+TEST(ManifestRobustnessTest, OddValuesInEveryFieldNeverCrash) {
+  const std::vector<json> odd = {nullptr,
+                                 true,
+                                 -1,
+                                 0,
+                                 1.5,
+                                 1e300,
+                                 18446744073709551615ull,
+                                 "x",
+                                 "",
+                                 json::array(),
+                                 {1, 2, 3},
+                                 {-1, 1},
+                                 json::object(),
+                                 {{"path", 3}}};
+  ModelBuilder base;
+  base.add_conv("c", 8, 8, 3, 3, 2);
+  base.add_conv_transpose("t", 8, 4, 3, 2);
+  base.add_linear("l", 12, 4, {3, 2, 2});
+  base.add_batch_norm("b", 4);
+  const json pristine = base.manifest();
+  size_t runs = 0;
+  for (size_t li = 0; li < pristine["layers"].size(); ++li) {
+    for (const auto& [key, unused] : pristine["layers"][li].items()) {
+      for (const json& value : odd) {
+        base.manifest() = pristine;
+        base.layer(li)[key] = value;
+        const auto report = base.compile("out.mpsb");
+        ++runs;
+        if (!report.ok()) {
+          EXPECT_FALSE(errors_of(report).empty());
+          EXPECT_FALSE(std::filesystem::exists(base.path("out.mpsb")))
+              << "/layers/" << li << "/" << key << " = " << value.dump();
+        }
+        std::filesystem::remove(base.path("out.mpsb"));
+      }
+    }
+  }
+  EXPECT_GT(runs, 300u);
+}
+
+}  // namespace

@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""End to end: PyTorch model -> exporter -> mpsbc --check -> mpsb-dump --extract.
+
+    fidelity_test.py --mpsbc PATH --dump PATH --work DIR [--models a,b,...]
+
+For each model of tests/pytorch/models.py:
+  1. export it (weights, manifest, per-layer probes);
+  2. `mpsbc compile manifest.json -o model.mpsb --check --json`: exit 0, and
+     every layer that has a probe is in the check report and passed (the CPU
+     reference reads the stored MPS layout and must match PyTorch's output);
+  3. `mpsb-dump model.mpsb --extract LAYER.ROLE -o f` for every tensor gives
+     back exactly the bytes the exporter wrote.
+resnet18 is also compiled with --fold-batchnorm: every folded conv must still
+match PyTorch's conv -> batch norm output, and the folded norms must be gone.
+
+Prints one line per case and "N passed, M failed"; exits 1 on any failure.
+A passing model's work folder is removed (alexnet alone is ~250 MB); a
+failing one is kept for inspection, as is everything with --keep.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [os.path.join(ROOT, "tools", "export"), HERE]
+
+import models  # noqa: E402
+import mpsb_export  # noqa: E402
+
+ROLES = ("weight", "bias", "running_mean", "running_var")
+FOLD_MODELS = ("resnet18",)
+COMMAND_TIMEOUT = 900  # seconds; alexnet's 230 MB are the slowest
+
+
+class CaseFailed(Exception):
+    pass
+
+
+def run(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CaseFailed("timed out after %ds: %s" % (COMMAND_TIMEOUT, " ".join(cmd)))
+
+
+def tail(text, lines=8):
+    rows = [r for r in text.strip().splitlines() if r.strip()]
+    # The compiler warns once per exporter-only field ("probe", "follows");
+    # those say nothing about the failure.
+    rows = [r for r in rows if "unknown field" not in r] or rows
+    return "\n      ".join(rows[-lines:])
+
+
+def compile_and_check(args, manifest_path, bundle, fold):
+    cmd = [args.mpsbc, "compile", manifest_path, "-o", bundle, "--json"]
+    if not args.skip_check:
+        cmd.append("--check")
+    if fold:
+        cmd.append("--fold-batchnorm")
+    r = run(cmd)
+    if r.returncode != 0:
+        raise CaseFailed("%s exited %d:\n      %s" % (" ".join(os.path.basename(c) if i == 0 else c
+                                                             for i, c in enumerate(cmd)),
+                                                    r.returncode, tail(r.stderr + r.stdout)))
+    try:
+        report = json.loads(r.stdout)
+    except ValueError as e:
+        raise CaseFailed("mpsbc --json printed no JSON report (%s): %r" % (e, r.stdout[:200]))
+    if not report.get("ok", False):
+        raise CaseFailed("mpsbc report says ok=false: %s" % tail(json.dumps(report.get(
+            "diagnostics", []))))
+    return report
+
+
+def check_report(report, manifest, fold):
+    """The check entries: one per probed layer (folded norms excepted), all
+    passed. Returns (layers checked, worst relative error)."""
+    if "check" not in report:
+        raise CaseFailed("the mpsbc report has no \"check\" array (is --check implemented?)")
+    entries = report["check"]
+    by_layer = {}
+    for e in entries:
+        by_layer.setdefault(e.get("layer"), e)
+    folded = {l["name"] for l in manifest["layers"] if fold and l.get("follows")}
+    wanted = [l["name"] for l in manifest["layers"] if "probe" in l and l["name"] not in folded]
+    missing = [n for n in wanted if n not in by_layer]
+    failed = ["%s (max_abs_error %.3g, max_rel_error %.3g)"
+              % (e.get("layer"), e.get("max_abs_error", float("nan")),
+                 e.get("max_rel_error", float("nan")))
+              for e in entries if not e.get("passed", False)]
+    problems = []
+    if missing:
+        problems.append("no check for %d layer(s): %s" % (len(missing), ", ".join(missing[:10])))
+    if failed:
+        problems.append("%d layer(s) failed the check: %s" % (len(failed), "; ".join(failed[:10])))
+    if fold:
+        in_bundle = {l.get("name") for l in report.get("layers", [])}
+        still = sorted(folded & in_bundle)
+        if still:
+            problems.append("folded batch norms still in the bundle: %s" % ", ".join(still[:10]))
+    if problems:
+        raise CaseFailed("\n      ".join(problems))
+    worst = max((float(e.get("max_rel_error", 0.0)) for e in entries), default=0.0)
+    return len(entries), worst
+
+
+def check_extract(args, bundle, manifest, export_dir, scratch):
+    """Every tensor comes back byte-identical. Returns the tensor count."""
+    count = 0
+    mismatched = []
+    for layer in manifest["layers"]:
+        for role in ROLES:
+            if role not in layer:
+                continue
+            r = run([args.dump, bundle, "--extract", "%s.%s" % (layer["name"], role),
+                     "-o", scratch])
+            if r.returncode != 0:
+                raise CaseFailed("mpsb-dump --extract %s.%s exited %d: %s"
+                                 % (layer["name"], role, r.returncode, tail(r.stderr)))
+            with open(scratch, "rb") as got, \
+                    open(os.path.join(export_dir, layer[role]), "rb") as want:
+                if got.read() != want.read():
+                    mismatched.append("%s.%s" % (layer["name"], role))
+            count += 1
+    if os.path.exists(scratch):
+        os.remove(scratch)
+    if mismatched:
+        raise CaseFailed("--extract gave other bytes than the exporter wrote for %d tensor(s): %s"
+                         % (len(mismatched), ", ".join(mismatched[:10])))
+    return count
+
+
+def run_model(args, name):
+    """Yields (case name, ok, detail) for the model and its fold variant."""
+    work = os.path.join(args.work, name)
+    export_dir = os.path.join(work, "export")
+    manifest_path = os.path.join(export_dir, "manifest.json")
+    all_ok = True
+    started = time.monotonic()
+    try:
+        model, example = models.MODELS[name]()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", mpsb_export.ExportWarning)
+            manifest = mpsb_export.export(model, example, export_dir, name=name)
+        for w in caught:
+            print("  %s: exporter warning: %s" % (name, w.message))
+        del model
+        bundle = os.path.join(work, "model.mpsb")
+        report = compile_and_check(args, manifest_path, bundle, fold=False)
+        if args.skip_check:
+            checked = "check skipped"
+        else:
+            n, worst = check_report(report, manifest, fold=False)
+            checked = "%d layers checked (max rel err %.2g)" % (n, worst)
+        tensors = check_extract(args, bundle, manifest, export_dir,
+                                os.path.join(work, "extracted.bin"))
+        yield name, True, "%s, %d tensors round-tripped, %.1fs" % (
+            checked, tensors, time.monotonic() - started)
+    except CaseFailed as e:
+        all_ok = False
+        yield name, False, str(e)
+        return
+    except Exception:  # an exporter or harness bug: report it as this model's failure
+        all_ok = False
+        yield name, False, traceback.format_exc().strip().replace("\n", "\n      ")
+        return
+
+    if name in FOLD_MODELS and not args.skip_check:
+        case = "%s --fold-batchnorm" % name
+        started = time.monotonic()
+        try:
+            report = compile_and_check(args, manifest_path, os.path.join(work, "folded.mpsb"),
+                                       fold=True)
+            n, worst = check_report(report, manifest, fold=True)
+            folded = sum(1 for l in manifest["layers"] if l.get("follows"))
+            yield case, True, "%d layers checked (max rel err %.2g), %d norms folded, %.1fs" % (
+                n, worst, folded, time.monotonic() - started)
+        except CaseFailed as e:
+            all_ok = False
+            yield case, False, str(e)
+
+    if all_ok and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mpsbc", required=True, help="path to the mpsbc executable")
+    parser.add_argument("--dump", required=True, help="path to the mpsb-dump executable")
+    parser.add_argument("--work", required=True, help="scratch folder (created)")
+    parser.add_argument("--models", default=",".join(models.MODELS),
+                        help="comma-separated subset of: %s" % ", ".join(models.MODELS))
+    parser.add_argument("--keep", action="store_true", help="keep every work folder")
+    parser.add_argument("--skip-check", action="store_true",
+                        help="compile without --check (only for an mpsbc that lacks it); "
+                             "the round trip is still tested")
+    args = parser.parse_args(argv)
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in models.MODELS]
+    if unknown or not names:
+        parser.error("unknown model(s) %s; known: %s" % (", ".join(unknown) or "(none given)",
+                                                         ", ".join(models.MODELS)))
+    for tool in (args.mpsbc, args.dump):
+        if not (os.path.isfile(tool) and os.access(tool, os.X_OK)):
+            parser.error("%s is not an executable file" % tool)
+    os.makedirs(args.work, exist_ok=True)
+
+    passed = failed = 0
+    for name in names:
+        for case, ok, detail in run_model(args, name):
+            print("%s %s: %s" % ("PASS" if ok else "FAIL", case, detail), flush=True)
+            if ok:
+                passed += 1
+            else:
+                failed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

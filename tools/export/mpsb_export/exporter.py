@@ -1,0 +1,470 @@
+"""Plans and writes an mpsb manifest from a torch.nn.Module.
+
+plan() runs the model once and decides everything; write() only writes what
+the plan says. Nothing is written when planning fails (unsupported modules,
+a module called with keyword arguments, ...).
+"""
+
+import json
+import os
+import re
+import warnings
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from . import graph
+from .layers import MAPPED_TYPES, TENSOR_ROLES, Unsupported, map_module, owned_state
+
+MANIFEST_FORMAT = "mpsb.manifest/1"
+MANIFEST_FILE = "manifest.json"
+PROBE_DIR = "probes"
+EXPORTER = "mpsb_export"
+
+
+class ExportError(Exception):
+    """The model cannot be exported as asked. The message names the module."""
+
+
+class UnsupportedModuleError(ExportError):
+    """Modules that hold weights the manifest cannot describe.
+
+    `modules` is a list of (qualified name, class name, reason), in
+    named_modules() order.
+    """
+
+    def __init__(self, modules):
+        self.modules = list(modules)
+        lines = ["%d module(s) cannot be exported to an mpsb manifest "
+                 "(pass allow_unsupported=True to skip them):" % len(self.modules)]
+        lines += ["  %s (%s): %s" % (n or "<root>", t, r) for n, t, r in self.modules]
+        super().__init__("\n".join(lines))
+
+
+class ExportWarning(UserWarning):
+    """Something the user should look at; the export still went ahead."""
+
+
+class Probe:
+    """A layer's first-call input and output, cloned when they were seen."""
+
+    def __init__(self, input, output, calls):
+        self.input = input
+        self.output = output
+        self.calls = calls
+
+
+class LayerPlan:
+    """One manifest layer: the module, its fields, tensors and probe."""
+
+    def __init__(self, name, module, kind, fields, tensors):
+        self.name = name              # the manifest layer name
+        self.qualified_name = name    # the name in model.named_modules()
+        self.module = module
+        self.kind = kind
+        self.fields = fields          # OrderedDict of the module's arguments
+        self.tensors = tensors        # [(role, tensor)]
+        self.activation = None        # (kind, negative_slope or None)
+        self.input_shape = None       # linear: [C, H, W]
+        self.follows = None           # batch_norm2d: conv layer name
+        self.probe = None             # Probe
+        self.file_stem = None         # file name prefix, set by plan()
+
+
+class ExportPlan:
+    """Everything export() writes, decided before anything is written."""
+
+    def __init__(self):
+        self.layers = []      # LayerPlan, in order of first forward call
+        self.skipped = []     # (name, class name, reason)
+        self.warnings = []    # str, also emitted as ExportWarning
+        self.traced = False   # torch.fx analysis ran
+        self.trace_error = None
+
+
+def _warn(plan, text):
+    plan.warnings.append(text)
+    warnings.warn(text, ExportWarning, stacklevel=3)
+
+
+def _as_inputs(example_input):
+    if isinstance(example_input, torch.Tensor):
+        return (example_input,)
+    if isinstance(example_input, (tuple, list)) and all(
+            isinstance(x, torch.Tensor) for x in example_input) and example_input:
+        return tuple(example_input)
+    raise ExportError("example_input must be a tensor or a non-empty tuple of tensors, found %s"
+                      % type(example_input).__name__)
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return "%s: %s" % (type(exc).__name__, text[0] if text else "")
+
+
+def _display(name):
+    return name if name else "<root>"
+
+
+def _file_stems(names):
+    """Safe, unique file name prefixes. Qualified names are already safe
+    (identifiers, digits and dots); ModuleDict keys may not be."""
+    stems, used = {}, set()
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "model"
+        if stem.startswith("."):
+            stem = "_" + stem
+        base, i = stem, 2
+        while stem.lower() in used:  # also unique on case-insensitive file systems
+            stem = "%s_%d" % (base, i)
+            i += 1
+        used.add(stem.lower())
+        stems[name] = stem
+    return stems
+
+
+def _batched(t, ndim):
+    """Adds the batch axis to an unbatched input ([C, H, W] or [F])."""
+    return t.unsqueeze(0) if t.dim() == ndim - 1 else t
+
+
+def plan(model, example_input, allow_unsupported=False, probes=True):
+    """Runs `model` once on `example_input` and decides the manifest.
+
+    Leaves the model's training flags as they were. Raises
+    UnsupportedModuleError (unless allow_unsupported) or ExportError.
+    """
+    if not isinstance(model, nn.Module):
+        raise ExportError("model must be a torch.nn.Module, found %s" % type(model).__name__)
+    inputs = _as_inputs(example_input)
+    result = ExportPlan()
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        _plan_into(result, model, inputs, allow_unsupported)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
+    if not probes:
+        for layer in result.layers:
+            layer.probe = None
+    return result
+
+
+def _plan_into(result, model, inputs, allow_unsupported):
+    named = list(model.named_modules())
+    mapped = [(n, m) for n, m in named if isinstance(m, MAPPED_TYPES)]
+    unsupported = []
+    for n, m in named:
+        if isinstance(m, MAPPED_TYPES):
+            continue
+        state = owned_state(m)
+        if state:
+            unsupported.append((n, type(m).__name__,
+                                "owns %s and has no MPS mapping" % ", ".join(state)))
+
+    # 1. The graph, when the model traces.
+    facts = graph.GraphFacts()
+    try:
+        facts = graph.analyze(model, inputs, {n for n, _ in mapped})
+        result.traced = True
+    except Exception as exc:  # tracing fails in many ways; all mean "no graph"
+        result.trace_error = _first_line(exc)
+        _warn(result, "torch.fx could not trace the model (%s); exporting from forward hooks "
+                      "only: no fused activations, no batch-norm 'follows', and a Linear gets "
+                      "input_shape only when its input is a module's 4-D output, flattened"
+              % result.trace_error)
+
+    # 2. One run with hooks: the probes and the execution order.
+    seen = OrderedDict()      # name -> Probe, in order of first call
+    call_index = {}           # name -> event index of its first call (fallback)
+    events = []               # fallback: 4-D leaf outputs, in call order
+    pending = {}
+    handles = []
+    errors = []
+
+    def pre_hook(name):
+        def hook(module, args):
+            if not args or not isinstance(args[0], torch.Tensor):
+                errors.append("%s (%s) was called without a positional tensor input; its probe "
+                              "cannot be captured" % (_display(name), type(module).__name__))
+                return
+            if name not in seen and name not in pending:
+                pending[name] = args[0].detach().clone()
+                call_index[name] = len(events)
+        return hook
+
+    def post_hook(name):
+        def hook(module, args, output):
+            if name in seen:
+                seen[name].calls += 1
+                return
+            if name not in pending:
+                return
+            if not isinstance(output, torch.Tensor):
+                errors.append("%s (%s) returned %s, not a tensor"
+                              % (_display(name), type(module).__name__, type(output).__name__))
+                return
+            # Clone now: an inplace ReLU or `out += identity` after this
+            # module would change the tensor the probe refers to.
+            seen[name] = Probe(pending.pop(name), output.detach().clone(), 1)
+        return hook
+
+    def leaf_hook(module, args, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            events.append(output.detach().clone())
+
+    for n, m in mapped:
+        handles.append(m.register_forward_pre_hook(pre_hook(n)))
+        handles.append(m.register_forward_hook(post_hook(n)))
+    if not result.traced:
+        for _, m in named:
+            if not any(True for _ in m.children()):
+                handles.append(m.register_forward_hook(leaf_hook))
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except Exception as exc:
+        raise ExportError("the model failed on the example input: %s" % _first_line(exc)) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    if errors:
+        raise ExportError("\n".join(errors))
+
+    # 3. Map the modules that ran, in the order they first ran.
+    modules = dict(mapped)
+    order = list(seen.keys())
+    notes = []  # warned about only once the export is known to go ahead
+    for n, _ in mapped:
+        if n not in seen:
+            result.skipped.append((n, type(modules[n]).__name__,
+                                   "not called in the forward pass on the example input"))
+            notes.append("%s (%s) was not called in the forward pass on the example input; it "
+                         "is left out of the manifest" % (_display(n), type(modules[n]).__name__))
+    for n in order:
+        m = modules[n]
+        probe = seen[n]
+        try:
+            kind, fields, tensors = map_module(m)
+            if kind == "linear" and probe.input.dim() > 2:
+                raise Unsupported(
+                    "applied to a %d-D input %s; MPS fully connected layers take a vector or a "
+                    "flattened [C, H, W] map per batch item" % (probe.input.dim(),
+                                                                 list(probe.input.shape)))
+            if kind != "linear" and probe.input.dim() not in (3, 4):
+                raise Unsupported("called on a %d-D input %s; expected [N, C, H, W]"
+                                  % (probe.input.dim(), list(probe.input.shape)))
+        except Unsupported as why:
+            unsupported.append((n, type(m).__name__, str(why)))
+            continue
+        # The root module has the qualified name ""; a manifest layer needs a
+        # non-empty name.
+        layer = LayerPlan(n or kind, m, kind, fields, tensors)
+        layer.qualified_name = n
+        ndim = 2 if kind == "linear" else 4
+        layer.probe = Probe(_batched(probe.input, ndim), _batched(probe.output, ndim), probe.calls)
+        if probe.calls > 1:
+            notes.append("%s (%s) ran %d times in one forward pass; its probe is from the first "
+                         "call" % (_display(n), type(m).__name__, probe.calls))
+        result.layers.append(layer)
+
+    # named_modules() order, so reports read like print(model).
+    rank = {n: i for i, (n, _) in enumerate(named)}
+    if unsupported:
+        unsupported.sort(key=lambda u: rank.get(u[0], len(rank)))
+        if not allow_unsupported:
+            raise UnsupportedModuleError(unsupported)
+        for n, t, reason in unsupported:
+            notes.append("skipped %s (%s): %s" % (_display(n), t, reason))
+            result.skipped.append((n, t, reason))
+    result.skipped.sort(key=lambda u: rank.get(u[0], len(rank)))
+    for text in notes:
+        _warn(result, text)
+
+    # 4. Connections.
+    exported = {layer.qualified_name: layer.name for layer in result.layers}
+    for layer in result.layers:
+        act = facts.activations.get(layer.qualified_name)
+        if act is not None:
+            layer.activation = act
+        if layer.kind == "linear":
+            if result.traced:
+                layer.input_shape = facts.input_shapes.get(layer.qualified_name)
+            else:
+                layer.input_shape = _match_flattened(layer.probe.input, inputs,
+                                                     events[:call_index[layer.qualified_name]])
+            if layer.input_shape is not None:
+                c, h, w = layer.input_shape
+                if c * h * w != layer.fields["in_features"]:
+                    raise ExportError("%s (Linear): found a flattened %s map in front of it, "
+                                      "but in_features is %d" % (layer.name, layer.input_shape,
+                                                                 layer.fields["in_features"]))
+        if layer.kind == "batch_norm2d":
+            conv = facts.follows.get(layer.qualified_name)
+            if conv in exported:
+                layer.follows = exported[conv]
+
+    stems = _file_stems([layer.name for layer in result.layers])
+    for layer in result.layers:
+        layer.file_stem = stems[layer.name]
+
+
+def _match_flattened(linear_input, inputs, earlier_outputs):
+    """Fallback without a graph: the [C, H, W] of the latest 4-D tensor whose
+    flatten equals the Linear's input exactly, or None."""
+    if linear_input.dim() != 2:
+        return None
+    n, f = linear_input.shape
+    candidates = list(reversed(earlier_outputs)) + [x for x in inputs if x.dim() == 4]
+    for t in candidates:
+        if t.dim() == 4 and t.shape[0] == n and t.shape[1] * t.shape[2] * t.shape[3] == f and \
+                t.dtype == linear_input.dtype and torch.equal(t.reshape(n, f), linear_input):
+            return [int(t.shape[1]), int(t.shape[2]), int(t.shape[3])]
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _write_tensor(t, path):
+    # Exactly what users do today (DESIGN.md): raw little-endian float32 in
+    # PyTorch's own layout; the compiler does every reordering.
+    t.detach().cpu().contiguous().numpy().astype("<f4").tofile(path)
+
+
+def manifest_from_plan(result, name, metadata):
+    """The manifest dict for a plan, with paths relative to the manifest."""
+    meta = OrderedDict([("exporter", EXPORTER), ("torch", str(torch.__version__))])
+    for key in sorted(metadata or {}):
+        value = metadata[key]
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ExportError("metadata must map strings to strings (the bundle stores text), "
+                              "found %r: %r" % (key, value))
+        if key in meta:
+            raise ExportError("metadata key %r is set by the exporter" % key)
+        meta[key] = value
+    layers = []
+    for layer in result.layers:
+        entry = OrderedDict()
+        entry["name"] = layer.name
+        entry["type"] = layer.kind
+        for k, v in layer.fields.items():
+            entry[k] = v
+            if k == "out_features" and layer.input_shape is not None:
+                entry["input_shape"] = list(layer.input_shape)
+        for role, _ in layer.tensors:
+            entry[role] = "%s.%s.bin" % (layer.file_stem, role)
+        if layer.activation is not None:
+            entry["activation"] = layer.activation[0]
+            if layer.activation[0] == "leaky_relu":
+                entry["negative_slope"] = layer.activation[1]
+        if layer.follows is not None:
+            entry["follows"] = layer.follows
+        if layer.probe is not None:
+            stem = "%s/%s" % (PROBE_DIR, layer.file_stem)
+            entry["probe"] = OrderedDict([
+                ("input", stem + ".input.bin"),
+                ("input_shape", [int(d) for d in layer.probe.input.shape]),
+                ("output", stem + ".output.bin"),
+                ("output_shape", [int(d) for d in layer.probe.output.shape]),
+            ])
+        layers.append(entry)
+    manifest = OrderedDict()
+    manifest["format"] = MANIFEST_FORMAT
+    manifest["name"] = name
+    manifest["metadata"] = meta
+    manifest["layers"] = layers
+    if result.skipped:
+        manifest["skipped"] = [OrderedDict([("name", n), ("type", t), ("reason", r)])
+                               for n, t, r in result.skipped]
+    return manifest
+
+
+def _referenced_files(manifest):
+    files = set()
+    for layer in manifest.get("layers", []):
+        if not isinstance(layer, dict):
+            continue
+        for role in TENSOR_ROLES:
+            v = layer.get(role)
+            if isinstance(v, dict):
+                v = v.get("path")
+            if isinstance(v, str):
+                files.add(v)
+        probe = layer.get("probe")
+        if isinstance(probe, dict):
+            for k in ("input", "output"):
+                if isinstance(probe.get(k), str):
+                    files.add(probe[k])
+    return files
+
+
+def _previous_files(out_dir):
+    """Files a previous mpsb_export run wrote into out_dir, so a re-export
+    does not leave stale tensors or probes behind."""
+    path = os.path.join(out_dir, MANIFEST_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(old, dict) or not isinstance(old.get("metadata"), dict) or \
+            old["metadata"].get("exporter") != EXPORTER:
+        return set()
+    safe = set()
+    for rel in _referenced_files(old):
+        norm = os.path.normpath(rel)
+        if not os.path.isabs(norm) and not norm.startswith(".."):
+            safe.add(norm)
+    return safe
+
+
+def write(result, out_dir, name, metadata):
+    """Writes the plan's files and manifest.json into out_dir; returns the
+    manifest dict."""
+    manifest = manifest_from_plan(result, name, metadata)
+    os.makedirs(out_dir, exist_ok=True)
+    stale = _previous_files(out_dir)
+    if any(layer.probe is not None for layer in result.layers):
+        os.makedirs(os.path.join(out_dir, PROBE_DIR), exist_ok=True)
+    for layer, entry in zip(result.layers, manifest["layers"]):
+        for role, t in layer.tensors:
+            _write_tensor(t, os.path.join(out_dir, entry[role]))
+        if layer.probe is not None:
+            _write_tensor(layer.probe.input, os.path.join(out_dir, entry["probe"]["input"]))
+            _write_tensor(layer.probe.output, os.path.join(out_dir, entry["probe"]["output"]))
+    # The manifest last and by rename: a reader never sees one that points
+    # at files not yet written.
+    tmp = os.path.join(out_dir, MANIFEST_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, os.path.join(out_dir, MANIFEST_FILE))
+    for rel in sorted(stale - {os.path.normpath(p) for p in _referenced_files(manifest)}):
+        try:
+            os.remove(os.path.join(out_dir, rel))
+        except FileNotFoundError:
+            pass
+    return manifest
+
+
+def export(model, example_input, out_dir, name=None, metadata=None, probes=True,
+           allow_unsupported=False):
+    """Exports `model` as manifest.json + .bin files (+ probes/) in out_dir.
+
+    Runs the model once, in eval mode and without gradients, on
+    `example_input` (a tensor or a tuple of tensors). Returns the manifest
+    dict that was written. Raises UnsupportedModuleError when a module holds
+    weights the manifest cannot describe (unless allow_unsupported: then they
+    are warned about and listed under "skipped"), ExportError for other
+    problems; nothing is written in either case.
+    """
+    result = plan(model, example_input, allow_unsupported=allow_unsupported, probes=probes)
+    if not result.layers:
+        raise ExportError("%s has no layer the manifest can describe (Conv2d, ConvTranspose2d, "
+                          "Linear, BatchNorm2d, InstanceNorm2d) that ran on the example input"
+                          % type(model).__name__)
+    return write(result, out_dir, name if name is not None else type(model).__name__, metadata)
