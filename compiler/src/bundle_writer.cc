@@ -141,13 +141,20 @@ class TempFile {
 
 // Shared state of the workers that stream tensors into the segment.
 struct StreamJob {
-  StreamJob(const Manifest& m, const BundlePlan& p, int out_fd, uint64_t seg_offset)
-      : manifest(m), plan(p), fd(out_fd), segment_offset(seg_offset), checksums(p.tensors.size()) {}
+  StreamJob(const Manifest& m, const BundlePlan& p, int out_fd, uint64_t seg_offset,
+            CompileOptions::Mutation mut)
+      : manifest(m),
+        plan(p),
+        fd(out_fd),
+        segment_offset(seg_offset),
+        mutation(mut),
+        checksums(p.tensors.size()) {}
 
   const Manifest& manifest;
   const BundlePlan& plan;
   int fd;
   uint64_t segment_offset;
+  CompileOptions::Mutation mutation;
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
   std::vector<uint64_t> checksums;  // per planned tensor; each written by one worker
@@ -174,6 +181,79 @@ std::unique_ptr<std::byte[]> allocate(uint64_t size) {
       static_cast<size_t>(std::max<uint64_t>(size, 1)));
 }
 
+// Reads tensor `k`'s .bin into `buf`, failing the job when it cannot be read
+// or no longer has the size validation saw.
+bool read_source(StreamJob& job, size_t k, const ManifestTensor& t, const std::string& file,
+                 std::byte* buf) {
+  Fd in(::open(t.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) {
+    job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + errno_text(errno)});
+    return false;
+  }
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0) {
+    job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
+    return false;
+  }
+  if (uint64_t(st.st_size) != t.size) {
+    job.fail({k, false, t.pointer, false,
+              file + " changed while compiling: expected " + std::to_string(t.size) +
+                  " bytes, found " + std::to_string(uint64_t(st.st_size))});
+    return false;
+  }
+  const ssize_t got = pread_all(in.get(), buf, static_cast<size_t>(t.size), 0);
+  if (got < 0) {
+    job.fail({k, true, t.pointer, false, "cannot read " + file + ": " + errno_text(errno)});
+    return false;
+  }
+  if (uint64_t(got) != t.size) {
+    job.fail({k, false, t.pointer, false,
+              file + " changed while compiling: read " + std::to_string(got) + " of " +
+                  std::to_string(t.size) + " bytes"});
+    return false;
+  }
+
+  return true;
+}
+
+// --fold-batchnorm: row r of the stored tensor (output channel r) becomes
+// row * scale[r] + shift[r] (shift empty for weights).
+void fold_rows(const ManifestTensor& t, float* data) {
+  const uint64_t rows = t.fold_scale.size();
+  const uint64_t per = t.size / sizeof(float) / rows;
+  for (uint64_t r = 0; r < rows; ++r) {
+    const float scale = t.fold_scale[r];
+    const float shift = t.fold_shift.empty() ? 0.0f : t.fold_shift[r];
+    for (uint64_t i = 0; i < per; ++i) data[r * per + i] = data[r * per + i] * scale + shift;
+  }
+}
+
+// Test-only faults (CompileOptions::Mutation): undo part of a correct
+// transform in `stored` so that --check must fail.
+void mutate(CompileOptions::Mutation m, const TensorPlan& plan, const std::byte* src,
+            std::byte* stored, size_t elem) {
+  using Mutation = CompileOptions::Mutation;
+  if (m == Mutation::kNoFlattenPermute && plan.transform == Transform::kLinearFlattenToOHWC) {
+    std::memcpy(stored, src, plan.element_count() * elem);
+  }
+  if (m == Mutation::kNoRotation && plan.transform == Transform::kConvTransposeToOHWIRotated) {
+    // Flip the kernel back in both spatial dimensions: [O][kH][kW][I/g].
+    const auto& s = plan.stored_shape;
+    const uint64_t kh = s[1], kw = s[2], row = s[3] * elem;
+    std::vector<std::byte> tmp(row);
+    for (uint64_t o = 0; o < s[0]; ++o) {
+      std::byte* base = stored + o * kh * kw * row;
+      for (uint64_t a = 0; a < kh * kw / 2; ++a) {
+        std::byte* x = base + a * row;
+        std::byte* y = base + (kh * kw - 1 - a) * row;
+        std::memcpy(tmp.data(), x, row);
+        std::memcpy(x, y, row);
+        std::memcpy(y, tmp.data(), row);
+      }
+    }
+  }
+}
+
 // One worker: takes the next tensor, reads its .bin, transforms, hashes and
 // writes it at its planned offset. Holds at most one source and one stored
 // buffer, each as large as the largest tensor it has handled.
@@ -197,31 +277,9 @@ void stream_tensors(StreamJob& job, const std::string& output) {
       src = allocate(t.size);
       src_cap = t.size;
     }
-    Fd in(::open(t.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (in.get() < 0) {
-      job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + errno_text(errno)});
-      return;
-    }
-    struct stat st;
-    if (::fstat(in.get(), &st) != 0) {
-      job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
-      return;
-    }
-    if (uint64_t(st.st_size) != t.size) {
-      job.fail({k, false, t.pointer, false,
-                file + " changed while compiling: expected " + std::to_string(t.size) +
-                    " bytes, found " + std::to_string(uint64_t(st.st_size))});
-      return;
-    }
-    const ssize_t got = pread_all(in.get(), src.get(), static_cast<size_t>(t.size), 0);
-    if (got < 0) {
-      job.fail({k, true, t.pointer, false, "cannot read " + file + ": " + errno_text(errno)});
-      return;
-    }
-    if (uint64_t(got) != t.size) {
-      job.fail({k, false, t.pointer, false,
-                file + " changed while compiling: read " + std::to_string(got) + " of " +
-                    std::to_string(t.size) + " bytes"});
+    if (!t.synthesized.empty()) {
+      std::memcpy(src.get(), t.synthesized.data(), static_cast<size_t>(t.size));
+    } else if (!read_source(job, k, t, file, src.get())) {
       return;
     }
 
@@ -234,6 +292,13 @@ void stream_tensors(StreamJob& job, const std::string& output) {
       }
       apply(t.plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
       stored = dst.get();
+      mutate(job.mutation, t.plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+    }
+    if (!t.fold_scale.empty()) {
+      // Batch-norm folding, on float32 data whose outermost stored
+      // dimension is the output channel (OHWI kernels and bias vectors).
+      std::byte* rows = stored == src.get() ? src.get() : dst.get();
+      fold_rows(t, reinterpret_cast<float*>(rows));
     }
     job.checksums[k] = XXH3_64bits(stored, static_cast<size_t>(t.size));
     if (!pwrite_all(job.fd, stored, static_cast<size_t>(t.size), job.segment_offset + pt.offset)) {
@@ -354,7 +419,7 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
 }
 
 bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata metadata,
-                  const std::string& output_path, unsigned jobs, Diagnostics& diag,
+                  const std::string& output_path, const WriteOptions& options, Diagnostics& diag,
                   bool* io_failure) {
   *io_failure = true;
   auto output_error = [&](const std::string& text) {
@@ -387,9 +452,9 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
   }
 #endif
 
-  StreamJob job(manifest, plan, fd, metadata.segment_offset);
+  StreamJob job(manifest, plan, fd, metadata.segment_offset, options.mutation);
   {
-    unsigned n = jobs ? jobs : std::max(1u, std::thread::hardware_concurrency());
+    unsigned n = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
     n = static_cast<unsigned>(std::min<size_t>(n, std::max<size_t>(plan.tensors.size(), 1)));
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < n; ++i) {
@@ -474,6 +539,10 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     return output_error("cannot set the file mode: " + errno_text(errno));
   if (::fsync(fd) != 0) return output_error("cannot sync: " + errno_text(errno));
   if (!tmp.close()) return output_error("cannot close: " + errno_text(errno));
+  if (options.before_commit && !options.before_commit(tmp.path())) {
+    *io_failure = false;
+    return false;
+  }
   if (::rename(tmp.path().c_str(), output_path.c_str()) != 0) {
     return output_error("cannot rename " + tmp.path() + " over it: " + errno_text(errno));
   }

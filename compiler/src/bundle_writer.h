@@ -6,6 +6,7 @@
 #define MPSBC_BUNDLE_WRITER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,16 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
 // nothing is left behind and an existing file at `output_path` is untouched;
 // *io_failure tells a system error from a .bin that changed since it was
 // checked.
+struct WriteOptions {
+  unsigned jobs = 0;  // 0: one per core
+  CompileOptions::Mutation mutation = CompileOptions::Mutation::kNone;
+  // Called with the complete, synced temporary file before it replaces the
+  // output; returning false abandons the write (nothing is replaced).
+  std::function<bool(const std::string& temp_path)> before_commit;
+};
+
 bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata metadata,
-                  const std::string& output_path, unsigned jobs, Diagnostics& diag,
+                  const std::string& output_path, const WriteOptions& options, Diagnostics& diag,
                   bool* io_failure);
 
 }  // namespace mpsbc

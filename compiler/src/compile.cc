@@ -9,6 +9,7 @@
 
 #include "bundle_plan.h"
 #include "bundle_writer.h"
+#include "check.h"
 #include "diagnostics.h"
 #include "manifest.h"
 
@@ -18,6 +19,19 @@
 
 namespace mpsbc {
 namespace {
+
+std::vector<LayerReport> layer_reports(const Manifest& manifest) {
+  std::vector<LayerReport> out;
+  for (const auto& l : manifest.layers) {
+    LayerReport lr;
+    lr.name = l.name;
+    lr.kind = std::string(mpsb::to_string(l.kind));
+    lr.tensor_count = l.tensors.size();
+    for (const auto& t : l.tensors) lr.bytes += t.size;
+    out.push_back(std::move(lr));
+  }
+  return out;
+}
 
 struct Prepared {
   Manifest manifest;
@@ -44,20 +58,22 @@ bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& re
     report.exit_code = io_error ? ExitCode::kIo : ExitCode::kBadInput;
     return false;
   }
-  for (const auto& l : manifest->layers) {
-    LayerReport lr;
-    lr.name = l.name;
-    lr.kind = std::string(mpsb::to_string(l.kind));
-    lr.tensor_count = l.tensors.size();
-    for (const auto& t : l.tensors) lr.bytes += t.size;
-    report.layers.push_back(std::move(lr));
-  }
+  report.layers = layer_reports(*manifest);
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
   check_tensor_files(*manifest, diag);
+  if (options.check) check_probe_files(*manifest, diag);
   if (diag.has_errors()) {
     report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
     return false;
+  }
+  if (options.fold_batchnorm) {
+    if (!fold_batchnorm(*manifest, diag)) {
+      report.exit_code = ExitCode::kBadInput;
+      return false;
+    }
+    // The report lists what the bundle holds.
+    report.layers = layer_reports(*manifest);
   }
   if (!plan_bundle(*manifest, options.segment_alignment, options.tensor_alignment, &out.plan,
                    diag) ||
@@ -115,6 +131,7 @@ std::string producer_string() { return std::string("mpsbc ") + MPSB_VERSION_STRI
 CompileReport check_manifest(const CompileOptions& options) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
+  diag.set_strict(options.strict);
   Prepared prepared;
   prepare(options, diag, report, prepared);
   report.diagnostics = std::move(diag.all());
@@ -124,16 +141,60 @@ CompileReport check_manifest(const CompileOptions& options) {
 CompileReport compile(const CompileOptions& options) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
+  diag.set_strict(options.strict);
   Prepared prepared;
   if (prepare(options, diag, report, prepared)) {
     if (!check_output(options.output_path, prepared.manifest, diag)) {
       report.exit_code = ExitCode::kUsage;
     } else {
       bool io_failure = false;
-      if (!write_bundle(prepared.manifest, prepared.plan, std::move(prepared.metadata),
-                        options.output_path, options.jobs, diag, &io_failure)) {
-        report.exit_code = io_failure ? ExitCode::kIo : ExitCode::kBadInput;
+      bool check_failed = false;
+      WriteOptions write;
+      write.jobs = options.jobs;
+      write.mutation = options.mutation;
+      if (options.check) {
+        // Checked before the rename: a bundle that fails never replaces
+        // the output.
+        write.before_commit = [&](const std::string& temp_path) {
+          auto bundle = mpsb::Bundle::open(temp_path, {.verify_checksums = true});
+          if (!bundle.ok()) {
+            diag.error_in(options.output_path,
+                          "--check: the written bundle does not open: " + bundle.message());
+            check_failed = true;
+            return false;
+          }
+          check_failed = !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag,
+                                     &report.checks);
+          return !check_failed;
+        };
       }
+      if (!write_bundle(prepared.manifest, prepared.plan, std::move(prepared.metadata),
+                        options.output_path, write, diag, &io_failure)) {
+        report.exit_code = check_failed ? ExitCode::kCheckFailed
+                           : io_failure ? ExitCode::kIo
+                                        : ExitCode::kBadInput;
+      }
+    }
+  }
+  report.diagnostics = std::move(diag.all());
+  return report;
+}
+
+CompileReport check_bundle(const std::string& bundle_path, const CompileOptions& options) {
+  CompileReport report;
+  Diagnostics diag(options.manifest_path);
+  diag.set_strict(options.strict);
+  CompileOptions check_options = options;
+  check_options.check = true;
+  Prepared prepared;
+  if (prepare(check_options, diag, report, prepared)) {
+    auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
+    if (!bundle.ok()) {
+      diag.error_in(bundle_path, bundle.message());
+      report.exit_code = ExitCode::kBadInput;
+    } else if (!run_checks(*bundle, prepared.manifest, options.check_tolerance, diag,
+                           &report.checks)) {
+      report.exit_code = ExitCode::kCheckFailed;
     }
   }
   report.diagnostics = std::move(diag.all());
@@ -152,6 +213,17 @@ std::string report_to_json(const CompileReport& report) {
   for (const auto& l : report.layers) {
     j["layers"].push_back(
         {{"name", l.name}, {"kind", l.kind}, {"bytes", l.bytes}, {"tensors", l.tensor_count}});
+  }
+  if (!report.checks.empty()) {
+    j["check"] = nlohmann::ordered_json::array();
+    for (const auto& c : report.checks) {
+      j["check"].push_back({{"layer", c.layer},
+                            {"expected_from", c.expected_from},
+                            {"max_abs_error", c.max_abs_error},
+                            {"max_rel_error", c.max_rel_error},
+                            {"tolerance", c.tolerance},
+                            {"passed", c.passed}});
+    }
   }
   j["diagnostics"] = nlohmann::ordered_json::array();
   for (const auto& d : report.diagnostics) {

@@ -34,6 +34,14 @@ class Diagnostics {
     add(Diagnostic::Severity::kWarning, file, {}, text);
   }
 
+  // A documented MPS limit the layer breaks: MPS would refuse or misread it.
+  // A warning, or an error under --strict.
+  void mps_limit(std::string_view pointer, std::string_view text) {
+    add(strict_ ? Diagnostic::Severity::kError : Diagnostic::Severity::kWarning, file_, pointer,
+        std::string(text) + (strict_ ? " (--strict)" : ""));
+  }
+  void set_strict(bool strict) { strict_ = strict; }
+
   bool has_errors() const { return errors_ > 0; }
   const std::string& file() const { return file_; }
   std::vector<Diagnostic>& all() { return all_; }
@@ -57,6 +65,7 @@ class Diagnostics {
   std::string file_;
   std::vector<Diagnostic> all_;
   size_t errors_ = 0;
+  bool strict_ = false;
 };
 
 }  // namespace mpsbc

@@ -458,22 +458,20 @@ void parse_conv(FieldReader& r, ManifestLayer& layer, const std::filesystem::pat
   const bool depthwise = c.groups > 1 && c.groups == c.in_channels;
   if (shape_ok && depthwise && c.out_channels != c.in_channels) {
     // MPSCNNDepthWiseConvolutionDescriptor supports channel multiplier 1 only.
-    r.error("out_channels",
-            "depthwise conv (groups == in_channels == " + std::to_string(c.in_channels) +
-                ") needs out_channels == in_channels: MPS supports channel "
-                "multiplier 1 only; found out_channels " +
-                std::to_string(c.out_channels));
-    shape_ok = false;
+    diag.mps_limit(r.at("out_channels"),
+                   "depthwise conv (groups == in_channels == " + std::to_string(c.in_channels) +
+                       ") with out_channels " + std::to_string(c.out_channels) +
+                       ": MPS supports depthwise channel multiplier 1 only");
   }
   if (shape_ok && c.groups > 1 && !depthwise) {
     const uint32_t in_per_group = c.in_channels / c.groups;
     const uint32_t out_per_group = c.out_channels / c.groups;
     if (in_per_group % 4 != 0 || out_per_group % 4 != 0) {
       // Apple's MPSCNNConvolutionDescriptor.groups documentation.
-      diag.warning(r.at("groups"), "grouped conv with " + std::to_string(in_per_group) +
-                                       " input and " + std::to_string(out_per_group) +
-                                       " output channels per group: MPS requires a multiple "
-                                       "of 4 channels per group");
+      diag.mps_limit(r.at("groups"), "grouped conv with " + std::to_string(in_per_group) +
+                                         " input and " + std::to_string(out_per_group) +
+                                         " output channels per group: MPS requires a multiple "
+                                         "of 4 channels per group");
     }
   }
   if (!shape_ok || !weight_present) return;
@@ -556,6 +554,57 @@ void parse_norm(FieldReader& r, ManifestLayer& layer, const std::filesystem::pat
   add_tensor(layer, std::move(var), plan_vector(*n), diag);
 }
 
+// "probe": {"input": path, "input_shape": [...], "output": path,
+// "output_shape": [...]}, as tools/export writes it.
+std::optional<Probe> parse_probe(const json& v, const std::string& pointer,
+                                 const std::filesystem::path& folder, Diagnostics& diag) {
+  if (!v.is_object()) {
+    diag.error(
+        pointer,
+        "expected a probe object {input, input_shape, output, output_shape}, found " + describe(v));
+    return std::nullopt;
+  }
+  FieldReader r(v, pointer, "a probe", diag);
+  Probe p;
+  p.pointer = pointer;
+  bool ok = true;
+  for (const char* key : {"input", "output"}) {
+    const json* path = r.find(key);
+    if (!path || !path->is_string() || path->get_ref<const std::string&>().empty()) {
+      r.error(key, "expected a path string, found " + (path ? describe(*path) : "nothing"));
+      ok = false;
+      continue;
+    }
+    std::filesystem::path fp(path->get<std::string>());
+    (key[0] == 'i' ? p.input : p.output) = fp.is_absolute() ? fp : folder / fp;
+  }
+  for (const char* key : {"input_shape", "output_shape"}) {
+    const json* shape = r.find(key);
+    auto& out = key[0] == 'i' ? p.input_shape : p.output_shape;
+    if (!shape || !shape->is_array() || shape->empty() || shape->size() > 8) {
+      r.error(key, "expected an array of 1 to 8 dimensions, found " +
+                       (shape ? describe(*shape) : "nothing"));
+      ok = false;
+      continue;
+    }
+    for (size_t i = 0; i < shape->size(); ++i) {
+      auto d = r.read_uint((*shape)[i], child(r.at(key), i), 1);
+      if (!d) {
+        ok = false;
+        break;
+      }
+      out.push_back(*d);
+    }
+    if (ok && !checked_mul(checked_product(out).value_or(UINT64_MAX), 4)) {
+      r.error(key, "shape " + shape_text(out) + " overflows a 64-bit byte size");
+      ok = false;
+    }
+  }
+  r.report_unknown();
+  if (!ok || r.failed()) return std::nullopt;
+  return p;
+}
+
 std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
                                          const std::filesystem::path& folder, Diagnostics& diag) {
   const std::string pointer = child("/layers", index);
@@ -601,6 +650,17 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   layer.kind = *kind;
   FieldReader r(v, pointer, std::string(mpsb::to_string(*kind)), diag);
   r.ignore({"name", "type"});
+  if (const json* p = r.find("probe")) layer.probe = parse_probe(*p, r.at("probe"), folder, diag);
+  if (*kind == LayerKind::kBatchNorm2d) {
+    if (const json* f = r.find("follows")) {
+      if (f->is_string() && !f->get_ref<const std::string&>().empty()) {
+        layer.follows = f->get<std::string>();
+      } else {
+        r.error("follows",
+                "expected the name of the conv this batch norm follows, found " + describe(*f));
+      }
+    }
+  }
   switch (*kind) {
     case LayerKind::kConv2d:
     case LayerKind::kConvTranspose2d:
@@ -709,6 +769,9 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
     }
   }
 
+  // Written by tools/export: modules it did not map. Informational.
+  top.ignore({"skipped"});
+
   const json* layers = top.find("layers");
   if (!layers) {
     top.error("layers", "missing; expected an array of layers");
@@ -777,6 +840,141 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag) {
       }
     }
   }
+}
+
+bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<float>* out,
+                 std::string* error) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    *error = "cannot read " + quote(path.string()) + ": " + ec.message();
+    return false;
+  }
+  if (count > UINT64_MAX / 4 || size != count * 4) {
+    *error = quote(path.string()) + ": expected " + std::to_string(count) + " float32 values (" +
+             std::to_string(count * 4) + " bytes), found " + std::to_string(size) + " bytes";
+    return false;
+  }
+  out->resize(static_cast<size_t>(count));
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(out->data()), static_cast<std::streamsize>(size));
+  if (!in) {
+    *error = "cannot read " + quote(path.string());
+    return false;
+  }
+  return true;
+}
+
+void check_probe_files(const Manifest& manifest, Diagnostics& diag) {
+  for (const auto& layer : manifest.layers) {
+    if (!layer.probe) continue;
+    const Probe& p = *layer.probe;
+    for (int k = 0; k < 2; ++k) {
+      const auto& path = k == 0 ? p.input : p.output;
+      const auto& shape = k == 0 ? p.input_shape : p.output_shape;
+      const uint64_t want = *checked_product(shape) * 4;
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(path, ec);
+      const std::string at = p.pointer + (k == 0 ? "/input" : "/output");
+      if (ec) {
+        diag.error(at, "cannot open " + quote(path.string()) + ": " + ec.message());
+      } else if (size != want) {
+        diag.error(at, quote(path.string()) + ": expected " + std::to_string(want) + " bytes (" +
+                           shape_text(shape) + " float32), found " + std::to_string(size));
+      }
+    }
+  }
+}
+
+bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < manifest.layers.size(); ++i) by_name[manifest.layers[i].name] = i;
+  std::vector<bool> folded(manifest.layers.size(), false);
+  bool ok = true;
+  for (size_t i = 0; i < manifest.layers.size(); ++i) {
+    const ManifestLayer& bn = manifest.layers[i];
+    if (bn.kind != LayerKind::kBatchNorm2d || bn.follows.empty()) continue;
+    const std::string at = bn.pointer + "/follows";
+    auto it = by_name.find(bn.follows);
+    if (it == by_name.end()) {
+      diag.error(at, "no layer named " + quote(bn.follows) + " to fold into");
+      ok = false;
+      continue;
+    }
+    ManifestLayer& conv = manifest.layers[it->second];
+    if (conv.kind != LayerKind::kConv2d && conv.kind != LayerKind::kConvTranspose2d) {
+      diag.error(at, quote(bn.follows) + " is a " + std::string(mpsb::to_string(conv.kind)) +
+                         "; only conv2d and conv_transpose2d fold a batch norm");
+      ok = false;
+      continue;
+    }
+    if (it->second > i || !conv.folded_from.empty() || conv.activation != mpsb::Activation::kNone) {
+      diag.error(at, quote(bn.follows) + (it->second > i ? " comes after this batch norm"
+                                          : conv.folded_from.empty()
+                                              ? " applies an activation before the batch norm"
+                                              : " already folds " + quote(conv.folded_from)));
+      ok = false;
+      continue;
+    }
+    if (bn.norm.num_features != conv.conv.out_channels) {
+      diag.error(at, "num_features " + std::to_string(bn.norm.num_features) + " differs from " +
+                         quote(bn.follows) + "'s out_channels " +
+                         std::to_string(conv.conv.out_channels));
+      ok = false;
+      continue;
+    }
+    if (conv.tensors.empty() || conv.tensors[0].dtype != DType::kFloat32) {
+      diag.error(at, quote(bn.follows) + " has no float32 weight; folding needs float32");
+      ok = false;
+      continue;
+    }
+    // γ, β, μ, σ² (γ = 1 and β = 0 when the batch norm is not affine).
+    const uint64_t n = bn.norm.num_features;
+    std::vector<float> v[4] = {std::vector<float>(n, 1.0f), std::vector<float>(n, 0.0f),
+                               std::vector<float>(n, 0.0f), std::vector<float>(n, 1.0f)};
+    for (const ManifestTensor& t : bn.tensors) {
+      std::string error;
+      if (!read_floats(t.path, n, &v[static_cast<int>(t.role)], &error)) {
+        diag.error(t.pointer, error);
+        ok = false;
+      }
+    }
+    if (!ok) continue;
+    // Apple's formula (MPSCNNBatchNormalization): s = γ/√(σ²+ε),
+    // W' = W·s, b' = (b − μ)·s + β = b·s + (β − μ·s).
+    std::vector<float> scale(n), shift(n);
+    for (uint64_t c = 0; c < n; ++c) {
+      const double s = double(v[0][c]) / std::sqrt(double(v[3][c]) + double(bn.norm.eps));
+      scale[c] = float(s);
+      shift[c] = float(double(v[1][c]) - double(v[2][c]) * s);
+    }
+    conv.tensors[0].fold_scale = scale;
+    if (conv.tensors.size() > 1) {
+      conv.tensors[1].fold_scale = scale;
+      conv.tensors[1].fold_shift = shift;
+    } else {
+      ManifestTensor bias;
+      bias.role = TensorRole::kBias;
+      bias.pointer = bn.pointer;
+      bias.path_text = "(bias of the folded " + bn.name + ")";
+      bias.plan = plan_vector(n);
+      bias.size = n * 4;
+      bias.synthesized = shift;
+      conv.tensors.push_back(std::move(bias));
+    }
+    conv.folded_from = bn.name;
+    conv.folded_probe = bn.probe;
+    folded[i] = true;
+  }
+  if (!ok) return false;
+  std::vector<ManifestLayer> kept;
+  for (size_t i = 0; i < manifest.layers.size(); ++i) {
+    if (folded[i]) continue;
+    kept.push_back(std::move(manifest.layers[i]));
+    kept.back().index = static_cast<uint32_t>(kept.size() - 1);
+  }
+  manifest.layers = std::move(kept);
+  return true;
 }
 
 }  // namespace mpsbc

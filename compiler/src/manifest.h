@@ -34,6 +34,20 @@ struct ManifestTensor {
   TensorPlan plan;
   // Stored bytes == source bytes (same element count and dtype).
   uint64_t size = 0;
+  // --fold-batchnorm: stored row r (the output channel) becomes
+  // row * fold_scale[r] + fold_shift[r]. Empty: unchanged.
+  std::vector<float> fold_scale, fold_shift;
+  // A tensor the compiler made (the bias of a folded conv that had none):
+  // its stored values; `path` is empty then.
+  std::vector<float> synthesized;
+};
+
+// A layer's real input and output from one PyTorch run (the exporter's
+// probes), float32 in PyTorch order.
+struct Probe {
+  std::string pointer;  // "/layers/<i>/probe"
+  std::filesystem::path input, output;
+  std::vector<uint64_t> input_shape, output_shape;
 };
 
 struct ManifestLayer {
@@ -46,6 +60,13 @@ struct ManifestLayer {
   mpsb::NormParams norm;
   mpsb::Activation activation = mpsb::Activation::kNone;
   float activation_alpha = 0.0f;
+  std::optional<Probe> probe;
+  // batch_norm2d only: the conv whose output it normalizes (for folding).
+  std::string follows;
+  // After --fold-batchnorm: the folded batch norm's name and probe, whose
+  // output this conv must now reproduce.
+  std::string folded_from;
+  std::optional<Probe> folded_probe;
   // In role order (weight, bias, running_mean, running_var): the order of
   // both the bundle's tensor vector and the data segment.
   std::vector<ManifestTensor> tensors;
@@ -70,6 +91,19 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
 // Checks that every tensor's file exists, is a readable regular file and has
 // exactly the byte size its shape and dtype need.
 void check_tensor_files(const Manifest& manifest, Diagnostics& diag);
+
+// Checks that every probe file exists with the size its shape needs.
+void check_probe_files(const Manifest& manifest, Diagnostics& diag);
+
+// --fold-batchnorm: folds every batch_norm2d with "follows" into that conv
+// (W' = W·s, b' = (b − μ)·s + β with s = γ/√(σ² + ε), Apple's formula),
+// removes it and renumbers the layers. Reads the batch norms' vectors, so
+// check_tensor_files() must have passed.
+bool fold_batchnorm(Manifest& manifest, Diagnostics& diag);
+
+// Reads a float32 file of exactly `count` values.
+bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<float>* out,
+                 std::string* error);
 
 }  // namespace mpsbc
 

@@ -327,8 +327,10 @@ TEST(WriterTest, InputChangedDuringWriteLeavesOldBundle) {
 
   std::filesystem::resize_file(m.path("b.weight.bin"), 8);
   bool io_failure = true;
+  mpsbc::WriteOptions write;
+  write.jobs = 2;
   EXPECT_FALSE(mpsbc::write_bundle(*manifest, plan, std::move(metadata),
-                                   m.path("out.mpsb").string(), 2, diag, &io_failure));
+                                   m.path("out.mpsb").string(), write, diag, &io_failure));
   EXPECT_FALSE(io_failure);
   ASSERT_TRUE(diag.has_errors());
   EXPECT_EQ(diag.all().back().pointer, "/layers/1/weight");

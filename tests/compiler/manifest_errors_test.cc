@@ -197,13 +197,27 @@ TEST_F(ManifestErrorTest, OutChannelsNotDivisibleByGroups) {
                   "out_channels 16 is not divisible by groups 32");
 }
 
-TEST_F(ManifestErrorTest, DepthwiseWithChannelMultiplier) {
-  expect_rejected(
-      [](ModelBuilder& m) {
-        m.layer(1)["groups"] = 32;
-        m.layer(1)["out_channels"] = 64;
-      },
-      "/layers/1/out_channels", "channel multiplier 1");
+// MPS limits are lint: warnings by default, errors with --strict.
+TEST_F(ManifestErrorTest, DepthwiseChannelMultiplierIsAWarningUnlessStrict) {
+  // 16 -> 32 channels in 16 groups: a depthwise conv with multiplier 2.
+  model_.add_conv("dw", 16, 32, 3, 3, 16);
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  auto report = mpsbc::compile(options);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_EQ(report.diagnostics[0].severity, mpsbc::Diagnostic::Severity::kWarning);
+  EXPECT_EQ(report.diagnostics[0].pointer, "/layers/2/out_channels");
+  EXPECT_NE(report.diagnostics[0].text.find("channel multiplier 1"), std::string::npos);
+  std::filesystem::remove(model_.path("new.mpsb"));
+
+  options.strict = true;
+  report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_EQ(report.diagnostics[0].severity, mpsbc::Diagnostic::Severity::kError);
+  EXPECT_NE(report.diagnostics[0].text.find("(--strict)"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
 }
 
 TEST_F(ManifestErrorTest, DuplicateLayerName) {

@@ -187,8 +187,51 @@ def run_model(args, name):
             all_ok = False
             yield case, False, str(e)
 
+    for mutation in MUTATIONS.get(name, ()) if not args.skip_check else ():
+        case = "%s --debug-mutate %s" % (name, mutation)
+        try:
+            yield case, True, check_mutation(args, manifest_path, manifest, work, mutation)
+        except CaseFailed as e:
+            all_ok = False
+            yield case, False, str(e)
+
     if all_ok and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# The oracle must tell right from wrong: with a transform deliberately
+# broken, --check has to fail on exactly the layers that transform serves.
+MUTATIONS = {
+    "dcgan": ("no-rotation",),
+    "alexnet": ("no-flatten-permute",),
+    "corners": ("no-rotation", "no-flatten-permute"),
+}
+
+
+def check_mutation(args, manifest_path, manifest, work, mutation):
+    bundle = os.path.join(work, "mutated.mpsb")
+    proc = run([args.mpsbc, "compile", manifest_path, "-o", bundle, "--check", "--json",
+                "--debug-mutate", mutation])
+    if proc.returncode != 5:
+        raise CaseFailed("expected exit 5 (check failed), got %d\n%s" % (
+            proc.returncode, tail(proc.stderr)))
+    if os.path.exists(bundle):
+        raise CaseFailed("a bundle that failed --check was written")
+    report = json.loads(proc.stdout)
+    failed = {c["layer"] for c in report.get("check", []) if not c["passed"]}
+    if mutation == "no-rotation":
+        # A 1x1 kernel is its own rotation: only larger kernels can fail.
+        hit = {l["name"] for l in manifest["layers"] if l["type"] == "conv_transpose2d"
+               and l["kernel_size"] != [1, 1]}
+    else:
+        hit = {l["name"] for l in manifest["layers"] if l["type"] == "linear"
+               and "input_shape" in l and l["input_shape"][1:] != [1, 1]}
+    if not hit:
+        raise CaseFailed("the model has no layer that %s affects" % mutation)
+    if failed != hit:
+        raise CaseFailed("--check failed on %s, expected exactly %s" % (
+            sorted(failed), sorted(hit)))
+    return "--check caught all %d affected layers and wrote nothing" % len(hit)
 
 
 def main(argv=None):

@@ -24,6 +24,25 @@ struct CompileOptions {
   uint64_t tensor_alignment = 256;
   // Worker threads for the transforms; 0 means one per core.
   unsigned jobs = 0;
+  // Fold each batch_norm2d that "follows" a conv into that conv's weights
+  // and bias (Apple's formula); the folded layer is then absent.
+  bool fold_batchnorm = false;
+  // MPS limits (channels per group, depthwise multiplier, ...) are errors
+  // instead of warnings.
+  bool strict = false;
+  // Run every layer that has a probe on the CPU reference, reading the
+  // weights back from the written bundle, and compare with PyTorch's probe
+  // output. A layer above tolerance fails the compile (kCheckFailed) and
+  // nothing is written.
+  bool check = false;
+  // Largest accepted max |ours - PyTorch| / max |PyTorch| for float32 weights.
+  double check_tolerance = 1e-5;
+
+  // Test-only fault injection, to prove --check can tell a right layout from
+  // a wrong one: store transposed-conv kernels unrotated, or Linear-after-
+  // flatten weights unpermuted, while recording the correct transform.
+  enum class Mutation { kNone, kNoRotation, kNoFlattenPermute };
+  Mutation mutation = Mutation::kNone;
 };
 
 // Why a compile failed; also the mpsbc exit code.
@@ -56,6 +75,19 @@ struct LayerReport {
   size_t tensor_count = 0;
 };
 
+// The result of --check for one layer.
+struct LayerCheck {
+  // The bundle layer that was run on its probe input.
+  std::string layer;
+  // The layer whose probe output it must reproduce: itself, or the batch
+  // norm folded into it.
+  std::string expected_from;
+  double max_abs_error = 0;
+  double max_rel_error = 0;
+  double tolerance = 0;
+  bool passed = false;
+};
+
 struct CompileReport {
   ExitCode exit_code = ExitCode::kOk;
   std::vector<Diagnostic> diagnostics;
@@ -67,11 +99,18 @@ struct CompileReport {
   uint64_t segment_offset = 0;
   uint64_t segment_size = 0;
   uint64_t tensor_bytes = 0;
+  // With CompileOptions::check: one entry per probed layer, network order.
+  std::vector<LayerCheck> checks;
   bool ok() const { return exit_code == ExitCode::kOk; }
 };
 
 // Compiles options.manifest_path into options.output_path.
 CompileReport compile(const CompileOptions& options);
+
+// --check on an existing bundle: runs every probed layer of
+// options.manifest_path (folded as options.fold_batchnorm says) against the
+// bundle at `bundle_path`. Writes nothing.
+CompileReport check_bundle(const std::string& bundle_path, const CompileOptions& options);
 
 // Validates the options, the manifest and every .bin and plans the bundle
 // (so file_size is filled), without writing anything. output_path is

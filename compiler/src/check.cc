@@ -1,0 +1,85 @@
+#include "check.h"
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "checked_math.h"
+#include "mpsbc/reference.h"
+
+namespace mpsbc {
+namespace {
+
+std::string sci(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+std::string shape_text(const std::vector<uint64_t>& shape) {
+  std::string s;
+  for (uint64_t d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return "[" + s + "]";
+}
+
+bool load(const std::filesystem::path& path, const std::vector<uint64_t>& shape, FeatureMap* out,
+          std::string* error) {
+  out->shape = shape;
+  return read_floats(path, *checked_product(shape), &out->data, error);
+}
+
+}  // namespace
+
+bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest, double tolerance,
+                Diagnostics& diag, std::vector<LayerCheck>* checks) {
+  bool all_passed = true;
+  for (const ManifestLayer& l : manifest.layers) {
+    // A folded conv reproduces its batch norm's output from its own input.
+    const std::optional<Probe>& out_probe = l.folded_from.empty() ? l.probe : l.folded_probe;
+    if (!l.probe || !out_probe) continue;
+    LayerCheck c;
+    c.layer = l.name;
+    c.expected_from = l.folded_from.empty() ? l.name : l.folded_from;
+    c.tolerance = tolerance;
+    const auto layer = bundle.find(l.name);
+    if (!layer) {
+      diag.error(l.pointer, "--check: the bundle has no layer " + l.name);
+      all_passed = false;
+      continue;
+    }
+    FeatureMap input, want;
+    std::string error;
+    if (!load(l.probe->input, l.probe->input_shape, &input, &error) ||
+        !load(out_probe->output, out_probe->output_shape, &want, &error)) {
+      diag.error(l.probe->pointer, "--check: " + error);
+      all_passed = false;
+      continue;
+    }
+    auto got = run_reference(*layer, input);
+    if (!got.ok()) {
+      diag.error(l.probe->pointer, "--check: " + got.message());
+      all_passed = false;
+      continue;
+    }
+    const Comparison cmp = compare(*got, want);
+    c.max_abs_error = cmp.max_abs_error;
+    c.max_rel_error = cmp.max_rel_error;
+    c.passed = !cmp.mismatched_shape && c.max_rel_error <= tolerance;
+    if (cmp.mismatched_shape) {
+      diag.error(l.probe->pointer, "--check: layer " + l.name + " computes shape " +
+                                       shape_text(got->shape) + " but PyTorch's output is " +
+                                       shape_text(want.shape));
+    } else if (!c.passed) {
+      diag.error(l.probe->pointer,
+                 "--check: layer " + l.name + " differs from PyTorch" +
+                     (l.folded_from.empty() ? "" : " (folded " + l.folded_from + ")") +
+                     ": max relative error " + sci(c.max_rel_error) + " > tolerance " +
+                     sci(tolerance) + " (max absolute error " + sci(c.max_abs_error) + ")");
+    }
+    all_passed = all_passed && c.passed;
+    checks->push_back(std::move(c));
+  }
+  return all_passed;
+}
+
+}  // namespace mpsbc
