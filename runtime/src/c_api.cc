@@ -213,6 +213,8 @@ mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_lay
   out->output_padding_x = p.output_padding_w;
   out->output_padding_y = p.output_padding_h;
   out->transposed = src->transposed() ? 1 : 0;
+  out->mps_offset_x = src->mps_offset_x();
+  out->mps_offset_y = src->mps_offset_y();
   out->activation = static_cast<mpsb_activation>(src->activation());
   out->activation_alpha = src->activation_alpha();
   out->weight_dtype = static_cast<mpsb_dtype>(src->weight_dtype());

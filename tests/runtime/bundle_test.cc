@@ -347,3 +347,59 @@ TEST(Types, NamesAreStable) {
 
 }  // namespace
 }  // namespace mpsb
+
+namespace mpsb {
+namespace {
+
+// Offsets that make MPS read what PyTorch's padding reads. For ordinary
+// convolutions these are the values PyTorch's own Metal backend uses
+// (computeMPSAlignOffset: 3x3 p1 -> 0, 3x3 p0 -> 1, 3x3 p2 -> -1), extended
+// by Apple's rule that a dilated kernel is centred on its dilated width.
+TEST(ConvolutionSourceOffsets, MatchPyTorchPadding) {
+  struct Case {
+    uint32_t k, pad, dilation;
+    int64_t want;
+  };
+  for (const Case& c : {Case{3, 1, 1, 0}, Case{3, 0, 1, 1}, Case{3, 2, 1, -1}, Case{4, 1, 1, 1},
+                        Case{1, 0, 1, 0}, Case{7, 3, 1, 0}, Case{3, 2, 2, 0}, Case{5, 0, 2, 4}}) {
+    SCOPED_TRACE(::testing::Message() << "k" << c.k << " p" << c.pad << " d" << c.dilation);
+    testing::BundleSpec spec;
+    auto layer = testing::conv_layer("c", 8, 8, c.k);
+    layer.conv.padding_h = layer.conv.padding_w = c.pad;
+    layer.conv.dilation_h = layer.conv.dilation_w = c.dilation;
+    spec.layers.push_back(layer);
+    const auto bytes = testing::build_bundle(spec);
+    auto b = Bundle::from_memory(bytes.data(), bytes.size());
+    ASSERT_TRUE(b.ok()) << b.message();
+    auto src = ConvolutionSource::from(*b, *b->find("c"));
+    ASSERT_TRUE(src.ok());
+    EXPECT_EQ(src->mps_offset_x(), c.want);
+    EXPECT_EQ(src->mps_offset_y(), c.want);
+    // PyTorch's output size: (in + 2p - d(k-1) - 1) / s + 1.
+    EXPECT_EQ(src->output_width(32), 32u + 2 * c.pad - c.dilation * (c.k - 1));
+  }
+}
+
+// Transposed: MPS zero-expands the input, then convolves; the equivalent
+// convolution starts d(k-1) - p pixels before the expanded image, which the
+// kernel offset must express relative to the kernel's centre.
+TEST(ConvolutionSourceOffsets, TransposedConvolutionKernelOffset) {
+  testing::BundleSpec spec;
+  auto layer = testing::conv_transpose_layer("t", 8, 4, 4, 2);
+  layer.conv.padding_h = layer.conv.padding_w = 1;
+  layer.conv.output_padding_h = layer.conv.output_padding_w = 0;
+  spec.layers.push_back(layer);
+  const auto bytes = testing::build_bundle(spec);
+  auto b = Bundle::from_memory(bytes.data(), bytes.size());
+  ASSERT_TRUE(b.ok()) << b.message();
+  auto src = ConvolutionSource::from(*b, *b->find("t"));
+  ASSERT_TRUE(src.ok());
+  ASSERT_TRUE(src->transposed());
+  // k4 d1 p1: centre 2, lead 3 - 1 = 2 -> 0.
+  EXPECT_EQ(src->mps_offset_x(), 0);
+  // DCGAN's upsampling: (16 - 1) * 2 - 2 + 3 + 0 + 1 = 32.
+  EXPECT_EQ(src->output_width(16), 32u);
+}
+
+}  // namespace
+}  // namespace mpsb

@@ -142,6 +142,10 @@ typedef struct mpsb_conv_descriptor {
   uint32_t padding_x, padding_y;               /* PyTorch padding */
   uint32_t output_padding_x, output_padding_y; /* transposed convs */
   int transposed;                              /* 1 for conv_transpose2d */
+  /* MPSCNNKernel offset (convolutions) or kernelOffsetX/Y (transposed
+   * convolutions) that reproduces PyTorch's padding; see
+   * mpsb::ConvolutionSource::mps_offset_x in <mpsb/sources.h>. */
+  int64_t mps_offset_x, mps_offset_y;
   mpsb_activation activation;
   float activation_alpha;
   mpsb_dtype weight_dtype;

@@ -63,6 +63,29 @@ class ConvolutionSource {
   uint32_t groups() const { return p_.groups; }
   // The full PyTorch parameters (padding, output_padding, ...).
   const ConvParams& params() const { return p_; }
+
+  // Where MPS must place the kernel so that it reads what PyTorch's zero
+  // padding reads (docs/FORMAT.md, "MPS offsets"). For a convolution, the
+  // MPSCNNKernel offset: MPS puts the window's left edge at offset.x -
+  // (kW_dilated >> 1) (MPSCNNConvolutionDescriptor.kernelWidth and
+  // dilationRateX), PyTorch at x*stride - padding, so offset.x =
+  // (((kW-1)*dilation + 1) >> 1) - padding. For a transposed convolution,
+  // kernelOffsetX/Y with the MPSCNNKernel offset left at 0: the equivalent
+  // convolution over the zero-expanded image starts dilation*(kW-1) -
+  // padding pixels before it, so kernelOffset.x = (((kW-1)*dilation + 1) >> 1)
+  // - (dilation*(kW-1) - padding). Linear layers: 0 (the kernel covers the
+  // whole map; MPSCNNFullyConnected needs no offset).
+  int64_t mps_offset_x() const { return offset(p_.kernel_w, p_.dilation_w, p_.padding_w); }
+  int64_t mps_offset_y() const { return offset(p_.kernel_h, p_.dilation_h, p_.padding_h); }
+  // Output size for an input of `in` pixels, PyTorch's formula.
+  uint64_t output_width(uint64_t in) const {
+    return output_size(in, p_.kernel_w, p_.stride_w, p_.padding_w, p_.dilation_w,
+                       p_.output_padding_w);
+  }
+  uint64_t output_height(uint64_t in) const {
+    return output_size(in, p_.kernel_h, p_.stride_h, p_.padding_h, p_.dilation_h,
+                       p_.output_padding_h);
+  }
   Activation activation() const { return layer_.activation(); }
   float activation_alpha() const { return layer_.activation_alpha(); }
 
@@ -77,6 +100,9 @@ class ConvolutionSource {
   void purge() const;
 
  private:
+  int64_t offset(uint32_t k, uint32_t d, uint32_t pad) const;
+  uint64_t output_size(uint64_t in, uint32_t k, uint32_t s, uint32_t pad, uint32_t d,
+                       uint32_t op) const;
   ConvolutionSource(const Bundle& b, Layer l, ConvParams p, Tensor w, std::optional<Tensor> bias)
       : bundle_(&b), layer_(l), p_(p), weights_(w), bias_(bias) {}
   const Bundle* bundle_;
@@ -120,8 +146,8 @@ class InstanceNormSource {
   const float* beta() const;
 
  private:
-  InstanceNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
-  const Bundle* bundle_;
+  // No load/purge here, so no Bundle pointer: the views keep what they read.
+  InstanceNormSource(const Bundle&, Layer l, NormParams n) : layer_(l), n_(n) {}
   Layer layer_;
   NormParams n_;
 };
