@@ -1,16 +1,19 @@
 #include "bundle_writer.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -99,6 +102,34 @@ class Fd {
   int fd_;
 };
 
+// ".<name>.tmp-": how every temporary file for `output` starts.
+std::string temp_prefix(const std::filesystem::path& output) {
+  return "." + output.filename().string() + ".tmp-";
+}
+
+// The pid in "<pid>-XXXXXX" (the part after temp_prefix), or -1 when `rest`
+// is not exactly that: decimal digits, '-', six mkstemp characters.
+long temp_owner(std::string_view rest) {
+  const size_t dash = rest.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash > 9 || rest.size() != dash + 7) return -1;
+  long pid = 0;
+  for (size_t i = 0; i < dash; ++i) {
+    if (rest[i] < '0' || rest[i] > '9') return -1;
+    pid = pid * 10 + (rest[i] - '0');
+  }
+  for (size_t i = dash + 1; i < rest.size(); ++i) {
+    const char c = rest[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return -1;
+  }
+  return pid;
+}
+
+bool process_alive(long pid) {
+  if (pid <= 0) return false;
+  // EPERM: it exists but belongs to someone else.
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
 // The temporary file beside the output. Unlinked on destruction unless
 // renamed over the output.
 class TempFile {
@@ -116,7 +147,10 @@ class TempFile {
     if (folder.empty()) folder = ".";
     // Hidden and recognizable, so a leftover after a kill is easy to spot
     // and is never mistaken for a bundle.
-    std::string pattern = (folder / ("." + output.filename().string() + ".tmp-XXXXXX")).string();
+    // The pid lets the next compile into this folder tell a leftover of a
+    // killed run from a live one (remove_stale_temp_files).
+    std::string pattern = (folder / (temp_prefix(output) + std::to_string(::getpid()) + "-XXXXXX"))
+                              .string();
     const int fd = ::mkstemp(pattern.data());
     if (fd < 0) {
       *error = "cannot create a temporary file in " + folder.string() + ": " + errno_text(errno);
@@ -139,6 +173,75 @@ class TempFile {
   bool committed_ = false;
 };
 
+// Tensors are streamed in pieces of whole output channels (the outermost
+// dimension of the stored tensor) of about kPieceBytes each. A worker then
+// holds two pieces, not two tensors, however large the model, and one big
+// tensor spreads over every worker; the pieces are disjoint, so the bytes do
+// not depend on who writes which. A range of output channels is one
+// contiguous range of both the source and the stored bytes (OIHW and
+// [out][in] keep the output channel outermost), except for transposed convs
+// (IOHW): their pieces stay within one group and are read as one strided run
+// per input channel.
+constexpr uint64_t kPieceBytes = uint64_t{4} << 20;
+
+struct Piece {
+  size_t tensor = 0;   // index into BundlePlan::tensors
+  uint64_t first = 0;  // output channels [first, last)
+  uint64_t last = 0;
+  bool whole = false;  // the whole tensor: hashed by its worker
+};
+
+std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan) {
+  std::vector<Piece> pieces;
+  for (size_t k = 0; k < plan.tensors.size(); ++k) {
+    const PlannedTensor& pt = plan.tensors[k];
+    const ManifestTensor& t = manifest.layers[pt.layer].tensors[pt.tensor];
+    const uint64_t rows = t.plan.stored_shape[0];
+    const uint64_t per = std::max<uint64_t>(1, kPieceBytes / std::max<uint64_t>(1, t.size / rows));
+    if (rows <= per) {
+      pieces.push_back({k, 0, rows, true});
+      continue;
+    }
+    const uint64_t group = t.plan.transform == Transform::kConvTransposeToOHWIRotated
+                               ? t.plan.source_shape[1]
+                               : rows;
+    for (uint64_t g = 0; g < rows; g += group) {
+      for (uint64_t r = g; r < g + group; r += per) {
+        pieces.push_back({k, r, std::min(r + per, g + group), false});
+      }
+    }
+  }
+  return pieces;
+}
+
+// The plan of output channels [first, last) of `t` on their own: the same
+// transform over a tensor with fewer output channels (one group, for a
+// transposed conv).
+TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
+  if (piece.whole) return t.plan;
+  const uint64_t n = piece.last - piece.first;
+  const auto& src = t.plan.source_shape;
+  const auto& dst = t.plan.stored_shape;
+  TensorPlan p = t.plan;
+  switch (t.plan.transform) {
+    case Transform::kIdentity:
+      p.source_shape = {n * (t.plan.element_count() / dst[0])};
+      p.stored_shape = p.source_shape;
+      break;
+    case Transform::kConvOIHWToOHWI:
+      p.source_shape[0] = p.stored_shape[0] = n;
+      break;
+    case Transform::kLinearFlattenToOHWC:
+      p.source_shape[0] = p.stored_shape[0] = n;
+      break;
+    case Transform::kConvTransposeToOHWIRotated:
+      p.source_shape = {dst[3], n, src[2], src[3]};
+      p.stored_shape[0] = n;
+      break;
+  }
+  return p;
+}
+
 // Shared state of the workers that stream tensors into the segment.
 struct StreamJob {
   StreamJob(const Manifest& m, const BundlePlan& p, int out_fd, uint64_t seg_offset,
@@ -148,7 +251,8 @@ struct StreamJob {
         fd(out_fd),
         segment_offset(seg_offset),
         mutation(mut),
-        checksums(p.tensors.size()) {}
+        checksums(p.tensors.size()),
+        pieces(make_pieces(m, p)) {}
 
   const Manifest& manifest;
   const BundlePlan& plan;
@@ -158,6 +262,7 @@ struct StreamJob {
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
   std::vector<uint64_t> checksums;  // per planned tensor; each written by one worker
+  std::vector<Piece> pieces;        // the work, in segment order; `next` indexes it
 
   struct Failure {
     size_t tensor;
@@ -168,10 +273,25 @@ struct StreamJob {
   };
   std::mutex mu;
   std::vector<Failure> failures;
+  // WriteOptions::progress; done_bytes is guarded by mu, which also keeps
+  // the calls one at a time.
+  std::function<void(uint64_t, uint64_t)> progress;
+  uint64_t done_bytes = 0;
+
+  void tensor_done(uint64_t bytes) {
+    if (!progress) return;
+    std::lock_guard<std::mutex> lock(mu);
+    done_bytes += bytes;
+    progress(done_bytes, plan.tensor_bytes);
+  }
 
   void fail(Failure f) {
     stop = true;
     std::lock_guard<std::mutex> lock(mu);
+    // Pieces of one tensor fail alike; one message per tensor.
+    for (const Failure& g : failures) {
+      if (g.tensor == f.tensor) return;
+    }
     failures.push_back(std::move(f));
   }
 };
@@ -181,50 +301,89 @@ std::unique_ptr<std::byte[]> allocate(uint64_t size) {
       static_cast<size_t>(std::max<uint64_t>(size, 1)));
 }
 
-// Reads tensor `k`'s .bin into `buf`, failing the job when it cannot be read
-// or no longer has the size validation saw.
-bool read_source(StreamJob& job, size_t k, const ManifestTensor& t, const std::string& file,
-                 std::byte* buf) {
-  Fd in(::open(t.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.get() < 0) {
-    job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + errno_text(errno)});
-    return false;
-  }
-  struct stat st;
-  if (::fstat(in.get(), &st) != 0) {
-    job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
-    return false;
-  }
-  if (uint64_t(st.st_size) != t.size) {
-    job.fail({k, false, t.pointer, false,
-              file + " changed while compiling: expected " + std::to_string(t.size) +
-                  " bytes, found " + std::to_string(uint64_t(st.st_size))});
-    return false;
-  }
-  const ssize_t got = pread_all(in.get(), buf, static_cast<size_t>(t.size), 0);
-  if (got < 0) {
-    job.fail({k, true, t.pointer, false, "cannot read " + file + ": " + errno_text(errno)});
-    return false;
-  }
-  if (uint64_t(got) != t.size) {
-    job.fail({k, false, t.pointer, false,
-              file + " changed while compiling: read " + std::to_string(got) + " of " +
-                  std::to_string(t.size) + " bytes"});
-    return false;
-  }
+// A worker's open .bin: pieces of one tensor follow each other, so the file
+// is opened (and its size checked) once per tensor and worker.
+struct SourceFile {
+  size_t tensor = SIZE_MAX;
+  Fd fd;
+};
 
+// Reads piece `piece` of tensor `k` into `buf` in source order: for a
+// transposed conv's piece [Ig][n][kH][kW], one run per input channel.
+// Fails the job when the .bin cannot be read or no longer has the size
+// validation saw.
+bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
+                const std::string& file, SourceFile& in, std::byte* buf) {
+  const size_t k = piece.tensor;
+  const uint64_t row_bytes = t.size / t.plan.stored_shape[0];
+  // (offset, size) of each run and where it goes in `buf`.
+  uint64_t runs = 1, run_bytes = (piece.last - piece.first) * row_bytes,
+           first_offset = piece.first * row_bytes, run_stride = 0;
+  if (t.plan.transform == Transform::kConvTransposeToOHWIRotated && !piece.whole) {
+    const auto& src = t.plan.source_shape;
+    const uint64_t og = src[1], ig = t.plan.stored_shape[3], g = piece.first / og;
+    const uint64_t kernel_bytes = t.size / (src[0] * og);  // one [kH][kW]
+    runs = ig;
+    run_bytes = (piece.last - piece.first) * kernel_bytes;
+    run_stride = og * kernel_bytes;
+    first_offset = (g * ig * og + (piece.first - g * og)) * kernel_bytes;
+  }
+  if (!t.synthesized.empty()) {
+    for (uint64_t r = 0; r < runs; ++r) {
+      std::memcpy(buf + r * run_bytes, t.synthesized.data() + first_offset + r * run_stride,
+                  static_cast<size_t>(run_bytes));
+    }
+    return true;
+  }
+  if (in.tensor != k) {
+    in.tensor = SIZE_MAX;
+    in.fd = Fd(::open(t.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (in.fd.get() < 0) {
+      job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + errno_text(errno)});
+      return false;
+    }
+    struct stat st;
+    if (::fstat(in.fd.get(), &st) != 0) {
+      job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
+      return false;
+    }
+    if (uint64_t(st.st_size) != t.size) {
+      job.fail({k, false, t.pointer, false,
+                file + " changed while compiling: expected " + std::to_string(t.size) +
+                    " bytes, found " + std::to_string(uint64_t(st.st_size))});
+      return false;
+    }
+    in.tensor = k;
+  }
+  for (uint64_t r = 0; r < runs; ++r) {
+    const uint64_t offset = first_offset + r * run_stride;
+    const ssize_t got =
+        pread_all(in.fd.get(), buf + r * run_bytes, static_cast<size_t>(run_bytes), offset);
+    if (got < 0) {
+      job.fail({k, true, t.pointer, false, "cannot read " + file + ": " + errno_text(errno)});
+      return false;
+    }
+    if (uint64_t(got) != run_bytes) {
+      job.fail({k, false, t.pointer, false,
+                file + " changed while compiling: read " + std::to_string(offset + uint64_t(got)) +
+                    " of " + std::to_string(t.size) + " bytes"});
+      return false;
+    }
+  }
   return true;
 }
 
 // --fold-batchnorm: row r of the stored tensor (output channel r) becomes
-// row * scale[r] + shift[r] (shift empty for weights).
-void fold_rows(const ManifestTensor& t, float* data) {
+// row * scale[r] + shift[r] (shift empty for weights). `data` holds rows
+// [first, last).
+void fold_rows(const ManifestTensor& t, uint64_t first, uint64_t last, float* data) {
   const uint64_t rows = t.fold_scale.size();
   const uint64_t per = t.size / sizeof(float) / rows;
-  for (uint64_t r = 0; r < rows; ++r) {
+  for (uint64_t r = first; r < last; ++r) {
     const float scale = t.fold_scale[r];
     const float shift = t.fold_shift.empty() ? 0.0f : t.fold_shift[r];
-    for (uint64_t i = 0; i < per; ++i) data[r * per + i] = data[r * per + i] * scale + shift;
+    float* row = data + (r - first) * per;
+    for (uint64_t i = 0; i < per; ++i) row[i] = row[i] * scale + shift;
   }
 }
 
@@ -254,57 +413,90 @@ void mutate(CompileOptions::Mutation m, const TensorPlan& plan, const std::byte*
   }
 }
 
-// One worker: takes the next tensor, reads its .bin, transforms, hashes and
-// writes it at its planned offset. Holds at most one source and one stored
-// buffer, each as large as the largest tensor it has handled.
+// One worker: takes the next piece, reads it from its .bin, transforms it
+// and writes it at its planned offset; hashes tensors that are one piece.
+// Holds at most one source and one stored buffer, each as large as the
+// largest piece it has handled (about kPieceBytes, or one output channel).
 void stream_tensors(StreamJob& job, const std::string& output) {
   std::unique_ptr<std::byte[]> src, dst;
   uint64_t src_cap = 0, dst_cap = 0;
+  SourceFile in;
   for (;;) {
     if (job.stop) return;
-    const size_t k = job.next.fetch_add(1);
-    if (k >= job.plan.tensors.size()) return;
+    const size_t next = job.next.fetch_add(1);
+    if (next >= job.pieces.size()) return;
+    const Piece& piece = job.pieces[next];
+    const size_t k = piece.tensor;
     const PlannedTensor& pt = job.plan.tensors[k];
     const ManifestTensor& t = job.manifest.layers[pt.layer].tensors[pt.tensor];
     const std::string file = "\"" + t.path_text + "\"";
+    const uint64_t row_bytes = t.size / t.plan.stored_shape[0];
+    const uint64_t size = (piece.last - piece.first) * row_bytes;
 
-    if (t.size > SIZE_MAX) {
+    if (size > SIZE_MAX) {
       job.fail({k, true, t.pointer, false, file + ": too large for this machine's address space"});
       return;
     }
-    if (src_cap < t.size) {
+    if (src_cap < size) {
       src.reset();
-      src = allocate(t.size);
-      src_cap = t.size;
+      src = allocate(size);
+      src_cap = size;
     }
-    if (!t.synthesized.empty()) {
-      std::memcpy(src.get(), t.synthesized.data(), static_cast<size_t>(t.size));
-    } else if (!read_source(job, k, t, file, src.get())) {
-      return;
-    }
+    if (!read_piece(job, piece, t, file, in, src.get())) return;
 
-    const std::byte* stored = src.get();
+    std::byte* stored = src.get();
     if (t.plan.transform != Transform::kIdentity) {
-      if (dst_cap < t.size) {
+      if (dst_cap < size) {
         dst.reset();
-        dst = allocate(t.size);
-        dst_cap = t.size;
+        dst = allocate(size);
+        dst_cap = size;
       }
-      apply(t.plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+      const TensorPlan plan = piece_plan(t, piece);
+      apply(plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
       stored = dst.get();
-      mutate(job.mutation, t.plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+      mutate(job.mutation, plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
     }
     if (!t.fold_scale.empty()) {
       // Batch-norm folding, on float32 data whose outermost stored
       // dimension is the output channel (OHWI kernels and bias vectors).
-      std::byte* rows = stored == src.get() ? src.get() : dst.get();
-      fold_rows(t, reinterpret_cast<float*>(rows));
+      fold_rows(t, piece.first, piece.last, reinterpret_cast<float*>(stored));
     }
-    job.checksums[k] = XXH3_64bits(stored, static_cast<size_t>(t.size));
-    if (!pwrite_all(job.fd, stored, static_cast<size_t>(t.size), job.segment_offset + pt.offset)) {
+    if (piece.whole) job.checksums[k] = XXH3_64bits(stored, static_cast<size_t>(size));
+    if (!pwrite_all(job.fd, stored, static_cast<size_t>(size),
+                    job.segment_offset + pt.offset + piece.first * row_bytes)) {
       job.fail({k, true, output, true, "cannot write: " + errno_text(errno)});
       return;
     }
+    job.tensor_done(size);
+  }
+}
+
+// Hashes the tensors that were written in several pieces, reading them back
+// in order from the file (the page cache, in practice): their pieces were
+// written by any worker in any order, so no worker saw all their bytes.
+void hash_split_tensors(StreamJob& job, const std::string& output) {
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::unique_ptr<std::byte[]> buf;
+  for (size_t i = 0; i < job.pieces.size(); ++i) {
+    const Piece& piece = job.pieces[i];
+    if (piece.whole || piece.first != 0) continue;
+    if (!buf) buf = allocate(kChunk);
+    const PlannedTensor& pt = job.plan.tensors[piece.tensor];
+    XXH3_state_t state;
+    XXH3_64bits_reset(&state);
+    for (uint64_t pos = 0; pos < pt.size;) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, pt.size - pos));
+      const ssize_t got = pread_all(job.fd, buf.get(), want, job.segment_offset + pt.offset + pos);
+      if (got < 0 || size_t(got) != want) {
+        job.fail({piece.tensor, true, output, true,
+                  got < 0 ? "cannot read back the temporary file: " + errno_text(errno)
+                          : std::string("the temporary file shrank while writing")});
+        return;
+      }
+      XXH3_64bits_update(&state, buf.get(), want);
+      pos += want;
+    }
+    job.checksums[piece.tensor] = XXH3_64bits_digest(&state);
   }
 }
 
@@ -418,6 +610,30 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
   return true;
 }
 
+size_t remove_stale_temp_files(const std::string& output_path, std::chrono::seconds max_age) {
+  const std::filesystem::path output(output_path);
+  std::filesystem::path folder = output.parent_path();
+  if (folder.empty()) folder = ".";
+  const std::string prefix = temp_prefix(output);
+  const auto now = std::chrono::system_clock::now();
+  size_t removed = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const long pid = temp_owner(std::string_view(name).substr(prefix.size()));
+    if (pid < 0) continue;
+    struct stat st;
+    // lstat: a symbolic link with that name is not ours to judge.
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    const auto modified = std::chrono::system_clock::from_time_t(st.st_mtime);
+    if (process_alive(pid) && now - modified < max_age) continue;
+    if (::unlink(it->path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
 bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata metadata,
                   const std::string& output_path, const WriteOptions& options, Diagnostics& diag,
                   bool* io_failure) {
@@ -433,6 +649,9 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
   struct stat old_st;
   if (::stat(output_path.c_str(), &old_st) == 0) mode = old_st.st_mode & 07777;
 
+  // Leftovers of killed compiles into this output would otherwise pile up
+  // (each can be as large as the bundle).
+  remove_stale_temp_files(output_path);
   TempFile tmp;
   std::string error;
   if (!tmp.create(output, &error)) return output_error(error);
@@ -453,9 +672,10 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
 #endif
 
   StreamJob job(manifest, plan, fd, metadata.segment_offset, options.mutation);
+  job.progress = options.progress;
   {
     unsigned n = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
-    n = static_cast<unsigned>(std::min<size_t>(n, std::max<size_t>(plan.tensors.size(), 1)));
+    n = static_cast<unsigned>(std::min<size_t>(n, std::max<size_t>(job.pieces.size(), 1)));
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < n; ++i) {
       try {
@@ -467,6 +687,7 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     stream_tensors(job, output_path);
     for (auto& w : workers) w.join();
   }
+  if (job.failures.empty()) hash_split_tensors(job, output_path);
   if (!job.failures.empty()) {
     // Workers fail in any order; report in segment order so runs agree.
     std::sort(job.failures.begin(), job.failures.end(),

@@ -5,6 +5,7 @@
 #ifndef MPSBC_BUNDLE_WRITER_H_
 #define MPSBC_BUNDLE_WRITER_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -42,7 +43,18 @@ struct WriteOptions {
   // Called with the complete, synced temporary file before it replaces the
   // output; returning false abandons the write (nothing is replaced).
   std::function<bool(const std::string& temp_path)> before_commit;
+  // CompileOptions::progress.
+  std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
 };
+
+// Removes what compiles into `output_path` that were killed left behind:
+// files named ".<name>.tmp-<pid>-XXXXXX" beside it (TempFile's pattern) whose
+// process is gone or that were last modified more than `max_age` ago (a pid
+// can be reused). Nothing else is touched, not even temporaries of other
+// outputs in the same folder. Returns how many it removed. write_bundle()
+// calls it before creating its own temporary file.
+size_t remove_stale_temp_files(const std::string& output_path,
+                               std::chrono::seconds max_age = std::chrono::hours(1));
 
 bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata metadata,
                   const std::string& output_path, const WriteOptions& options, Diagnostics& diag,

@@ -61,7 +61,7 @@ bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& re
   report.layers = layer_reports(*manifest);
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
-  check_tensor_files(*manifest, diag);
+  check_tensor_files(*manifest, diag, {options.allow_outside, options.allow_non_finite});
   if (options.check) check_probe_files(*manifest, diag);
   if (diag.has_errors()) {
     report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
@@ -133,7 +133,12 @@ CompileReport check_manifest(const CompileOptions& options) {
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
   Prepared prepared;
-  prepare(options, diag, report, prepared);
+  // The output path too, when given: `mpsbc check -o` runs every check
+  // `mpsbc compile -o` would before writing.
+  if (prepare(options, diag, report, prepared) && !options.output_path.empty() &&
+      !check_output(options.output_path, prepared.manifest, diag)) {
+    report.exit_code = ExitCode::kUsage;
+  }
   report.diagnostics = std::move(diag.all());
   return report;
 }
@@ -152,6 +157,7 @@ CompileReport compile(const CompileOptions& options) {
       WriteOptions write;
       write.jobs = options.jobs;
       write.mutation = options.mutation;
+      write.progress = options.progress;
       if (options.check) {
         // Checked before the rename: a bundle that fails never replaces
         // the output.

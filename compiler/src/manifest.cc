@@ -688,6 +688,59 @@ std::string parse_error_text(const json::parse_error& e) {
   return std::string(what);
 }
 
+// nlohmann's text without its "[json.exception.out_of_range.406] " id.
+std::string exception_text(const json::exception& e) {
+  std::string_view what = e.what();
+  const auto close = what.find("] ");
+  return std::string(close == std::string_view::npos ? what : what.substr(close + 2));
+}
+
+// 1-based line and column of byte `offset` of `text`, as nlohmann counts them.
+std::string line_column(std::string_view text, size_t offset) {
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+// A number too large for a double ("1e400") is valid JSON grammar but
+// nlohmann refuses it with out_of_range, which carries no place (and which
+// a catch of parse_error alone let escape as a crash: found by fuzzing).
+// The place is that of the first such number outside a string.
+std::string number_overflow_text(const json::out_of_range& e, std::string_view text) {
+  std::string msg = exception_text(e);  // "number overflow parsing '1e400'"
+  const auto q1 = msg.find('\''), q2 = msg.rfind('\'');
+  if (q1 == std::string::npos || q2 <= q1) return msg;
+  const std::string_view token = std::string_view(msg).substr(q1 + 1, q2 - q1 - 1);
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (text.substr(i, token.size()) == token &&
+               (i == 0 || std::string_view("-+.0123456789eE").find(text[i - 1]) ==
+                              std::string_view::npos)) {
+      return line_column(text, i) + ": number " + std::string(token) +
+             " is out of the range of a double";
+    }
+  }
+  return msg;
+}
+
 }  // namespace
 
 std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& diag, bool* io_error) {
@@ -721,6 +774,12 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
     diag.error({}, "invalid JSON: " + parse_error_text(e));
+    return std::nullopt;
+  } catch (const json::out_of_range& e) {
+    diag.error({}, "invalid JSON: " + number_overflow_text(e, text));
+    return std::nullopt;
+  } catch (const json::exception& e) {
+    diag.error({}, "invalid JSON: " + exception_text(e));
     return std::nullopt;
   }
   if (!doc.is_object()) {
@@ -806,13 +865,101 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
   return m;
 }
 
-void check_tensor_files(const Manifest& manifest, Diagnostics& diag) {
+namespace {
+
+// Where a tensor path leads outside the manifest's folder, why; else empty.
+// Lexical: a symbolic link inside the folder is followed (whoever wrote the
+// folder chose it).
+std::string outside_reason(const std::string& path_text) {
+  const std::filesystem::path p(path_text);
+  if (p.is_absolute()) return "is an absolute path";
+  const std::filesystem::path normal = p.lexically_normal();
+  if (!normal.empty() && *normal.begin() == "..") return "climbs out of the manifest's folder";
+  return {};
+}
+
+struct NonFinite {
+  uint64_t nan = 0, inf = 0;
+  uint64_t first = 0;  // element index of the first one
+};
+
+void count_non_finite(mpsb::DType dtype, const unsigned char* p, size_t elements, uint64_t base,
+                      NonFinite* nf) {
+  for (size_t i = 0; i < elements; ++i) {
+    bool nan = false, inf = false;
+    switch (dtype) {
+      case DType::kFloat32: {
+        uint32_t v;
+        std::memcpy(&v, p + i * 4, 4);
+        nan = (v & 0x7f800000u) == 0x7f800000u && (v & 0x007fffffu) != 0;
+        inf = (v & 0x7fffffffu) == 0x7f800000u;
+        break;
+      }
+      case DType::kFloat16:
+      case DType::kBFloat16: {
+        uint16_t v;
+        std::memcpy(&v, p + i * 2, 2);
+        const uint16_t exp = dtype == DType::kFloat16 ? 0x7c00u : 0x7f80u;
+        nan = (v & exp) == exp && (v & ~exp & 0x7fffu) != 0;
+        inf = (v & 0x7fffu) == exp;
+        break;
+      }
+      case DType::kUInt8:
+        return;
+    }
+    if ((nan || inf) && nf->nan + nf->inf == 0) nf->first = base + i;
+    nf->nan += nan;
+    nf->inf += inf;
+  }
+}
+
+// Reads the whole file once and counts NaN and infinite elements. Returns
+// false with *error set when the file cannot be read to its end.
+bool scan_non_finite(int fd, mpsb::DType dtype, uint64_t size, NonFinite* nf,
+                     std::string* error) {
+  const size_t elem = mpsb::dtype_size(dtype);
+  std::vector<unsigned char> buf(size_t{1} << 20);  // a multiple of every element size
+  for (uint64_t pos = 0; pos < size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - pos));
+    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *error = std::strerror(errno);
+      return false;
+    }
+    if (n == 0) {
+      *error = "the file shrank while being read";
+      return false;
+    }
+    const size_t whole = static_cast<size_t>(n) / elem * elem;
+    if (whole == 0) {
+      *error = "short read";
+      return false;
+    }
+    count_non_finite(dtype, buf.data(), whole / elem, pos / elem, nf);
+    pos += whole;
+  }
+  return true;
+}
+
+}  // namespace
+
+void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
+                        const TensorFileOptions& options) {
   for (const auto& layer : manifest.layers) {
     for (const auto& t : layer.tensors) {
       // The resolved path too when it differs: the manifest's folder is
       // often not the current one.
       std::string file = quote(t.path_text);
       if (t.path.string() != t.path_text) file += " (" + t.path.string() + ")";
+      if (!options.allow_outside) {
+        if (const std::string why = outside_reason(t.path_text); !why.empty()) {
+          diag.error(t.pointer, quote(t.path_text) + " " + why +
+                                    "; tensor files must be inside the manifest's folder "
+                                    "(--allow-outside accepts it)");
+          continue;
+        }
+      }
       struct stat st;
       if (::stat(t.path.c_str(), &st) != 0) {
         const int err = errno;
@@ -830,14 +977,30 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag) {
         diag.error(t.pointer, "cannot open " + file + ": " + std::strerror(err));
         continue;
       }
-      ::close(fd);
       const uint64_t found = static_cast<uint64_t>(st.st_size);
       if (found != t.size) {
+        ::close(fd);
         diag.error(t.pointer, file + ": expected " + std::to_string(t.size) + " bytes (" +
                                   shape_text(t.plan.source_shape) + " " +
                                   std::string(mpsb::to_string(t.source_dtype)) + "), found " +
                                   std::to_string(found));
+        continue;
       }
+      if (!options.allow_non_finite) {
+        NonFinite nf;
+        std::string error;
+        const bool read = scan_non_finite(fd, t.source_dtype, t.size, &nf, &error);
+        if (!read) {
+          diag.error(t.pointer, "cannot read " + file + ": " + error);
+        } else if (nf.nan + nf.inf > 0) {
+          diag.error(t.pointer, file + ": " + std::to_string(nf.nan + nf.inf) +
+                                    " non-finite values (" + std::to_string(nf.nan) + " NaN, " +
+                                    std::to_string(nf.inf) + " infinite; first at element " +
+                                    std::to_string(nf.first) +
+                                    "); --allow-non-finite accepts them");
+        }
+      }
+      ::close(fd);
     }
   }
 }

@@ -88,9 +88,21 @@ struct Manifest {
 // when the file itself could not be read.
 std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& diag, bool* io_error);
 
-// Checks that every tensor's file exists, is a readable regular file and has
-// exactly the byte size its shape and dtype need.
-void check_tensor_files(const Manifest& manifest, Diagnostics& diag);
+struct TensorFileOptions {
+  // Accept tensor paths that are absolute or climb out of the manifest's
+  // folder with "..". Off by default: a manifest from elsewhere must not be
+  // able to read arbitrary files into a bundle.
+  bool allow_outside = false;
+  // Accept NaN and infinite weights. Off by default: they are almost always
+  // a training or export bug, and MPS would propagate them silently.
+  bool allow_non_finite = false;
+};
+
+// Checks that every tensor's file exists, is a readable regular file inside
+// the manifest's folder, has exactly the byte size its shape and dtype need,
+// and (reading it) holds only finite values; `options` relaxes the last two.
+void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
+                        const TensorFileOptions& options = {});
 
 // Checks that every probe file exists with the size its shape needs.
 void check_probe_files(const Manifest& manifest, Diagnostics& diag);

@@ -1,8 +1,11 @@
 // mpsbc: compiles an mpsb manifest into a bundle. The work is in
 // mpsb_compiler (mpsbc/compile.h); this file only maps the command line.
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -12,10 +15,69 @@
 
 namespace {
 
+constexpr const char* kExitCodes = R"(Exit codes:
+  0  ok
+  2  bad command line: unknown option, missing argument, bad alignment, or an
+     output path that is a folder or one of the inputs
+  3  bad input: the manifest or a .bin was rejected (every problem is listed)
+  4  I/O error: a file could not be read or written
+  5  --check: a layer's output is beyond the tolerance from PyTorch's probe)";
+
+// "1.5 MiB": sizes on the progress bar.
+std::string human_bytes(uint64_t n) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(kUnits)) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[u]);
+  return buf;
+}
+
+// A one-line bar on stderr, redrawn in place. Shown only on a terminal and
+// only once a compile has run for a moment, so quick compiles print nothing
+// extra; cleared before any other output.
+class ProgressBar {
+ public:
+  void update(uint64_t done, uint64_t total) {
+    using namespace std::chrono_literals;
+    if (std::chrono::steady_clock::now() - start_ < 300ms) return;
+    const int percent = total == 0 ? 100 : static_cast<int>(done * 100 / total);
+    if (percent == last_percent_) return;
+    last_percent_ = percent;
+    constexpr int kWidth = 30;
+    const int filled = percent * kWidth / 100;
+    std::string bar;
+    for (int i = 0; i < kWidth; ++i) bar += i < filled ? "\u2588" : "\u00b7";
+    std::fprintf(stderr, "\r\x1b[Kwriting %s %3d%%  %s of %s", bar.c_str(), percent,
+                 human_bytes(done).c_str(), human_bytes(total).c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  void clear() {
+    if (drawn_) std::fputs("\r\x1b[K", stderr);
+    drawn_ = false;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  int last_percent_ = -1;
+  bool drawn_ = false;
+};
+
 int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
+  size_t warnings = 0, errors = 0;
   for (const auto& d : report.diagnostics) {
-    if (quiet && d.severity == mpsbc::Diagnostic::Severity::kWarning) continue;
+    const bool warning = d.severity == mpsbc::Diagnostic::Severity::kWarning;
+    (warning ? warnings : errors) += 1;
+    if (quiet && warning) continue;
     std::cerr << d.message << '\n';
+  }
+  // The count at the end, as compilers do, once there is anything to count;
+  // --quiet keeps it only for errors.
+  if (errors > 0 || (warnings > 0 && !quiet)) {
+    std::cerr << "mpsbc: " << warnings << (warnings == 1 ? " warning, " : " warnings, ") << errors
+              << (errors == 1 ? " error" : " errors") << '\n';
   }
   if (json) {
     std::cout << mpsbc::report_to_json(report) << '\n';
@@ -38,6 +100,10 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
   cmd->add_flag("--fold-batchnorm", options.fold_batchnorm,
                 "fold each batch_norm2d that follows a conv into it (Apple's formula)");
   cmd->add_flag("--strict", options.strict, "treat MPS limits as errors instead of warnings");
+  cmd->add_flag("--allow-outside", options.allow_outside,
+                "accept tensor paths that are absolute or leave the manifest's folder");
+  cmd->add_flag("--allow-non-finite", options.allow_non_finite,
+                "accept NaN and infinite weights (an error by default)");
 }
 
 void add_check_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
@@ -52,11 +118,25 @@ int main(int argc, char** argv) {
   CLI::App app{"mpsbc: compiles a PyTorch CNN's weights (mpsb.manifest/1) into an .mpsb bundle"};
   app.set_version_flag("--version", mpsbc::producer_string());
   app.require_subcommand(1);
+  app.footer(std::string(R"(Examples:
+  mpsbc compile model/manifest.json -o model.mpsb
+  mpsbc check model/manifest.json
+  mpsbc compile --help
+
+)") + kExitCodes);
 
   mpsbc::CompileOptions options;
   bool json = false, quiet = false;
 
   auto* compile = app.add_subcommand("compile", "validate the manifest and write the bundle");
+  compile->footer(std::string(R"(Examples:
+  mpsbc compile model/manifest.json -o model.mpsb
+  mpsbc compile model/manifest.json -o model.mpsb --fold-batchnorm --check
+  mpsbc compile model/manifest.json -o model.mpsb --tensor-alignment 16384 -j 4
+  mpsbc compile model/manifest.json -o model.mpsb --json -q > report.json
+
+A progress bar is drawn on stderr when it is a terminal (not with -q).
+)") + kExitCodes);
   compile->add_option("manifest", options.manifest_path, "manifest JSON")->required();
   compile->add_option("-o,--output", options.output_path, "bundle to write (replaced atomically)")
       ->required();
@@ -86,7 +166,28 @@ int main(int argc, char** argv) {
       ->group("");
 
   auto* check = app.add_subcommand("check", "validate the manifest and its files; write nothing");
+  check->footer(
+      std::string(R"(Runs every check of `compile` (with the same options) and writes nothing.
+
+Examples:
+  mpsbc check model/manifest.json
+  mpsbc check model/manifest.json -o model.mpsb --tensor-alignment 16384
+  mpsbc check model/manifest.json --strict --json | jq .diagnostics
+
+)") + kExitCodes);
   check->add_option("manifest", options.manifest_path, "manifest JSON")->required();
+  check
+      ->add_option("-o,--output", options.output_path,
+                   "also check this output path as compile would (nothing is written)")
+      ->type_name("FILE");
+  check
+      ->add_option("--segment-alignment", options.segment_alignment,
+                   "alignment of the data segment, a power of two")
+      ->capture_default_str();
+  check
+      ->add_option("--tensor-alignment", options.tensor_alignment,
+                   "alignment of each tensor in the segment, a power of two")
+      ->capture_default_str();
   check->add_flag("--json", json, "print a JSON report to stdout");
   check->add_flag("-q,--quiet", quiet, "print errors only");
   add_layer_options(check, options);
@@ -112,7 +213,12 @@ int main(int argc, char** argv) {
     }
     return rc;
   }
+  ProgressBar progress;
+  if (!quiet && ::isatty(STDERR_FILENO) == 1) {
+    options.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
+  }
   const auto report = mpsbc::compile(options);
+  progress.clear();
   const int rc = finish(report, json, quiet);
   if (report.ok() && !json && !quiet) {
     std::cout << "wrote " << options.output_path << ": " << report.layers.size() << " layers, "

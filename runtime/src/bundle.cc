@@ -26,10 +26,19 @@ constexpr uint32_t kFormatVersion = 1;
 // that in release builds, so open() does.
 constexpr uint64_t kMaxMetadataSize = (uint64_t{1} << 31) - 1;
 constexpr uint64_t kMaxSegmentAlignment = uint64_t{1} << 30;
+// Data sources hand out float* (and MPS reads 16-byte vectors), so every
+// tensor must start at least 16-byte aligned; with a smaller alignment a
+// crafted file could make bias_terms() a misaligned float*. mpsbc never
+// writes less (its kMinTensorAlignment).
+constexpr uint64_t kMinTensorAlignment = 16;
 // Deeper than any valid bundle (Bundle > Layer > Tensor > shape).
 constexpr uint32_t kMaxDepth = 16;
 
 bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+bool aligned_u64(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % alignof(uint64_t) == 0;
+}
 
 // Multiplies into *acc, reporting overflow instead of wrapping.
 bool mul_ok(uint64_t* acc, uint64_t v) {
@@ -127,9 +136,9 @@ class Checker {
       return fail(Error::kBadField,
                   "segment_alignment " + std::to_string(sa) + " is not a power of two up to 1 GiB");
     }
-    if (!is_pow2(ta) || ta > sa) {
+    if (!is_pow2(ta) || ta < kMinTensorAlignment || ta > sa) {
       return fail(Error::kBadField, "tensor_alignment " + std::to_string(ta) +
-                                        " is not a power of two up to segment_alignment");
+                                        " is not a power of two from 16 up to segment_alignment");
     }
     const uint64_t off = b.segment_offset(), seg = b.segment_size();
     if (off % sa != 0 || seg % sa != 0) {
@@ -268,6 +277,13 @@ class Checker {
                         std::string(to_string(static_cast<TensorRole>(t.role()))));
       }
       roles_seen |= bit;
+      // Tensor::shape() hands out these vectors as spans of uint64_t, but
+      // the FlatBuffers Verifier only checks a vector's 4-byte length
+      // prefix for alignment: a crafted file can put the elements at 4 mod
+      // 8, and reading them would be a misaligned load (found by fuzzing).
+      if (!aligned_u64(t.shape()->data()) || !aligned_u64(t.source_shape()->data())) {
+        return fail(Error::kMisaligned, tat + ": shape vector is not 8-byte aligned");
+      }
       uint64_t count = 1, source_count = 1;
       bool ok = t.shape()->size() != 0 && t.source_shape()->size() != 0 && t.shape()->size() <= 8 &&
                 t.source_shape()->size() <= 8;

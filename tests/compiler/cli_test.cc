@@ -57,7 +57,8 @@ TEST(CliTest, BadManifestExitsWithBadInputAndNamesThePlace) {
   EXPECT_EQ(r.exit_code, int(mpsbc::ExitCode::kBadInput));
   EXPECT_EQ(r.err, manifest.string() +
                        ": /layers/0/groups: in_channels 6 is not divisible by "
-                       "groups 4\n");
+                       "groups 4\n"
+                       "mpsbc: 0 warnings, 1 error\n");
   EXPECT_FALSE(std::filesystem::exists(m.path("out.mpsb")));
 }
 
@@ -111,6 +112,86 @@ TEST(CliTest, QuietHidesWarnings) {
   EXPECT_EQ(quiet.exit_code, 0);
   EXPECT_EQ(quiet.err, "");
   EXPECT_EQ(quiet.out, "");
+}
+
+TEST(CliTest, WarningsAndErrorsAreCountedAtTheEnd) {
+  ModelBuilder m;
+  m.add_conv("c", 8, 8, 1, 1, 4);  // 2 channels per group: a warning
+  m.add_conv("d", 8, 8, 1, 1, 4);
+  const auto manifest = m.write_manifest();
+  const auto warned = run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")));
+  EXPECT_EQ(warned.exit_code, 0);
+  EXPECT_TRUE(warned.err.ends_with("\nmpsbc: 2 warnings, 0 errors\n")) << warned.err;
+  m.layer(1)["groups"] = 3;  // 8 is not divisible by 3: two errors
+  m.write_manifest();
+  const auto failed = run_mpsbc(m, "check " + q(manifest));
+  EXPECT_EQ(failed.exit_code, int(mpsbc::ExitCode::kBadInput));
+  EXPECT_TRUE(failed.err.ends_with("\nmpsbc: 1 warning, 2 errors\n")) << failed.err;
+  // --quiet keeps the count only when there are errors.
+  const auto quiet = run_mpsbc(m, "check " + q(manifest) + " -q");
+  EXPECT_EQ(quiet.err.find("warning:"), std::string::npos) << quiet.err;
+  EXPECT_TRUE(quiet.err.ends_with("\nmpsbc: 1 warning, 2 errors\n")) << quiet.err;
+}
+
+TEST(CliTest, HelpShowsExamplesAndExitCodesForEverySubcommand) {
+  ModelBuilder m;
+  for (const char* cmd : {"--help", "compile --help", "check --help"}) {
+    SCOPED_TRACE(cmd);
+    const auto r = run_mpsbc(m, cmd);
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("Examples:\n  mpsbc "), std::string::npos) << r.out;
+    for (const char* code : {"Exit codes:", "  0  ok", "  2  bad command line", "  3  bad input",
+                             "  4  I/O error", "  5  --check"}) {
+      EXPECT_NE(r.out.find(code), std::string::npos) << code;
+    }
+  }
+}
+
+TEST(CliTest, CheckRunsTheChecksOfCompileWithItsOptions) {
+  ModelBuilder m;
+  m.add_conv("c", 4, 8, 3, 3);
+  const auto manifest = m.write_manifest();
+  // The output path, checked as compile would and not written.
+  std::filesystem::create_directory(m.path("folder"));
+  EXPECT_EQ(run_mpsbc(m, "check " + q(manifest) + " -o " + q(m.path("folder"))).exit_code, 2);
+  const auto self = run_mpsbc(m, "check " + q(manifest) + " -o " + q(manifest));
+  EXPECT_EQ(self.exit_code, 2);
+  EXPECT_NE(self.err.find("is the manifest itself"), std::string::npos) << self.err;
+  const auto ok = run_mpsbc(m, "check " + q(manifest) + " -o " + q(m.path("out.mpsb")));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_FALSE(std::filesystem::exists(m.path("out.mpsb")));
+  // The alignments, as compile takes them.
+  EXPECT_EQ(run_mpsbc(m, "check " + q(manifest) + " --tensor-alignment 100").exit_code, 2);
+  const auto big = run_mpsbc(m, "check " + q(manifest) + " --json --segment-alignment 65536");
+  EXPECT_EQ(big.exit_code, 0) << big.err;
+  EXPECT_EQ(nlohmann::json::parse(big.out)["segment_offset"], 65536);
+  EXPECT_EQ(run_mpsbc(m, "check " + q(manifest) + " --frobnicate").exit_code, 2);
+  EXPECT_EQ(run_mpsbc(m, "check").exit_code, 2);
+}
+
+TEST(CliTest, ProgressCallbackCountsEveryStoredByteOnce) {
+  ModelBuilder m;
+  for (int i = 0; i < 6; ++i) m.add_conv("c" + std::to_string(i), 8, 8, 3, 3);
+  m.write_manifest();
+  mpsbc::CompileOptions options = m.options();
+  options.jobs = 3;
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  options.progress = [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); };
+  const mpsbc::CompileReport report = mpsbc::compile(options);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(calls.size(), 12u);  // one per tensor: six weights, six biases
+  for (size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(calls[i].second, report.tensor_bytes);
+    if (i > 0) {
+      EXPECT_GT(calls[i].first, calls[i - 1].first);
+    }
+  }
+  EXPECT_EQ(calls.back().first, report.tensor_bytes);
+  // No terminal here: the CLI draws no bar, and stderr stays empty.
+  const auto r =
+      run_mpsbc(m, "compile " + q(m.path("manifest.json")) + " -o " + q(m.path("cli.mpsb")));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
 }
 
 }  // namespace

@@ -6,9 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,6 +22,7 @@
 
 #include "mpsb/bundle.h"
 #include "mpsbc/compile.h"
+#include "runtime/test_bundle.h"
 #include "util/test_util.h"
 
 namespace mpsb::dump {
@@ -410,6 +416,7 @@ std::string compile_one_layer(const TempDir& dir, const std::string& dtype,
   mpsbc::CompileOptions options;
   options.manifest_path = (dir / "manifest.json").string();
   options.output_path = (dir / "one.mpsb").string();
+  options.allow_non_finite = true;  // some tests store NaN and inf on purpose
   const mpsbc::CompileReport report = mpsbc::compile(options);
   EXPECT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
   return options.output_path;
@@ -434,7 +441,8 @@ TEST(DumpHalfPrecision, Float16WeightsRoundTripAndHaveStats) {
   EXPECT_EQ(stats.at("min"), -2.0);
   EXPECT_EQ(stats.at("max"), 65504.0);
   EXPECT_EQ(stats.at("zeros"), 12);
-  EXPECT_EQ(stats.at("nonfinite"), 0);
+  EXPECT_EQ(stats.at("nan"), 0);
+  EXPECT_EQ(stats.at("inf"), 0);
   EXPECT_DOUBLE_EQ(stats.at("mean").get<double>(), (1.0 - 2.0 + 0x1p-24 + 65504.0) / 16);
 }
 
@@ -453,7 +461,7 @@ TEST(DumpHalfPrecision, BFloat16WeightsRoundTripAndCountNonFinite) {
   const Outcome r = dump({bundle, "--layer", "conv"});
   ASSERT_EQ(r.code, kExitOk) << r.err;
   EXPECT_NE(r.out.find("min -1.5, max 1,"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("NaN/inf 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NaN 1, inf 1"), std::string::npos) << r.out;
 }
 
 TEST(DumpCommandLine, MissingFileIsAnErrorNamingIt) {
@@ -530,6 +538,567 @@ TEST(Printable, EscapesWhatCouldTamperWithATerminal) {
 TEST(Printable, DisplayWidthCountsCodePoints) {
   EXPECT_EQ(display_width("conv1"), 5u);
   EXPECT_EQ(display_width("caf\xc3\xa9"), 4u);
+}
+
+// ---------------------------------------------------------------------------
+// --stats, --diff, --explain, --json schema, colour, widths
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The histogram cell of a --stats row: the text between the two bars.
+std::string histogram_of(const std::string& line) {
+  const size_t a = line.find('|'), b = line.rfind('|');
+  if (a == std::string::npos || b == a) return "";
+  return line.substr(a + 1, b - a - 1);
+}
+
+TEST_F(DumpTest, StatsListsEveryTensorWithAHistogram) {
+  const Outcome r = dump({bundle_, "--stats"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 1 + source_tensors().size()) << r.out;
+  for (const char* col : {"tensor", "dtype", "elements", "min", "max", "mean", "std", "zeros",
+                          "NaN", "inf", "histogram"}) {
+    EXPECT_NE(lines[0].find(col), std::string::npos) << col;
+  }
+  // Network order, one row per tensor, 16 bins of ▁..█ or blank.
+  const auto tensors = source_tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const std::string& line = lines[i + 1];
+    SCOPED_TRACE(line);
+    EXPECT_EQ(line.find("  " + tensors[i].layer + "." + tensors[i].role + " "), 0u);
+    const std::string h = histogram_of(line);
+    EXPECT_EQ(display_width(h), 16u);
+    EXPECT_NE(h.find("█"), std::string::npos);  // the fullest bin
+  }
+  // stem.weight: 432 elements, none zero, none NaN or inf.
+  EXPECT_NE(lines[1].find(" 432 "), std::string::npos);
+}
+
+TEST_F(DumpTest, StatsOfOneLayerAndAsJson) {
+  const Outcome r = dump({bundle_, "--stats", "--layer", "pw"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(lines_of(r.out).size(), 2u) << r.out;  // pw has a weight only
+  EXPECT_NE(r.out.find("pw.weight"), std::string::npos);
+  EXPECT_EQ(dump({bundle_, "--stats", "--layer", "nope"}).code, kExitFailure);
+
+  const Outcome j = dump({bundle_, "--stats", "--json"});
+  ASSERT_EQ(j.code, kExitOk) << j.err;
+  const json doc = json::parse(j.out);
+  EXPECT_EQ(doc.at("document"), "stats");
+  for (const json& l : doc.at("layers")) {
+    for (const json& t : l.at("tensors")) {
+      const json& st = t.at("stats");
+      EXPECT_EQ(st.at("of"), "values");
+      uint64_t sum = 0;
+      for (const json& n : st.at("histogram")) sum += n.get<uint64_t>();
+      EXPECT_EQ(sum, st.at("elements").get<uint64_t>());  // every element is finite
+      EXPECT_LE(st.at("min").get<double>(), st.at("mean").get<double>());
+      EXPECT_LE(st.at("mean").get<double>(), st.at("max").get<double>());
+    }
+  }
+}
+
+// A bundle built straight from the schema (tests/runtime/test_bundle.h):
+// names and dtypes the compiler would not produce.
+std::string write_test_bundle(const TempDir& dir, const std::string& file,
+                              const mpsb::testing::BundleSpec& spec) {
+  const std::vector<uint8_t> bytes = mpsb::testing::build_bundle(spec);
+  write_file(dir / file, bytes.data(), bytes.size());
+  return (dir / file).string();
+}
+
+TEST(DumpStats, Uint8TensorsShowCodesWithANote) {
+  TempDir dir;
+  mpsb::testing::BundleSpec spec;
+  mpsb::testing::LayerSpec l = mpsb::testing::conv_layer("q", 4, 4, 1, 1, false);
+  l.tensors[0].dtype = DType::kUInt8;
+  l.tensors[0].bytes.assign(16, 0);
+  for (uint8_t i = 0; i < 16; ++i) l.tensors[0].bytes[i] = static_cast<uint8_t>(i * 17);  // 0..255
+  spec.layers.push_back(l);
+  const std::string path = write_test_bundle(dir, "q.mpsb", spec);
+  const Outcome r = dump({path, "--stats"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("uint8*"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("quantization codes"), std::string::npos) << r.out;
+  // One code per bin: a flat histogram.
+  EXPECT_EQ(histogram_of(lines_of(r.out)[1]), "████████████████") << r.out;
+  const json st = json::parse(dump({path, "--layer", "q", "--json"}).out)["tensors"][0]["stats"];
+  EXPECT_EQ(st.at("of"), "uint8_codes");
+  EXPECT_EQ(st.at("min"), 0.0);
+  EXPECT_EQ(st.at("max"), 255.0);
+  EXPECT_EQ(st.at("zeros"), 1);
+}
+
+TEST(DumpStats, HistogramShowsGapsAndAllNaNHasNoRange) {
+  TempDir dir;
+  mpsb::testing::BundleSpec spec;
+  mpsb::testing::LayerSpec l = mpsb::testing::conv_layer("c", 4, 4, 1, 1, true);
+  // Weight: twelve -1 and four +1: the extreme bins only, a 3:1 ratio.
+  std::vector<float> w(16, -1.0f);
+  for (size_t i = 12; i < 16; ++i) w[i] = 1.0f;
+  l.tensors[0].bytes.resize(64);
+  std::memcpy(l.tensors[0].bytes.data(), w.data(), 64);
+  // Bias: NaN, +inf, -inf, NaN.
+  const std::vector<float> b = {std::nanf(""), INFINITY, -INFINITY, std::nanf("")};
+  l.tensors[1].bytes.resize(16);
+  std::memcpy(l.tensors[1].bytes.data(), b.data(), 16);
+  spec.layers.push_back(l);
+  const std::string path = write_test_bundle(dir, "h.mpsb", spec);
+  const Outcome r = dump({path, "--stats"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(histogram_of(lines[1]), "█              ▃") << r.out;
+  EXPECT_NE(lines[2].find("  2    2  -"), std::string::npos)
+      << r.out;  // NaN 2, inf 2, no histogram
+  const json st = json::parse(dump({path, "--layer", "c", "--json"}).out)["tensors"][1]["stats"];
+  EXPECT_TRUE(st.at("min").is_null());
+  EXPECT_EQ(st.at("nan"), 2);
+  EXPECT_EQ(st.at("inf"), 2);
+}
+
+// Compiles the example after `edit` changed a copy of it; returns the bundle.
+std::string compile_edited_example(const TempDir& dir, const std::function<void(json&)>& edit) {
+  for (const auto& e : fs::directory_iterator(kManifest.parent_path())) {
+    fs::copy_file(e.path(), dir / e.path().filename().string());
+  }
+  json m = json::parse(std::ifstream(kManifest));
+  edit(m);
+  write_file(dir / "manifest.json", m.dump());
+  mpsbc::CompileOptions options;
+  options.manifest_path = (dir / "manifest.json").string();
+  options.output_path = (dir / "edited.mpsb").string();
+  const mpsbc::CompileReport report = mpsbc::compile(options);
+  EXPECT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
+  return options.output_path;
+}
+
+TEST_F(DumpTest, DiffOfABundleWithItselfIsEmptyAndExitsZero) {
+  const Outcome r = dump({"--diff", bundle_, bundle_});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("no differences"), std::string::npos) << r.out;
+  const Outcome j = dump({"--diff", bundle_, bundle_, "--json"});
+  EXPECT_EQ(j.code, kExitOk);
+  EXPECT_TRUE(json::parse(j.out).at("identical").get<bool>());
+}
+
+TEST_F(DumpTest, DiffNamesWhatChangedAndByHowMuch) {
+  TempDir dir;
+  const std::string other = compile_edited_example(dir, [](json& m) {
+    m["metadata"]["torch_seed"] = "1";
+    m["layers"][1]["activation"] = "relu6";    // dw: a parameter
+    m["layers"][3].erase("bias");              // grouped: a tensor removed
+    m["layers"].erase(5);                      // head: a layer removed
+    m["layers"].push_back({{"name", "extra"},  // a layer added
+                           {"type", "conv2d"},
+                           {"in_channels", 16},
+                           {"out_channels", 32},
+                           {"kernel_size", 1},
+                           {"weight", "pw.weight.bin"}});
+  });
+  // stem.weight: two elements moved by 0.25 and 0.5.
+  {
+    auto bytes = read_file(dir / "stem.weight.bin");
+    float f[2];
+    std::memcpy(f, bytes.data() + 8, 8);
+    f[0] += 0.25f;
+    f[1] += 0.5f;
+    std::memcpy(bytes.data() + 8, f, 8);
+    write_file(dir / "stem.weight.bin", bytes.data(), bytes.size());
+    mpsbc::CompileOptions options;
+    options.manifest_path = (dir / "manifest.json").string();
+    options.output_path = other;
+    ASSERT_TRUE(mpsbc::compile(options).ok());
+  }
+  const Outcome r = dump({"--diff", bundle_, other});
+  EXPECT_EQ(r.code, kExitDifferent) << r.err;
+  for (const char* s : {"~ bundle metadata.torch_seed: \"0\" -> \"1\"",
+                        "~ layer dw (conv2d): activation \"relu\" -> \"relu6\"",
+                        "- tensor grouped.bias", "- layer head (conv2d)", "+ layer extra (conv2d)",
+                        "~ tensor stem.weight: 2 of 432 elements differ, max abs diff 0.5",
+                        "layers: 1 added, 1 removed, 3 changed; tensors: 0 added, 1 removed, 1 "
+                        "changed"}) {
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  }
+  const Outcome j = dump({"--diff", bundle_, other, "--json"});
+  EXPECT_EQ(j.code, kExitDifferent);
+  const json d = json::parse(j.out);
+  EXPECT_FALSE(d.at("identical").get<bool>());
+  EXPECT_EQ(d.at("summary").at("layers_added"), 1);
+  const json& stem = d.at("layers").at(0);
+  EXPECT_EQ(stem.at("name"), "stem");
+  const json& data = stem.at("tensors").at(0).at("data");
+  EXPECT_EQ(data.at("differing"), 2);
+  EXPECT_EQ(data.at("elements"), 432);
+  EXPECT_NEAR(data.at("max_abs_diff").get<double>(), 0.5, 1e-6);
+}
+
+TEST(DumpDiff, Float16AgainstFloat32ComparesValues) {
+  TempDir a_dir, b_dir;
+  std::vector<uint16_t> half(16, 0x3c00);  // 1.0
+  half[3] = 0x3e00;                        // 1.5
+  const std::string a = compile_one_layer(a_dir, "float16", half);
+  std::vector<float> full(16, 1.0f);
+  full[3] = 1.25f;
+  mpsb::testing::write_vector(b_dir / "w.bin", full);
+  const json manifest = {{"format", "mpsb.manifest/1"},
+                         {"layers",
+                          {{{"name", "conv"},
+                            {"type", "conv2d"},
+                            {"in_channels", 4},
+                            {"out_channels", 4},
+                            {"kernel_size", 1},
+                            {"weight", "w.bin"}}}}};
+  write_file(b_dir / "manifest.json", manifest.dump());
+  mpsbc::CompileOptions options;
+  options.manifest_path = (b_dir / "manifest.json").string();
+  options.output_path = (b_dir / "b.mpsb").string();
+  ASSERT_TRUE(mpsbc::compile(options).ok());
+  const Outcome r = dump({"--diff", a, options.output_path});
+  EXPECT_EQ(r.code, kExitDifferent);
+  EXPECT_NE(r.out.find("dtype \"float16\" -> \"float32\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 of 16 elements differ, max abs diff 0.25"), std::string::npos) << r.out;
+}
+
+TEST_F(DumpTest, DiffTroubleExitsTwo) {
+  TempDir dir;
+  const Outcome missing = dump({"--diff", bundle_, (dir / "missing.mpsb").string()});
+  EXPECT_EQ(missing.code, kExitDiffTrouble);
+  EXPECT_NE(missing.err.find("missing.mpsb"), std::string::npos) << missing.err;
+  const Outcome one = dump({"--diff", bundle_});
+  EXPECT_EQ(one.code, kExitUsage);
+  EXPECT_NE(one.err.find("--diff compares two bundles"), std::string::npos) << one.err;
+  EXPECT_EQ(dump({"--diff", bundle_, bundle_, "--layer", "stem"}).code, kExitUsage);
+  EXPECT_EQ(dump({bundle_, bundle_}).code, kExitUsage);  // two files without --diff
+}
+
+std::string fmt_hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%08llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+TEST_F(DumpTest, ExplainWalksTheFileOffsetByOffset) {
+  const Outcome r = dump({bundle_, "--explain"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  Result<Bundle> b = Bundle::open(bundle_);
+  ASSERT_TRUE(b.ok());
+  const uint64_t meta = b->metadata_bytes().size();
+  for (const std::string& s :
+       {std::string("first 32 bytes"), std::string("00000000  "),
+        fmt_hex(0) + "  " + fmt_hex(4) + "      4  size prefix: " + std::to_string(meta - 4),
+        std::string("file identifier \"MPSB\""), std::string("vtable of the root table"),
+        std::string("root table (Bundle)"),
+        fmt_hex(meta) + "  " + fmt_hex(16384) + "  " + std::to_string(16384 - meta) +
+            "  padding from the end of the metadata to the segment alignment (16384) (all zero)",
+        fmt_hex(16384) + "  " + fmt_hex(16384 + 81920) + "  81920  data segment: 11 tensors",
+        std::string("    [0, 1728) stem.weight float32 ohwi 16x3x3x3"),
+        std::string("trailing padding to the segment alignment (16384) (all zero)"),
+        fmt_hex(98304) + "                     end of file"}) {
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  }
+  // "MPSB" shows in the ASCII column of the hex dump.
+  EXPECT_NE(r.out.find("MPSB"), std::string::npos);
+
+  // JSON: the top-level regions tile the file, the tensor ones the segment.
+  const Outcome j = dump({bundle_, "--explain", "--json"});
+  ASSERT_EQ(j.code, kExitOk) << j.err;
+  const json doc = json::parse(j.out);
+  EXPECT_EQ(doc.at("head").get<std::string>().substr(16, 8), "4d505342");  // "MPSB"
+  uint64_t top = 0, inner = 16384;
+  size_t tensors = 0;
+  for (const json& region : doc.at("regions")) {
+    const std::string kind = region.at("region");
+    const uint64_t off = region.at("offset"), size = region.at("size");
+    if (kind == "tensor" || kind == "tensor_padding" || kind == "trailing_padding") {
+      EXPECT_EQ(off, inner) << region.dump();
+      inner += size;
+      if (kind == "tensor") {
+        ++tensors;
+        EXPECT_FALSE(region.at("layer").is_null());
+      }
+    } else {
+      EXPECT_EQ(off, top) << region.dump();
+      top += size;
+    }
+  }
+  EXPECT_EQ(top, doc.at("file_size").get<uint64_t>());
+  EXPECT_EQ(inner, top);
+  EXPECT_EQ(tensors, 11u);
+}
+
+// Keys of every object of each document, from docs/DUMP_JSON.md: a "###
+// `ID`" heading, then a table whose rows start with "| `key` |".
+std::map<std::string, std::vector<std::string>> documented_keys() {
+  std::ifstream in(MPSB_DUMP_JSON_DOC);
+  std::map<std::string, std::vector<std::string>> keys;
+  std::string current;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("### `", 0) == 0) {
+      current = line.substr(5, line.find('`', 5) - 5);
+      keys[current];
+    } else if (line.rfind("#", 0) == 0) {
+      current.clear();
+    } else if (!current.empty() && line.rfind("| `", 0) == 0) {
+      keys[current].push_back(line.substr(3, line.find('`', 3) - 3));
+    }
+  }
+  return keys;
+}
+
+std::vector<std::string> keys_of(const json& object) {
+  std::vector<std::string> k;
+  for (const auto& [key, value] : object.items()) k.push_back(key);
+  return k;
+}
+
+TEST_F(DumpTest, JsonKeysAreExactlyTheDocumentedOnes) {
+  const auto doc = documented_keys();
+  ASSERT_TRUE(doc.contains("bundle")) << MPSB_DUMP_JSON_DOC;
+  // nlohmann::json sorts keys; ordered comparison is by set.
+  const auto expect_keys = [&](const json& object, const std::string& id,
+                               std::vector<std::string> drop = {}) {
+    SCOPED_TRACE(id);
+    ASSERT_TRUE(doc.contains(id));
+    std::vector<std::string> want = doc.at(id);
+    for (const auto& d : drop) std::erase(want, d);
+    std::vector<std::string> got = keys_of(object);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, want);
+  };
+  const auto check_layer = [&](const json& l, const std::string& id, bool stats) {
+    expect_keys(l, id);
+    expect_keys(l.at("params"), "params." + l.at("kind").get<std::string>());
+    for (const json& t : l.at("tensors")) {
+      expect_keys(t, "tensor",
+                  stats ? std::vector<std::string>{} : std::vector<std::string>{"stats"});
+      if (stats) expect_keys(t.at("stats"), "stats");
+    }
+  };
+  for (const bool stats : {false, true}) {
+    std::vector<std::string> args = {bundle_, "--json"};
+    if (stats) args.push_back("--stats");
+    const json j = json::parse(dump(args).out);
+    EXPECT_EQ(j.at("schema"), "mpsb.dump/1");
+    EXPECT_EQ(j.at("document"), stats ? "stats" : "bundle");
+    expect_keys(j, "bundle");
+    for (const json& l : j.at("layers")) check_layer(l, "layer", stats);
+  }
+  const json layer = json::parse(dump({bundle_, "--layer", "head", "--json"}).out);
+  EXPECT_EQ(layer.at("schema"), "mpsb.dump/1");
+  EXPECT_EQ(layer.at("document"), "layer");
+  check_layer(layer, "layer_document", true);
+
+  TempDir dir;
+  const std::string other = compile_edited_example(dir, [](json& m) {
+    m["name"] = "other";
+    m["layers"][0]["stride"] = 1;
+    m["layers"][0]["bias"] = "dw.bias.bin";  // same shape, other values
+    m["layers"][3].erase("bias");
+    m["layers"].erase(5);
+  });
+  const json diff = json::parse(dump({"--diff", bundle_, other, "--json"}).out);
+  EXPECT_EQ(diff.at("schema"), "mpsb.dump/1");
+  EXPECT_EQ(diff.at("document"), "diff");
+  expect_keys(diff, "diff");
+  expect_keys(diff.at("summary"), "diff.summary");
+  ASSERT_FALSE(diff.at("header").empty());
+  for (const json& c : diff.at("header")) expect_keys(c, "change");
+  bool saw_data = false;
+  for (const json& l : diff.at("layers")) {
+    expect_keys(l, "diff.layer");
+    for (const json& c : l.at("changes")) expect_keys(c, "change");
+    for (const json& t : l.at("tensors")) {
+      expect_keys(t, "diff.tensor");
+      if (!t.at("data").is_null()) {
+        expect_keys(t.at("data"), "diff.data");
+        saw_data = true;
+      }
+    }
+  }
+  EXPECT_TRUE(saw_data) << diff.dump(2);
+
+  const json explain = json::parse(dump({bundle_, "--explain", "--json"}).out);
+  EXPECT_EQ(explain.at("document"), "explain");
+  expect_keys(explain, "explain");
+  for (const json& r : explain.at("regions")) expect_keys(r, "region");
+}
+
+TEST_F(DumpTest, ColourOnlyWhenAskedOrOnATerminal) {
+  const auto run_with = [&](ColorMode color, bool terminal) {
+    Options o;
+    o.bundle_path = bundle_;
+    o.color = color;
+    o.out_is_terminal = terminal;
+    std::ostringstream out, err;
+    EXPECT_EQ(run(o, out, err), kExitOk);
+    return out.str();
+  };
+  const auto coloured = [](const std::string& s) { return s.find("\x1b[") != std::string::npos; };
+  ::unsetenv("NO_COLOR");
+  EXPECT_FALSE(coloured(run_with(ColorMode::kAuto, false)));
+  EXPECT_TRUE(coloured(run_with(ColorMode::kAuto, true)));
+  EXPECT_TRUE(coloured(run_with(ColorMode::kAlways, false)));
+  EXPECT_FALSE(coloured(run_with(ColorMode::kNever, true)));
+  ::setenv("NO_COLOR", "1", 1);
+  EXPECT_FALSE(coloured(run_with(ColorMode::kAuto, true)));
+  EXPECT_TRUE(coloured(run_with(ColorMode::kAlways, true)));
+  ::setenv("NO_COLOR", "", 1);  // empty counts as unset (no-color.org)
+  EXPECT_TRUE(coloured(run_with(ColorMode::kAuto, true)));
+  ::unsetenv("NO_COLOR");
+
+  // The command line: --color=always, and colour never breaks the columns.
+  const Outcome plain = dump({bundle_, "--color=never"});
+  const Outcome always = dump({bundle_, "--color=always"});
+  EXPECT_TRUE(coloured(always.out));
+  std::string stripped;
+  for (size_t i = 0; i < always.out.size(); ++i) {
+    if (always.out[i] == '\x1b') {
+      i = always.out.find('m', i);
+      continue;
+    }
+    stripped += always.out[i];
+  }
+  EXPECT_EQ(stripped, plain.out);
+  // JSON is never coloured.
+  EXPECT_FALSE(coloured(dump({bundle_, "--json", "--color=always"}).out));
+  EXPECT_EQ(dump({bundle_, "--color=sometimes"}).code, kExitUsage);
+}
+
+TEST(DumpCommandLine, BadFlagsExitTwoWithAMessage) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"x.mpsb", "--frobnicate"},  // unknown option
+           {"x.mpsb", "--layer"},       // missing argument
+           {"x.mpsb", "--color"},       // missing argument
+           {"--diff", "x.mpsb"},        // --diff with one file
+           {"x.mpsb", "--stats", "--extract", "a.weight", "-o", "w"},
+           {"x.mpsb", "--explain", "--stats"},
+           {"x.mpsb", "--explain", "--diff", "y.mpsb"},
+           {"x.mpsb", "--verify", "--stats"},
+       }) {
+    const Outcome r = dump(args);
+    SCOPED_TRACE(::testing::PrintToString(args));
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_FALSE(r.err.empty());
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(DumpCommandLine, HelpHasExamplesAndExitCodes) {
+  const Outcome r = dump({"--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  for (const char* s : {"--stats", "--diff", "--explain", "--color", "Examples:",
+                        "mpsb-dump --diff old.mpsb new.mpsb", "Exit codes:", "2 trouble"}) {
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  }
+}
+
+TEST(DumpCommandLine, ParseArgsSelectsTheNewModes) {
+  const auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "mpsb-dump");
+    std::ostringstream out, err;
+    int code = -1;
+    auto o = parse_args(args, out, err, &code);
+    EXPECT_EQ(code, kExitOk) << err.str();
+    return o.value_or(Options{});
+  };
+  EXPECT_EQ(parse({"m.mpsb", "--stats"}).mode, Mode::kStats);
+  EXPECT_EQ(parse({"m.mpsb", "--stats", "--layer", "c"}).layer, "c");
+  EXPECT_EQ(parse({"m.mpsb", "--explain"}).mode, Mode::kExplain);
+  const Options d = parse({"--diff", "a.mpsb", "b.mpsb"});
+  EXPECT_EQ(d.mode, Mode::kDiff);
+  EXPECT_EQ(d.bundle_path, "a.mpsb");
+  EXPECT_EQ(d.other_path, "b.mpsb");
+  EXPECT_EQ(parse({"a.mpsb", "--diff", "b.mpsb"}).other_path, "b.mpsb");
+  EXPECT_EQ(parse({"m.mpsb"}).color, ColorMode::kAuto);
+  EXPECT_EQ(parse({"m.mpsb", "--color", "never"}).color, ColorMode::kNever);
+  EXPECT_EQ(parse({"m.mpsb", "--color=always"}).color, ColorMode::kAlways);
+}
+
+// Names no compiler would write, built straight from the schema: escapes,
+// bidi overrides, bytes that are not UTF-8, and a name of 300 characters.
+TEST(DumpNames, HostileNamesCannotReachTheTerminal) {
+  TempDir dir;
+  const std::string long_name(300, 'L');
+  const std::vector<std::string> names = {
+      "ansi\x1b[31mred\x1b]0;title\x07",  // SGR and an OSC window title
+      "ctl\r\n\t\b\x7f",                  // C0 controls and DEL
+      "rtl\xe2\x80\xae"
+      "cba",                  // RIGHT-TO-LEFT OVERRIDE
+      "bad\xff\xfe\xc0\xaf",  // not UTF-8, overlong '/'
+      "c1\xc2\x9b"
+      "2J",  // C1 CSI
+      long_name,
+  };
+  mpsb::testing::BundleSpec spec;
+  spec.name = "model\x1b[2J";
+  spec.metadata = {{"key\x1b[1m", "value\xe2\x80\xae"}};
+  for (const auto& n : names) spec.layers.push_back(mpsb::testing::conv_layer(n, 4, 4, 1));
+  const std::string path = write_test_bundle(dir, "hostile.mpsb", spec);
+  const std::string other = write_test_bundle(dir, "other.mpsb", mpsb::testing::BundleSpec{});
+
+  const auto is_safe = [](const std::string& out) {
+    for (const char c : out) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\n') || u == 0x7f || u == 0xff || u == 0xfe || u == 0xc0) {
+        return false;
+      }
+    }
+    return out.find("\xe2\x80\xae") == std::string::npos &&
+           out.find("\xc2\x9b") == std::string::npos;
+  };
+  std::vector<std::vector<std::string>> commands = {{path},
+                                                    {path, "--stats"},
+                                                    {path, "--explain"},
+                                                    {path, "--json"},
+                                                    {path, "--verify"},
+                                                    {"--diff", path, other},
+                                                    {"--diff", path, other, "--json"},
+                                                    {path, "--explain", "--json"}};
+  for (const auto& n : names) commands.push_back({path, "--layer", n});
+  for (const auto& args : commands) {
+    const Outcome r = dump(args);
+    SCOPED_TRACE(printable(::testing::PrintToString(args)));
+    EXPECT_TRUE(r.code == kExitOk || r.code == kExitDifferent) << r.err;
+    EXPECT_TRUE(is_safe(r.out)) << printable(r.out);
+    EXPECT_TRUE(is_safe(r.err)) << printable(r.err);
+  }
+  const Outcome summary = dump({path});
+  for (const char* s : {"ansi\\x1b[31mred\\x1b]0;title\\x07", "ctl\\r\\n\\t\\x08\\x7f",
+                        "rtl\\u{202e}cba", "bad\\xff\\xfe\\xc0\\xaf", "c1\\u{009b}2J",
+                        "model\\x1b[2J", "key\\x1b[1m = value\\u{202e}"}) {
+    EXPECT_NE(summary.out.find(s), std::string::npos) << s << "\n" << summary.out;
+  }
+  // The table cuts the long name to 40 columns with an ellipsis and keeps
+  // its columns aligned; --layer shows it whole.
+  EXPECT_NE(summary.out.find(std::string(39, 'L') + "…"), std::string::npos);
+  EXPECT_EQ(summary.out.find(std::string(40, 'L')), std::string::npos);
+  const Outcome whole = dump({path, "--layer", long_name});
+  EXPECT_NE(whole.out.find(long_name), std::string::npos);
+  // JSON has the exact names back (invalid UTF-8 replaced by U+FFFD).
+  const json j = json::parse(dump({path, "--json"}).out);
+  std::vector<std::string> got;
+  for (const json& l : j.at("layers")) got.push_back(l.at("name"));
+  EXPECT_NE(std::find(got.begin(), got.end(), names[0]), got.end());
+  EXPECT_NE(std::find(got.begin(), got.end(), names[2]), got.end());
+  EXPECT_NE(
+      std::find(got.begin(), got.end(), "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
+      got.end());
+}
+
+TEST(Printable, TruncateToWidthCutsCodePointsAndAddsAnEllipsis) {
+  EXPECT_EQ(truncate_to_width("conv1", 5), "conv1");
+  EXPECT_EQ(truncate_to_width("conv12", 5), "conv…");
+  EXPECT_EQ(truncate_to_width("caf\xc3\xa9s", 4), "caf…");
+  EXPECT_EQ(truncate_to_width("\xc3\xa9\xc3\xa9\xc3\xa9", 2), "\xc3\xa9…");
+  EXPECT_EQ(display_width(truncate_to_width(std::string(100, 'x'), 40)), 40u);
 }
 
 }  // namespace

@@ -162,6 +162,8 @@ def run_model(args, name):
             checked = "%d layers checked (max rel err %.2g)" % (n, worst)
         tensors = check_extract(args, bundle, manifest, export_dir,
                                 os.path.join(work, "extracted.bin"))
+        if not args.skip_check:
+            check_dump(args, bundle, manifest_path)
         yield name, True, "%s, %d tensors round-tripped, %.1fs" % (
             checked, tensors, time.monotonic() - started)
     except CaseFailed as e:
@@ -197,6 +199,19 @@ def run_model(args, name):
 
     if all_ok and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_dump(args, bundle, manifest_path):
+    """mpsb-dump --check runs the same check on the bundle already written;
+    with an impossible tolerance it must fail."""
+    proc = run([args.dump, bundle, "--check", manifest_path])
+    if proc.returncode != 0:
+        raise CaseFailed("mpsb-dump --check failed (exit %d)\n%s" % (
+            proc.returncode, tail(proc.stderr)))
+    proc = run([args.dump, bundle, "--check", manifest_path, "--check-tolerance", "1e-30"])
+    if proc.returncode != 1 or "FAILED" not in proc.stdout:
+        raise CaseFailed("mpsb-dump --check with tolerance 1e-30 did not fail (exit %d)" %
+                         proc.returncode)
 
 
 # The oracle must tell right from wrong: with a transform deliberately

@@ -24,26 +24,52 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 // Bad command line.
 inline constexpr int kExitUsage = 2;
+// --diff only, as diff(1) and cmp(1) do it: 0 identical, 1 different, 2
+// trouble (a bundle is invalid or unreadable, or a bad command line).
+inline constexpr int kExitDifferent = 1;
+inline constexpr int kExitDiffTrouble = 2;
+
+// The "schema" value of every JSON document mpsb-dump writes; docs/DUMP_JSON.md
+// describes the keys. Bumped only when a key is removed or changes meaning.
+inline constexpr std::string_view kJsonSchema = "mpsb.dump/1";
 
 enum class Mode {
   kSummary,  // header fields and the layer table (default)
   kLayer,    // every field of one layer and its tensors
+  kStats,    // value statistics and a histogram of every tensor
   kExtract,  // one tensor, written back in PyTorch layout and dtype
   kVerify,   // Bundle::verify(): every checksum
+  kDiff,     // what changed from bundle_path (A) to other_path (B)
+  kExplain,  // the file's bytes and regions, offset by offset
+  kCheck,    // every probed layer on the CPU reference vs PyTorch's probes
 };
+
+enum class ColorMode { kAuto, kAlways, kNever };
 
 struct Options {
   std::string bundle_path;
+  // kDiff: the second bundle (B); bundle_path is A.
+  std::string other_path;
   Mode mode = Mode::kSummary;
-  // kSummary and kLayer: JSON instead of text.
+  // Every mode but kExtract and kVerify: JSON instead of text.
   bool json = false;
-  // kLayer: the layer name.
+  // kLayer: the layer name. kStats: when set, only that layer's tensors.
   std::string layer;
   // kExtract: "LAYER.ROLE", split at the last '.', so layer names that
   // contain dots ("features.0") work.
   std::string tensor;
   // kExtract: the output file; "-" writes the bytes to `out`.
   std::string output;
+  // kCheck: the manifest whose probes to compare with, its tolerance and
+  // whether the bundle was compiled with --fold-batchnorm.
+  std::string manifest;
+  double check_tolerance = 1e-5;
+  bool fold_batchnorm = false;
+  // Colour in text output. kAuto colours only when `out_is_terminal` and the
+  // NO_COLOR environment variable is unset or empty (https://no-color.org).
+  ColorMode color = ColorMode::kAuto;
+  // Set by main() from isatty(1); parse_args leaves it false.
+  bool out_is_terminal = false;
 };
 
 // Parses a command line (args[0] is the program name). Returns the options,
@@ -53,11 +79,14 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
                                   std::ostream& err, int* exit_code);
 
 // Does what `options` asks. Reports go to `out`, errors (naming the file) to
-// `err`. Returns kExitOk, kExitFailure or kExitUsage.
+// `err`. Returns kExitOk, kExitFailure or kExitUsage; kDiff returns kExitOk,
+// kExitDifferent or kExitDiffTrouble.
 int run(const Options& options, std::ostream& out, std::ostream& err);
 
 // parse_args() then run(): the whole of mpsb-dump's main().
-int run_command_line(std::span<const std::string> args, std::ostream& out, std::ostream& err);
+// `out_is_terminal` is copied into Options::out_is_terminal.
+int run_command_line(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                     bool out_is_terminal = false);
 
 // Makes text read from a bundle safe to print on a terminal: control
 // characters, backslashes, bytes that are not UTF-8 and Unicode bidi controls
@@ -67,6 +96,10 @@ std::string printable(std::string_view text);
 
 // Columns `printable` text takes on a terminal (one per code point).
 size_t display_width(std::string_view printable_text);
+
+// `printable_text` cut to at most `max_width` columns, ending in "…" when
+// it was cut (max_width >= 1).
+std::string truncate_to_width(std::string_view printable_text, size_t max_width);
 
 }  // namespace mpsb::dump
 

@@ -1,4 +1,6 @@
 // mpsb-dump: the command-line face of mpsb::dump (see dump.h).
+#include <unistd.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -7,5 +9,5 @@
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv, argv + argc);
-  return mpsb::dump::run_command_line(args, std::cout, std::cerr);
+  return mpsb::dump::run_command_line(args, std::cout, std::cerr, ::isatty(STDOUT_FILENO) == 1);
 }

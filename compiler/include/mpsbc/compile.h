@@ -10,6 +10,7 @@
 #define MPSBC_COMPILE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,16 @@ struct CompileOptions {
   uint64_t tensor_alignment = 256;
   // Worker threads for the transforms; 0 means one per core.
   unsigned jobs = 0;
+  // Accept tensor paths that are absolute or climb out of the manifest's
+  // folder ("../w.bin"); refused by default (--allow-outside).
+  bool allow_outside = false;
+  // Accept NaN and infinite values in the weights; by default each .bin is
+  // scanned and any is an error with counts (--allow-non-finite).
+  bool allow_non_finite = false;
+  // Called as tensors reach the output, with the stored bytes written so far
+  // and the total; one call at a time, from any worker thread. For a progress
+  // bar; empty (the default) for none.
+  std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
   // Fold each batch_norm2d that "follows" a conv into that conv's weights
   // and bias (Apple's formula); the folded layer is then absent.
   bool fold_batchnorm = false;
@@ -113,8 +124,8 @@ CompileReport compile(const CompileOptions& options);
 CompileReport check_bundle(const std::string& bundle_path, const CompileOptions& options);
 
 // Validates the options, the manifest and every .bin and plans the bundle
-// (so file_size is filled), without writing anything. output_path is
-// ignored.
+// (so file_size is filled), without writing anything. A non-empty
+// output_path is checked as compile() would (not a folder, not an input).
 CompileReport check_manifest(const CompileOptions& options);
 
 // The report as a JSON document (one object, no trailing newline):

@@ -140,7 +140,9 @@ class Bundle {
   [[nodiscard]] static Result<Bundle> open(const std::string& path,
                                            const OpenOptions& options = {});
   // Checks a bundle held in memory (not copied; must outlive the Bundle).
-  // Used by tests and fuzzers.
+  // Used by tests and fuzzers. `data` must be 16-byte aligned, as malloc and
+  // mmap give it: the views hand out uint64_t and float pointers into it (a
+  // buffer at 4 mod 8 is refused with kMisaligned).
   [[nodiscard]] static Result<Bundle> from_memory(const void* data, size_t size,
                                                   const OpenOptions& options = {});
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""End-to-end compile against the I/O limit, alternating runs in one session.
+
+  compile_bench.py MPSBC MODEL_DIR LABEL REPS [--keep]
+
+--keep leaves the last bundle at MODEL_DIR/../LABEL.mpsb.
+
+Each repetition runs, with the inputs warm in the page cache and all dirty
+pages synced beforehand (untimed):
+  compile: mpsbc compile MODEL_DIR/manifest.json -o OUT (mpsbc syncs its output)
+  cp:      cp -r MODEL_DIR COPY && sync
+and records wall time and peak RSS (/usr/bin/time). Prints
+"<metric> <median> <unit>" lines.
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+
+def timed(cmd, tfile):
+    subprocess.run(["/usr/bin/time", "-o", tfile, "-f", "%e %M"] + cmd, check=True,
+                   stdout=subprocess.DEVNULL)
+    wall, rss = open(tfile).read().split()[-2:]
+    return float(wall), int(rss) * 1024
+
+
+def main():
+    mpsbc, model, label, reps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    parent = os.path.dirname(os.path.abspath(model))
+    out = os.path.join(parent, label + ".mpsb")
+    copy = os.path.join(parent, label + ".copy")
+    tfile = tempfile.mktemp()
+    input_bytes = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model))
+    # Warm the page cache with the inputs, as after an export.
+    subprocess.run(["cat"] + [os.path.join(model, f) for f in os.listdir(model)],
+                   stdout=subprocess.DEVNULL, check=True)
+    res = {"compile": [], "cp": []}
+    for _ in range(reps):
+        for method in ("compile", "cp"):
+            p = out if method == "compile" else copy
+            if os.path.isdir(p):
+                shutil.rmtree(p)
+            elif os.path.exists(p):
+                os.unlink(p)
+            subprocess.run(["sync"], check=True)
+            if method == "compile":
+                cmd = [mpsbc, "compile", os.path.join(model, "manifest.json"), "-o", out]
+            else:
+                cmd = ["sh", "-c", f'cp -r "{model}" "{copy}" && sync']
+            res[method].append(timed(cmd, tfile))
+            if method == "compile":
+                bundle_bytes = os.path.getsize(out)
+    if os.path.isdir(copy):
+        shutil.rmtree(copy)
+    if "--keep" not in sys.argv[5:] and os.path.exists(out):
+        os.unlink(out)
+    os.unlink(tfile)
+    for method, runs in res.items():
+        print(f"{label}_{method}_wall {statistics.median(r[0] for r in runs):.4g} s")
+        print(f"{label}_{method}_rss {statistics.median(r[1] for r in runs)} B")
+    print(f"{label}_input_bytes {input_bytes} B")
+    print(f"{label}_bundle_bytes {bundle_bytes} B")
+
+
+if __name__ == "__main__":
+    main()
