@@ -21,6 +21,7 @@
 #include "checked_math.h"
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsbc/compile.h"
+#include "mpsbc/precision.h"
 
 #define XXH_INLINE_ALL
 #include "xxhash.h"
@@ -149,8 +150,8 @@ class TempFile {
     // and is never mistaken for a bundle.
     // The pid lets the next compile into this folder tell a leftover of a
     // killed run from a live one (remove_stale_temp_files).
-    std::string pattern = (folder / (temp_prefix(output) + std::to_string(::getpid()) + "-XXXXXX"))
-                              .string();
+    std::string pattern =
+        (folder / (temp_prefix(output) + std::to_string(::getpid()) + "-XXXXXX")).string();
     const int fd = ::mkstemp(pattern.data());
     if (fd < 0) {
       *error = "cannot create a temporary file in " + folder.string() + ": " + errno_text(errno);
@@ -202,9 +203,8 @@ std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan)
       pieces.push_back({k, 0, rows, true});
       continue;
     }
-    const uint64_t group = t.plan.transform == Transform::kConvTransposeToOHWIRotated
-                               ? t.plan.source_shape[1]
-                               : rows;
+    const uint64_t group =
+        t.plan.transform == Transform::kConvTransposeToOHWIRotated ? t.plan.source_shape[1] : rows;
     for (uint64_t g = 0; g < rows; g += group) {
       for (uint64_t r = g; r < g + group; r += per) {
         pieces.push_back({k, r, std::min(r + per, g + group), false});
@@ -315,14 +315,14 @@ struct SourceFile {
 bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
                 const std::string& file, SourceFile& in, std::byte* buf) {
   const size_t k = piece.tensor;
-  const uint64_t row_bytes = t.size / t.plan.stored_shape[0];
+  const uint64_t row_bytes = t.source_size / t.plan.stored_shape[0];
   // (offset, size) of each run and where it goes in `buf`.
   uint64_t runs = 1, run_bytes = (piece.last - piece.first) * row_bytes,
            first_offset = piece.first * row_bytes, run_stride = 0;
   if (t.plan.transform == Transform::kConvTransposeToOHWIRotated && !piece.whole) {
     const auto& src = t.plan.source_shape;
     const uint64_t og = src[1], ig = t.plan.stored_shape[3], g = piece.first / og;
-    const uint64_t kernel_bytes = t.size / (src[0] * og);  // one [kH][kW]
+    const uint64_t kernel_bytes = t.source_size / (src[0] * og);  // one [kH][kW]
     runs = ig;
     run_bytes = (piece.last - piece.first) * kernel_bytes;
     run_stride = og * kernel_bytes;
@@ -330,7 +330,8 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
   }
   if (!t.synthesized.empty()) {
     for (uint64_t r = 0; r < runs; ++r) {
-      std::memcpy(buf + r * run_bytes, t.synthesized.data() + first_offset + r * run_stride,
+      const auto* bytes = reinterpret_cast<const std::byte*>(t.synthesized.data());
+      std::memcpy(buf + r * run_bytes, bytes + first_offset + r * run_stride,
                   static_cast<size_t>(run_bytes));
     }
     return true;
@@ -347,9 +348,9 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
       job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
       return false;
     }
-    if (uint64_t(st.st_size) != t.size) {
+    if (uint64_t(st.st_size) != t.source_size) {
       job.fail({k, false, t.pointer, false,
-                file + " changed while compiling: expected " + std::to_string(t.size) +
+                file + " changed while compiling: expected " + std::to_string(t.source_size) +
                     " bytes, found " + std::to_string(uint64_t(st.st_size))});
       return false;
     }
@@ -366,7 +367,7 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
     if (uint64_t(got) != run_bytes) {
       job.fail({k, false, t.pointer, false,
                 file + " changed while compiling: read " + std::to_string(offset + uint64_t(got)) +
-                    " of " + std::to_string(t.size) + " bytes"});
+                    " of " + std::to_string(t.source_size) + " bytes"});
       return false;
     }
   }
@@ -413,6 +414,43 @@ void mutate(CompileOptions::Mutation m, const TensorPlan& plan, const std::byte*
   }
 }
 
+// Whether a tensor goes through float32 on its way to the bundle: a dtype
+// change (precision, or a float16/bfloat16 source), or folding into weights
+// not stored as float32.
+bool needs_conversion(const ManifestTensor& t) {
+  return t.dtype != t.source_dtype || (!t.fold_scale.empty() && t.dtype != mpsb::DType::kFloat32);
+}
+
+// Stores `n` floats (output channels [piece.first, piece.last) of `t`) in
+// t.dtype: float32 as is, float16 rounded to nearest even (overflow was
+// refused or allowed to clamp before writing began), uint8 with the layer's
+// ranges or lookup table, which measure_precision() fitted to the whole
+// tensor.
+void encode(const ManifestLayer& layer, const ManifestTensor& t, const Piece& piece,
+            const float* in, size_t n, std::byte* out) {
+  switch (t.dtype) {
+    case mpsb::DType::kFloat32:
+      std::memcpy(out, in, n * sizeof(float));
+      return;
+    case mpsb::DType::kFloat16:
+      floats_to_half(in, reinterpret_cast<uint16_t*>(out), n, /*clamp_overflow=*/true);
+      return;
+    case mpsb::DType::kUInt8: {
+      const ManifestTensor& table = layer.tensors.back();
+      auto* q = reinterpret_cast<uint8_t*>(out);
+      if (table.role == mpsb::TensorRole::kQuantRanges) {
+        const size_t rows = static_cast<size_t>(piece.last - piece.first);
+        quantize_linear_with(in, rows, n / rows, table.synthesized.data() + 2 * piece.first, q);
+      } else {
+        lut_codes(in, n, table.synthesized.data(), q);
+      }
+      return;
+    }
+    case mpsb::DType::kBFloat16:
+      return;  // never a stored type: plan_precision() widens bfloat16
+  }
+}
+
 // One worker: takes the next piece, reads it from its .bin, transforms it
 // and writes it at its planned offset; hashes tensors that are one piece.
 // Holds at most one source and one stored buffer, each as large as the
@@ -420,6 +458,7 @@ void mutate(CompileOptions::Mutation m, const TensorPlan& plan, const std::byte*
 void stream_tensors(StreamJob& job, const std::string& output) {
   std::unique_ptr<std::byte[]> src, dst;
   uint64_t src_cap = 0, dst_cap = 0;
+  std::vector<float> floats;  // the conversion path's two float buffers
   SourceFile in;
   for (;;) {
     if (job.stop) return;
@@ -430,36 +469,64 @@ void stream_tensors(StreamJob& job, const std::string& output) {
     const PlannedTensor& pt = job.plan.tensors[k];
     const ManifestTensor& t = job.manifest.layers[pt.layer].tensors[pt.tensor];
     const std::string file = "\"" + t.path_text + "\"";
+    const uint64_t rows = piece.last - piece.first;
     const uint64_t row_bytes = t.size / t.plan.stored_shape[0];
-    const uint64_t size = (piece.last - piece.first) * row_bytes;
+    const uint64_t size = rows * row_bytes;
+    const uint64_t source_bytes = rows * (t.source_size / t.plan.stored_shape[0]);
 
-    if (size > SIZE_MAX) {
+    if (source_bytes > SIZE_MAX || size > SIZE_MAX) {
       job.fail({k, true, t.pointer, false, file + ": too large for this machine's address space"});
       return;
     }
-    if (src_cap < size) {
+    if (src_cap < source_bytes) {
       src.reset();
-      src = allocate(size);
-      src_cap = size;
+      src = allocate(source_bytes);
+      src_cap = source_bytes;
     }
     if (!read_piece(job, piece, t, file, in, src.get())) return;
 
-    std::byte* stored = src.get();
-    if (t.plan.transform != Transform::kIdentity) {
+    const TensorPlan plan = piece_plan(t, piece);
+    const std::byte* stored = src.get();
+    if (needs_conversion(t)) {
+      // Through float32: widen, transform, fold, then round or quantize to
+      // the stored type, exactly as measure_precision() did.
+      const uint64_t n = plan.element_count();
+      floats.resize(static_cast<size_t>(2 * n));
+      float* a = floats.data();
+      float* b = a + n;
+      to_float(t.source_dtype, src.get(), a, static_cast<size_t>(n));
+      if (t.plan.transform != Transform::kIdentity) {
+        apply(plan, a, b, sizeof(float));
+        mutate(job.mutation, plan, reinterpret_cast<const std::byte*>(a),
+               reinterpret_cast<std::byte*>(b), sizeof(float));
+        std::swap(a, b);
+      }
+      if (!t.fold_scale.empty()) fold_rows(t, piece.first, piece.last, a);
       if (dst_cap < size) {
         dst.reset();
         dst = allocate(size);
         dst_cap = size;
       }
-      const TensorPlan plan = piece_plan(t, piece);
-      apply(plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+      encode(job.manifest.layers[pt.layer], t, piece, a, static_cast<size_t>(n), dst.get());
       stored = dst.get();
-      mutate(job.mutation, plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
-    }
-    if (!t.fold_scale.empty()) {
-      // Batch-norm folding, on float32 data whose outermost stored
-      // dimension is the output channel (OHWI kernels and bias vectors).
-      fold_rows(t, piece.first, piece.last, reinterpret_cast<float*>(stored));
+    } else {
+      std::byte* out = src.get();
+      if (t.plan.transform != Transform::kIdentity) {
+        if (dst_cap < size) {
+          dst.reset();
+          dst = allocate(size);
+          dst_cap = size;
+        }
+        apply(plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+        mutate(job.mutation, plan, src.get(), dst.get(), mpsb::dtype_size(t.dtype));
+        out = dst.get();
+      }
+      if (!t.fold_scale.empty()) {
+        // Batch-norm folding on float32 stored as float32; the output
+        // channel is the outermost stored dimension (OHWI and vectors).
+        fold_rows(t, piece.first, piece.last, reinterpret_cast<float*>(out));
+      }
+      stored = out;
     }
     if (piece.whole) job.checksums[k] = XXH3_64bits(stored, static_cast<size_t>(size));
     if (!pwrite_all(job.fd, stored, static_cast<size_t>(size),
@@ -567,7 +634,9 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
     auto name = fbb.CreateString(l.name);
     layers.push_back(fb::CreateLayer(fbb, name, l.index, as_fb<fb::LayerKind>(l.kind), conv, linear,
                                      norm, as_fb<fb::Activation>(l.activation), l.activation_alpha,
-                                     fb::Quantization::None, tensor_vec));
+                                     as_fb<fb::Quantization>(quantization(l.weight_precision)),
+                                     tensor_vec, l.weight_error.max_abs, l.weight_signal_energy,
+                                     l.weight_noise_energy));
   }
   // Already in key order (plan.sorted_layers); CreateVectorOfSortedTables
   // would sort again with the same comparison.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "checked_math.h"
+#include "mpsbc/precision.h"
 #include "mpsbc/reference.h"
 
 namespace mpsbc {
@@ -28,10 +29,30 @@ bool load(const std::filesystem::path& path, const std::vector<uint64_t>& shape,
   return read_floats(path, *checked_product(shape), &out->data, error);
 }
 
+// The precision a bundle stores a layer's weight at, as --check's default
+// tolerance depends on it (vectors-only layers count as float32).
+Precision stored_precision(const mpsb::Layer& layer) {
+  const auto w = layer.find(mpsb::TensorRole::kWeight);
+  if (!w || layer.kind() == mpsb::LayerKind::kBatchNorm2d ||
+      layer.kind() == mpsb::LayerKind::kInstanceNorm2d) {
+    return Precision::kFloat32;
+  }
+  switch (layer.quantization()) {
+    case mpsb::Quantization::kLinear:
+      return Precision::kUInt8Linear;
+    case mpsb::Quantization::kLookupTable:
+      return Precision::kUInt8Lut;
+    case mpsb::Quantization::kNone:
+      break;
+  }
+  return w->dtype() == mpsb::DType::kFloat16 ? Precision::kFloat16 : Precision::kFloat32;
+}
+
 }  // namespace
 
-bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest, double tolerance,
-                Diagnostics& diag, std::vector<LayerCheck>* checks) {
+bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
+                std::optional<double> tolerance, Diagnostics& diag,
+                std::vector<LayerCheck>* checks) {
   bool all_passed = true;
   for (const ManifestLayer& l : manifest.layers) {
     // A folded conv reproduces its batch norm's output from its own input.
@@ -40,13 +61,13 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest, double tol
     LayerCheck c;
     c.layer = l.name;
     c.expected_from = l.folded_from.empty() ? l.name : l.folded_from;
-    c.tolerance = tolerance;
     const auto layer = bundle.find(l.name);
     if (!layer) {
       diag.error(l.pointer, "--check: the bundle has no layer " + l.name);
       all_passed = false;
       continue;
     }
+    c.tolerance = tolerance.value_or(default_check_tolerance(stored_precision(*layer)));
     FeatureMap input, want;
     std::string error;
     if (!load(l.probe->input, l.probe->input_shape, &input, &error) ||
@@ -64,7 +85,7 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest, double tol
     const Comparison cmp = compare(*got, want);
     c.max_abs_error = cmp.max_abs_error;
     c.max_rel_error = cmp.max_rel_error;
-    c.passed = !cmp.mismatched_shape && c.max_rel_error <= tolerance;
+    c.passed = !cmp.mismatched_shape && c.max_rel_error <= c.tolerance;
     if (cmp.mismatched_shape) {
       diag.error(l.probe->pointer, "--check: layer " + l.name + " computes shape " +
                                        shape_text(got->shape) + " but PyTorch's output is " +
@@ -74,7 +95,7 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest, double tol
                  "--check: layer " + l.name + " differs from PyTorch" +
                      (l.folded_from.empty() ? "" : " (folded " + l.folded_from + ")") +
                      ": max relative error " + sci(c.max_rel_error) + " > tolerance " +
-                     sci(tolerance) + " (max absolute error " + sci(c.max_abs_error) + ")");
+                     sci(c.tolerance) + " (max absolute error " + sci(c.max_abs_error) + ")");
     }
     all_passed = all_passed && c.passed;
     checks->push_back(std::move(c));

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -28,6 +30,18 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
     lr.kind = std::string(mpsb::to_string(l.kind));
     lr.tensor_count = l.tensors.size();
     for (const auto& t : l.tensors) lr.bytes += t.size;
+    if (l.kind == mpsb::LayerKind::kConv2d || l.kind == mpsb::LayerKind::kConvTranspose2d ||
+        l.kind == mpsb::LayerKind::kLinear) {
+      lr.precision = std::string(to_string(l.weight_precision));
+      lr.precision_note = l.precision_note;
+      lr.max_abs_error = l.weight_error.max_abs;
+      lr.sqnr_db = l.weight_precision == Precision::kFloat32
+                       ? std::numeric_limits<double>::infinity()
+                       : l.weight_error.sqnr_db;
+      lr.half_overflow = l.half.overflow;
+      lr.half_flushed = l.half.flushed_to_zero;
+      lr.half_subnormal = l.half.subnormal;
+    }
     out.push_back(std::move(lr));
   }
   return out;
@@ -72,9 +86,15 @@ bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& re
       report.exit_code = ExitCode::kBadInput;
       return false;
     }
-    // The report lists what the bundle holds.
-    report.layers = layer_reports(*manifest);
   }
+  const PrecisionOptions precision{options.precision, options.allow_overflow};
+  plan_precision(*manifest, precision, diag);
+  if (!measure_precision(*manifest, precision, diag)) {
+    report.exit_code = ExitCode::kBadInput;
+    return false;
+  }
+  // The report lists what the bundle holds.
+  report.layers = layer_reports(*manifest);
   if (!plan_bundle(*manifest, options.segment_alignment, options.tensor_alignment, &out.plan,
                    diag) ||
       !build_metadata(*manifest, out.plan, &out.metadata, diag)) {
@@ -217,8 +237,22 @@ std::string report_to_json(const CompileReport& report) {
   j["tensor_bytes"] = report.tensor_bytes;
   j["layers"] = nlohmann::ordered_json::array();
   for (const auto& l : report.layers) {
-    j["layers"].push_back(
-        {{"name", l.name}, {"kind", l.kind}, {"bytes", l.bytes}, {"tensors", l.tensor_count}});
+    nlohmann::ordered_json e = {
+        {"name", l.name}, {"kind", l.kind}, {"bytes", l.bytes}, {"tensors", l.tensor_count}};
+    if (!l.precision.empty()) {
+      e["precision"] = l.precision;
+      if (!l.precision_note.empty()) e["precision_note"] = l.precision_note;
+      e["max_abs_error"] = l.max_abs_error;
+      // JSON has no infinity: null means exact.
+      e["sqnr_db"] =
+          std::isinf(l.sqnr_db) ? nlohmann::ordered_json() : nlohmann::ordered_json(l.sqnr_db);
+      if (l.precision == "float16") {
+        e["float16"] = {{"overflow", l.half_overflow},
+                        {"flushed_to_zero", l.half_flushed},
+                        {"subnormal", l.half_subnormal}};
+      }
+    }
+    j["layers"].push_back(std::move(e));
   }
   if (!report.checks.empty()) {
     j["check"] = nlohmann::ordered_json::array();

@@ -374,21 +374,14 @@ bool finish_tensor(ManifestTensor& t, TensorPlan plan, Diagnostics& diag) {
                "tensor shape " + shape_text(t.plan.source_shape) + " overflows a 64-bit byte size");
     return false;
   }
-  t.size = *bytes;
+  // Stored as read until plan_precision() decides otherwise.
+  t.source_size = t.size = *bytes;
   return true;
 }
 
 void add_tensor(ManifestLayer& layer, std::optional<ManifestTensor> t, TensorPlan plan,
                 Diagnostics& diag) {
   if (!t) return;
-  if (plan.stored_layout == mpsb::TensorLayout::kVector && t->dtype != DType::kFloat32) {
-    // MPS data sources hand biases and normalization vectors over as float*
-    // whatever the weights' type; widening is not implemented yet.
-    diag.error(t->pointer + "/dtype",
-               "expected \"float32\": MPS reads " + std::string(mpsb::to_string(t->role)) +
-                   " vectors as float32 only, found " + quote(mpsb::to_string(t->dtype)));
-    return;
-  }
   if (finish_tensor(*t, std::move(plan), diag)) layer.tensors.push_back(std::move(*t));
 }
 
@@ -651,6 +644,17 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   FieldReader r(v, pointer, std::string(mpsb::to_string(*kind)), diag);
   r.ignore({"name", "type"});
   if (const json* p = r.find("probe")) layer.probe = parse_probe(*p, r.at("probe"), folder, diag);
+  if (*kind == LayerKind::kConv2d || *kind == LayerKind::kConvTranspose2d ||
+      *kind == LayerKind::kLinear) {
+    if (const json* p = r.find("precision")) {
+      if (p->is_string()) layer.precision = parse_precision(p->get_ref<const std::string&>());
+      if (!layer.precision) {
+        r.error("precision",
+                "expected \"float32\", \"float16\", \"uint8-linear\" or \"uint8-lut\", found " +
+                    describe(*p));
+      }
+    }
+  }
   if (*kind == LayerKind::kBatchNorm2d) {
     if (const json* f = r.find("follows")) {
       if (f->is_string() && !f->get_ref<const std::string&>().empty()) {
@@ -732,8 +736,8 @@ std::string number_overflow_text(const json::out_of_range& e, std::string_view t
     } else if (c == '"') {
       in_string = true;
     } else if (text.substr(i, token.size()) == token &&
-               (i == 0 || std::string_view("-+.0123456789eE").find(text[i - 1]) ==
-                              std::string_view::npos)) {
+               (i == 0 ||
+                std::string_view("-+.0123456789eE").find(text[i - 1]) == std::string_view::npos)) {
       return line_column(text, i) + ": number " + std::string(token) +
              " is out of the range of a double";
     }
@@ -915,8 +919,7 @@ void count_non_finite(mpsb::DType dtype, const unsigned char* p, size_t elements
 
 // Reads the whole file once and counts NaN and infinite elements. Returns
 // false with *error set when the file cannot be read to its end.
-bool scan_non_finite(int fd, mpsb::DType dtype, uint64_t size, NonFinite* nf,
-                     std::string* error) {
+bool scan_non_finite(int fd, mpsb::DType dtype, uint64_t size, NonFinite* nf, std::string* error) {
   const size_t elem = mpsb::dtype_size(dtype);
   std::vector<unsigned char> buf(size_t{1} << 20);  // a multiple of every element size
   for (uint64_t pos = 0; pos < size;) {
@@ -978,9 +981,9 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
         continue;
       }
       const uint64_t found = static_cast<uint64_t>(st.st_size);
-      if (found != t.size) {
+      if (found != t.source_size) {
         ::close(fd);
-        diag.error(t.pointer, file + ": expected " + std::to_string(t.size) + " bytes (" +
+        diag.error(t.pointer, file + ": expected " + std::to_string(t.source_size) + " bytes (" +
                                   shape_text(t.plan.source_shape) + " " +
                                   std::string(mpsb::to_string(t.source_dtype)) + "), found " +
                                   std::to_string(found));
@@ -989,7 +992,7 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
       if (!options.allow_non_finite) {
         NonFinite nf;
         std::string error;
-        const bool read = scan_non_finite(fd, t.source_dtype, t.size, &nf, &error);
+        const bool read = scan_non_finite(fd, t.source_dtype, t.source_size, &nf, &error);
         if (!read) {
           diag.error(t.pointer, "cannot read " + file + ": " + error);
         } else if (nf.nan + nf.inf > 0) {
@@ -1025,6 +1028,25 @@ bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<
     *error = "cannot read " + quote(path.string());
     return false;
   }
+  return true;
+}
+
+// A whole tensor's source values as floats, in source (PyTorch) order.
+bool read_tensor_floats(const ManifestTensor& t, std::vector<float>* out, std::string* error) {
+  const uint64_t count = t.plan.element_count();
+  if (!t.synthesized.empty()) {
+    *out = t.synthesized;
+    return true;
+  }
+  std::vector<unsigned char> raw(static_cast<size_t>(t.source_size));
+  std::ifstream in(t.path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
+  if (!in || in.gcount() != static_cast<std::streamsize>(raw.size())) {
+    *error = "cannot read " + quote(t.path_text) + " (it changed since it was checked?)";
+    return false;
+  }
+  out->resize(static_cast<size_t>(count));
+  to_float(t.source_dtype, raw.data(), out->data(), out->size());
   return true;
 }
 
@@ -1086,18 +1108,13 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
       ok = false;
       continue;
     }
-    if (conv.tensors.empty() || conv.tensors[0].dtype != DType::kFloat32) {
-      diag.error(at, quote(bn.follows) + " has no float32 weight; folding needs float32");
-      ok = false;
-      continue;
-    }
     // γ, β, μ, σ² (γ = 1 and β = 0 when the batch norm is not affine).
     const uint64_t n = bn.norm.num_features;
     std::vector<float> v[4] = {std::vector<float>(n, 1.0f), std::vector<float>(n, 0.0f),
                                std::vector<float>(n, 0.0f), std::vector<float>(n, 1.0f)};
     for (const ManifestTensor& t : bn.tensors) {
       std::string error;
-      if (!read_floats(t.path, n, &v[static_cast<int>(t.role)], &error)) {
+      if (!read_tensor_floats(t, &v[static_cast<int>(t.role)], &error)) {
         diag.error(t.pointer, error);
         ok = false;
       }
@@ -1121,7 +1138,7 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
       bias.pointer = bn.pointer;
       bias.path_text = "(bias of the folded " + bn.name + ")";
       bias.plan = plan_vector(n);
-      bias.size = n * 4;
+      bias.source_size = bias.size = n * 4;
       bias.synthesized = shift;
       conv.tensors.push_back(std::move(bias));
     }
@@ -1138,6 +1155,129 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
   }
   manifest.layers = std::move(kept);
   return true;
+}
+
+void plan_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag) {
+  for (ManifestLayer& l : manifest.layers) {
+    for (ManifestTensor& t : l.tensors) {
+      // MPS takes biases, normalization vectors and tables as float*.
+      t.dtype = DType::kFloat32;
+      t.size = t.plan.element_count() * 4;
+    }
+    const bool has_weight = l.kind == LayerKind::kConv2d || l.kind == LayerKind::kConvTranspose2d ||
+                            l.kind == LayerKind::kLinear;
+    if (!has_weight || l.tensors.empty() || l.tensors[0].role != TensorRole::kWeight) continue;
+    const Precision asked = l.precision.value_or(options.precision);
+    Precision p = asked;
+    const bool depthwise =
+        l.kind == LayerKind::kConv2d && l.conv.groups > 1 && l.conv.groups == l.conv.in_channels;
+    if (l.kind == LayerKind::kConvTranspose2d && p != Precision::kFloat32) {
+      p = Precision::kFloat32;
+      l.precision_note = "kept float32: MPSCNNConvolutionTranspose takes float32 weights only";
+    } else if (depthwise && (p == Precision::kUInt8Linear || p == Precision::kUInt8Lut)) {
+      p = Precision::kFloat16;
+      l.precision_note = "float16 instead of " + std::string(to_string(asked)) +
+                         ": MPS does not take uint8 weights for depthwise convolutions";
+    }
+    if (!l.precision_note.empty())
+      diag.warning(l.pointer, "layer " + l.name + ": " + l.precision_note);
+    l.weight_precision = p;
+    ManifestTensor& w = l.tensors[0];
+    w.dtype = stored_dtype(p);
+    w.size = w.plan.element_count() * mpsb::dtype_size(w.dtype);
+    if (p == Precision::kUInt8Linear || p == Precision::kUInt8Lut) {
+      ManifestTensor table;
+      const bool linear = p == Precision::kUInt8Linear;
+      table.role = linear ? TensorRole::kQuantRanges : TensorRole::kQuantLookupTable;
+      table.pointer = l.pointer;
+      table.path_text =
+          "(uint8 " + std::string(linear ? "ranges" : "lookup table") + " of " + l.name + ")";
+      const uint64_t n = linear ? w.plan.stored_shape[0] * 2 : 256;
+      const mpsb::TensorLayout layout =
+          linear ? mpsb::TensorLayout::kRanges : mpsb::TensorLayout::kLookupTable;
+      const std::vector<uint64_t> shape =
+          linear ? std::vector<uint64_t>{w.plan.stored_shape[0], 2} : std::vector<uint64_t>{256};
+      table.plan = {Transform::kIdentity, layout, shape, layout, shape};
+      table.source_size = table.size = n * 4;
+      table.synthesized.assign(static_cast<size_t>(n), 0.0f);  // measure_precision fills it
+      l.tensors.push_back(std::move(table));
+    }
+  }
+}
+
+bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag) {
+  bool ok = true;
+  std::vector<float> source, stored;
+  for (ManifestLayer& l : manifest.layers) {
+    if (l.tensors.empty() || l.tensors[0].role != TensorRole::kWeight ||
+        l.weight_precision == Precision::kFloat32) {
+      continue;
+    }
+    ManifestTensor& w = l.tensors[0];
+    std::string error;
+    if (!read_tensor_floats(w, &source, &error)) {
+      diag.error(w.pointer, error);
+      ok = false;
+      continue;
+    }
+    // The values the writer will store, before rounding: stored order,
+    // batch norm folded in.
+    stored.resize(source.size());
+    apply(w.plan, source.data(), stored.data(), sizeof(float));
+    if (!w.fold_scale.empty()) {
+      const size_t rows = w.fold_scale.size(), per = stored.size() / rows;
+      for (size_t r = 0; r < rows; ++r) {
+        for (size_t i = 0; i < per; ++i) stored[r * per + i] *= w.fold_scale[r];
+      }
+    }
+    std::vector<float> back(stored.size());
+    switch (l.weight_precision) {
+      case Precision::kFloat16: {
+        std::vector<uint16_t> half(stored.size());
+        l.half = floats_to_half(stored.data(), half.data(), half.size(), options.allow_overflow);
+        if (l.half.overflow && !options.allow_overflow) {
+          diag.error(w.pointer, "layer " + l.name + ": " + std::to_string(l.half.overflow) +
+                                    " weights overflow float16 (|w| > 65504); --allow-overflow "
+                                    "clamps them to ±65504");
+          ok = false;
+        }
+        if (l.half.flushed_to_zero) {
+          diag.warning(w.pointer, "layer " + l.name + ": " +
+                                      std::to_string(l.half.flushed_to_zero) +
+                                      " non-zero weights become 0 in float16 (|w| < 2^-25)");
+        }
+        for (size_t i = 0; i < half.size(); ++i) back[i] = half_to_float(half[i]);
+        break;
+      }
+      case Precision::kUInt8Linear: {
+        std::vector<uint8_t> q(stored.size());
+        ManifestTensor& ranges = l.tensors.back();
+        const size_t rows = w.plan.stored_shape[0];
+        quantize_linear(stored.data(), rows, stored.size() / rows, q.data(),
+                        ranges.synthesized.data());
+        dequantize_linear(q.data(), ranges.synthesized.data(), rows, stored.size() / rows,
+                          back.data());
+        break;
+      }
+      case Precision::kUInt8Lut: {
+        std::vector<uint8_t> q(stored.size());
+        ManifestTensor& table = l.tensors.back();
+        quantize_lut(stored.data(), stored.size(), q.data(), table.synthesized.data());
+        dequantize_lut(q.data(), table.synthesized.data(), stored.size(), back.data());
+        break;
+      }
+      case Precision::kFloat32:
+        break;
+    }
+    l.weight_error = measure_error(stored.data(), back.data(), stored.size());
+    l.weight_signal_energy = l.weight_noise_energy = 0;
+    for (size_t i = 0; i < stored.size(); ++i) {
+      const double d = double(stored[i]) - double(back[i]);
+      l.weight_signal_energy += double(stored[i]) * double(stored[i]);
+      l.weight_noise_energy += d * d;
+    }
+  }
+  return ok;
 }
 
 }  // namespace mpsbc

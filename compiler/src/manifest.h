@@ -17,6 +17,7 @@
 #include "mpsb/bundle.h"
 #include "mpsb/types.h"
 #include "mpsbc/layout.h"
+#include "mpsbc/precision.h"
 
 namespace mpsbc {
 
@@ -29,10 +30,12 @@ struct ManifestTensor {
   // Resolved against the manifest's folder.
   std::filesystem::path path;
   mpsb::DType source_dtype = mpsb::DType::kFloat32;
-  // No conversion yet: stored dtype == source dtype.
+  // Stored element type: the weight's precision (plan_precision), float32
+  // for vectors and quantization tables.
   mpsb::DType dtype = mpsb::DType::kFloat32;
   TensorPlan plan;
-  // Stored bytes == source bytes (same element count and dtype).
+  // Bytes in the .bin, and bytes stored in the bundle.
+  uint64_t source_size = 0;
   uint64_t size = 0;
   // --fold-batchnorm: stored row r (the output channel) becomes
   // row * fold_scale[r] + fold_shift[r]. Empty: unchanged.
@@ -61,6 +64,15 @@ struct ManifestLayer {
   mpsb::Activation activation = mpsb::Activation::kNone;
   float activation_alpha = 0.0f;
   std::optional<Probe> probe;
+  // The manifest's "precision" for this layer's weight, if it sets one.
+  std::optional<Precision> precision;
+  // What plan_precision() chose and why, when it differs from what was
+  // asked; and what storing at that precision cost (measure_precision()).
+  Precision weight_precision = Precision::kFloat32;
+  std::string precision_note;
+  QuantizationError weight_error;
+  double weight_signal_energy = 0, weight_noise_energy = 0;
+  HalfConversion half;
   // batch_norm2d only: the conv whose output it normalizes (for folding).
   std::string follows;
   // After --fold-batchnorm: the folded batch norm's name and probe, whose
@@ -112,6 +124,27 @@ void check_probe_files(const Manifest& manifest, Diagnostics& diag);
 // removes it and renumbers the layers. Reads the batch norms' vectors, so
 // check_tensor_files() must have passed.
 bool fold_batchnorm(Manifest& manifest, Diagnostics& diag);
+
+struct PrecisionOptions {
+  Precision precision = Precision::kFloat32;  // for layers without their own
+  bool allow_overflow = false;                // clamp float16 overflow to ±65504
+};
+
+// Chooses each weight's stored precision (the layer's "precision", else
+// options.precision), applying what MPS cannot take: transposed convolutions
+// keep float32 weights (MPSCNNConvolutionTranspose takes float32 only) and
+// depthwise convolutions do not take uint8 (float16 instead), each with a
+// note. Sets every tensor's stored dtype and size (vectors widen to float32)
+// and adds the uint8 ranges or lookup table tensors, to be filled by
+// measure_precision().
+void plan_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag);
+
+// Reads every weight stored at a lower precision than float32, converts it
+// as the writer will (after any batch-norm folding) and records the error;
+// fits the uint8 ranges and lookup tables. float16 overflow is an error
+// naming the layer and the count unless options.allow_overflow; values
+// flushed to zero are a warning. Holds one tensor (as floats) at a time.
+bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag);
 
 // Reads a float32 file of exactly `count` values.
 bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<float>* out,

@@ -96,7 +96,7 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
 }
 
 // Options shared by the subcommands that read a manifest's layers.
-void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
+void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::string& precision_text) {
   cmd->add_flag("--fold-batchnorm", options.fold_batchnorm,
                 "fold each batch_norm2d that follows a conv into it (Apple's formula)");
   cmd->add_flag("--strict", options.strict, "treat MPS limits as errors instead of warnings");
@@ -104,12 +104,19 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
                 "accept tensor paths that are absolute or leave the manifest's folder");
   cmd->add_flag("--allow-non-finite", options.allow_non_finite,
                 "accept NaN and infinite weights (an error by default)");
+  cmd->add_option("--precision", precision_text,
+                  "stored precision of conv and linear weights (a layer's \"precision\" in the "
+                  "manifest wins): float32, float16, uint8-linear or uint8-lut")
+      ->check(CLI::IsMember({"float32", "float16", "uint8-linear", "uint8-lut"}))
+      ->capture_default_str();
+  cmd->add_flag("--allow-overflow", options.allow_overflow,
+                "float16: clamp weights beyond ±65504 instead of failing");
 }
 
 void add_check_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
   cmd->add_option("--check-tolerance", options.check_tolerance,
-                  "largest max|ours - PyTorch| / max|PyTorch| accepted for float32 weights")
-      ->capture_default_str();
+                  "largest max|ours - PyTorch| / max|PyTorch| accepted; default by weight "
+                  "precision: float32 1e-5, float16 2e-3, uint8-linear 3e-2, uint8-lut 3e-2");
 }
 
 }  // namespace
@@ -126,6 +133,7 @@ int main(int argc, char** argv) {
 )") + kExitCodes);
 
   mpsbc::CompileOptions options;
+  std::string precision_text = "float32";
   bool json = false, quiet = false;
 
   auto* compile = app.add_subcommand("compile", "validate the manifest and write the bundle");
@@ -158,7 +166,7 @@ A progress bar is drawn on stderr when it is a terminal (not with -q).
       "run every probed layer on the CPU reference from the written bundle and "
       "compare with PyTorch's output; fail (exit 5, nothing written) above tolerance");
   add_check_options(compile, options);
-  add_layer_options(compile, options);
+  add_layer_options(compile, options, precision_text);
   // Test-only: proves --check tells a right layout from a wrong one.
   std::string mutation;
   compile->add_option("--debug-mutate", mutation)
@@ -190,7 +198,7 @@ Examples:
       ->capture_default_str();
   check->add_flag("--json", json, "print a JSON report to stdout");
   check->add_flag("-q,--quiet", quiet, "print errors only");
-  add_layer_options(check, options);
+  add_layer_options(check, options, precision_text);
 
   try {
     app.parse(argc, argv);
@@ -199,6 +207,7 @@ Examples:
     return app.exit(e) == 0 ? 0 : static_cast<int>(mpsbc::ExitCode::kUsage);
   }
 
+  options.precision = *mpsbc::parse_precision(precision_text);
   if (mutation == "no-rotation") options.mutation = mpsbc::CompileOptions::Mutation::kNoRotation;
   if (mutation == "no-flatten-permute") {
     options.mutation = mpsbc::CompileOptions::Mutation::kNoFlattenPermute;

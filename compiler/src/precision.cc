@@ -56,6 +56,20 @@ mpsb::Quantization quantization(Precision p) {
   }
 }
 
+double default_check_tolerance(Precision p) {
+  switch (p) {
+    case Precision::kFloat32:
+      return 1e-5;
+    case Precision::kFloat16:
+      return 2e-3;
+    case Precision::kUInt8Linear:
+      return 3e-2;
+    case Precision::kUInt8Lut:
+      return 3e-2;
+  }
+  return 1e-5;
+}
+
 uint16_t float_to_half(float f) { return fp16_ieee_from_fp32_value(f); }
 float half_to_float(uint16_t h) { return fp16_ieee_to_fp32_value(h); }
 
@@ -107,16 +121,19 @@ HalfConversion floats_to_half(const float* in, uint16_t* out, size_t n, bool cla
 void quantize_linear(const float* w, size_t rows, size_t per_row, uint8_t* q, float* ranges) {
   for (size_t r = 0; r < rows; ++r) {
     const float* row = w + r * per_row;
-    float lo = row[0], hi = row[0];
-    for (size_t i = 1; i < per_row; ++i) {
-      lo = std::min(lo, row[i]);
-      hi = std::max(hi, row[i]);
-    }
-    ranges[2 * r] = lo;
-    ranges[2 * r + 1] = hi;
-    const double span = double(hi) - double(lo);
+    const auto [lo, hi] = std::minmax_element(row, row + per_row);
+    ranges[2 * r] = *lo;
+    ranges[2 * r + 1] = *hi;
+  }
+  quantize_linear_with(w, rows, per_row, ranges, q);
+}
+
+void quantize_linear_with(const float* w, size_t rows, size_t per_row, const float* ranges,
+                          uint8_t* q) {
+  for (size_t r = 0; r < rows; ++r) {
+    const double lo = ranges[2 * r], span = double(ranges[2 * r + 1]) - lo;
     for (size_t i = 0; i < per_row; ++i) {
-      const double t = span > 0 ? (double(row[i]) - lo) / span * 255.0 : 0.0;
+      const double t = span > 0 ? (double(w[r * per_row + i]) - lo) / span * 255.0 : 0.0;
       q[r * per_row + i] = uint8_t(std::clamp(std::nearbyint(t), 0.0, 255.0));
     }
   }
@@ -172,8 +189,13 @@ void quantize_lut(const float* w, size_t n, uint8_t* q, float* table) {
   for (size_t c = 0; c < 256; ++c) {
     table[c] = float(centers[std::min(c, centers.size() - 1)]);
   }
-  // Assign with the float table actually stored.
-  const size_t used = centers.size();
+  lut_codes(w, n, table, q);
+}
+
+void lut_codes(const float* w, size_t n, const float* table, uint8_t* q) {
+  // Entries past the fitted ones repeat the last; search the distinct prefix.
+  size_t used = 256;
+  while (used > 1 && table[used - 2] == table[used - 1]) --used;
   for (size_t i = 0; i < n; ++i) {
     const float* hi = std::lower_bound(table, table + used, w[i]);
     size_t c = size_t(hi - table);

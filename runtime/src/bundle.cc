@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -36,9 +37,7 @@ constexpr uint32_t kMaxDepth = 16;
 
 bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-bool aligned_u64(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % alignof(uint64_t) == 0;
-}
+bool aligned_u64(const void* p) { return reinterpret_cast<uintptr_t>(p) % alignof(uint64_t) == 0; }
 
 // Multiplies into *acc, reporting overflow instead of wrapping.
 bool mul_ok(uint64_t* acc, uint64_t v) {
@@ -312,6 +311,27 @@ class Checker {
       }
       if (Status s = check_role_shape(t, tat, weight_shape, vector_len); !s) return s;
     }
+    // Quantized weights come with what dequantizes them, and only then.
+    const fb::Tensor* weight = nullptr;
+    for (const fb::Tensor* t : tensors) {
+      if (t->role() == fb::TensorRole::Weight) weight = t;
+    }
+    const bool uint8_weight = weight && weight->dtype() == fb::DType::UInt8;
+    const bool has_ranges = roles_seen & (1u << uint32_t(fb::TensorRole::QuantRanges));
+    const bool has_table = roles_seen & (1u << uint32_t(fb::TensorRole::QuantLookupTable));
+    const bool consistent =
+        l.quantization() == fb::Quantization::None     ? !uint8_weight && !has_ranges && !has_table
+        : l.quantization() == fb::Quantization::Linear ? uint8_weight && has_ranges && !has_table
+                                                       : uint8_weight && has_table && !has_ranges;
+    if (!consistent) {
+      return fail(Error::kBadField,
+                  at + ": quantization " +
+                      std::string(to_string(static_cast<Quantization>(l.quantization()))) +
+                      " does not match its weight dtype and quantization tables");
+    }
+    if (weight && weight->dtype() == fb::DType::BFloat16) {
+      return fail(Error::kBadField, at + ": bfloat16 weights (MPS takes float32, float16, uint8)");
+    }
     const bool needs_weight = l.kind() == fb::LayerKind::Conv2d ||
                               l.kind() == fb::LayerKind::ConvTranspose2d ||
                               l.kind() == fb::LayerKind::Linear;
@@ -578,6 +598,14 @@ LayerKind Layer::kind() const { return static_cast<LayerKind>(l_->kind()); }
 Activation Layer::activation() const { return static_cast<Activation>(l_->activation()); }
 float Layer::activation_alpha() const { return l_->activation_alpha(); }
 Quantization Layer::quantization() const { return static_cast<Quantization>(l_->quantization()); }
+
+Layer::WeightError Layer::weight_error() const {
+  return {l_->weight_max_abs_error(), l_->weight_signal_energy(), l_->weight_noise_energy()};
+}
+
+double Layer::WeightError::sqnr_db() const {
+  return 10.0 * std::log10(std::max(signal_energy, 1e-300) / noise_energy);
+}
 
 ConvParams Layer::conv() const {
   ConvParams p;

@@ -222,6 +222,10 @@ mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_lay
   out->weights = src->weights();
   out->weights_size = src->weights_tensor().size();
   out->bias = src->bias_terms();
+  out->quantization = static_cast<uint32_t>(src->quantization());
+  out->ranges = src->ranges_for_uint8_kernel();
+  out->lookup_table = src->lookup_table_for_uint8_kernel();
+  out->kernel_weights_mps_data_type = static_cast<uint32_t>(src->kernel_weights_data_type());
   return MPSB_OK;
 }
 

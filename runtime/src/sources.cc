@@ -76,6 +76,18 @@ uint64_t ConvolutionSource::output_size(uint64_t in, uint32_t k, uint32_t s, uin
 MPSDataType ConvolutionSource::data_type() const { return mps_data_type(weights_.dtype()); }
 const float* ConvolutionSource::bias_terms() const { return floats(bias_); }
 
+const float* ConvolutionSource::ranges_for_uint8_kernel() const {
+  return floats(layer_.find(TensorRole::kQuantRanges));
+}
+
+const float* ConvolutionSource::lookup_table_for_uint8_kernel() const {
+  return floats(layer_.find(TensorRole::kQuantLookupTable));
+}
+
+MPSDataType ConvolutionSource::kernel_weights_data_type() const {
+  return weights_.dtype() == DType::kFloat32 ? MPSDataType::kFloat32 : MPSDataType::kFloat16;
+}
+
 bool ConvolutionSource::load() const {
   bundle_->load(weights_);
   if (bias_) bundle_->load(*bias_);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model_builder.h"
+#include "mpsb/bundle.h"
 #include "mpsbc/compile.h"
 
 namespace {
@@ -295,13 +296,23 @@ TEST_F(ManifestErrorTest, TensorNotAPath) {
                   "expected a path string");
 }
 
-TEST_F(ManifestErrorTest, Float16BiasNotSupportedByMps) {
-  expect_rejected(
-      [](ModelBuilder& m) {
-        mpsb::testing::write_file(m.path("half.bin"), std::string(64, '\0'));
-        m.layer(0)["bias"] = {{"path", "half.bin"}, {"dtype", "float16"}};
-      },
-      "/layers/0/bias/dtype", "float32 only");
+// MPS takes biases as float*: a float16 or bfloat16 bias is widened exactly.
+TEST_F(ManifestErrorTest, HalfPrecisionBiasIsWidenedToFloat32) {
+  std::vector<uint16_t> half(32);
+  for (size_t i = 0; i < half.size(); ++i) half[i] = uint16_t(0x3c00 + i);  // 1.0, 1.000977, ...
+  mpsb::testing::write_file(model_.path("half.bin"), half.data(), half.size() * 2);
+  model_.layer(0)["bias"] = {{"path", "half.bin"}, {"dtype", "float16"}};
+  model_.write_manifest();
+  const auto report = mpsbc::compile(model_.options("new.mpsb"));
+  ASSERT_TRUE(report.ok()) << report.diagnostics[0].message;
+  auto b = mpsb::Bundle::open(model_.path("new.mpsb").string(), {.verify_checksums = true});
+  ASSERT_TRUE(b.ok()) << b.message();
+  const auto bias = b->find("conv1")->find(mpsb::TensorRole::kBias);
+  ASSERT_TRUE(bias.has_value());
+  EXPECT_EQ(bias->dtype(), mpsb::DType::kFloat32);
+  EXPECT_EQ(bias->source_dtype(), mpsb::DType::kFloat16);
+  const auto* f = static_cast<const float*>(bias->data());
+  for (size_t i = 0; i < half.size(); ++i) EXPECT_EQ(f[i], 1.0f + float(i) / 1024.0f) << i;
 }
 
 TEST_F(ManifestErrorTest, MetadataValueNotAString) {

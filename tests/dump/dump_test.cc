@@ -620,6 +620,14 @@ TEST(DumpStats, Uint8TensorsShowCodesWithANote) {
   l.tensors[0].dtype = DType::kUInt8;
   l.tensors[0].bytes.assign(16, 0);
   for (uint8_t i = 0; i < 16; ++i) l.tensors[0].bytes[i] = static_cast<uint8_t>(i * 17);  // 0..255
+  // uint8 weights come with their per-output-channel ranges.
+  l.quantization = mpsb::Quantization::kLinear;
+  mpsb::testing::TensorSpec ranges;
+  ranges.role = TensorRole::kQuantRanges;
+  ranges.layout = mpsb::TensorLayout::kRanges;
+  ranges.source_layout = mpsb::TensorLayout::kRanges;
+  ranges.shape = {4, 2};
+  l.tensors.push_back(ranges);
   spec.layers.push_back(l);
   const std::string path = write_test_bundle(dir, "q.mpsb", spec);
   const Outcome r = dump({path, "--stats"});

@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   CHECK(desc.mps_data_type == 0x10000020u);
   CHECK(desc.weights_size == 8u * 3 * 3 * 4 * 4);
   CHECK(desc.bias != NULL);
+  CHECK(desc.quantization == 0 && desc.ranges == NULL && desc.lookup_table == NULL);
+  CHECK(desc.kernel_weights_mps_data_type == 0x10000020u);
+  CHECK(desc.mps_offset_x == 0 && desc.mps_offset_y == 0); /* 3x3, padding 1 */
 
   CHECK(mpsb_layer_conv_descriptor(b, conv0, &desc) == MPSB_OK);
   CHECK(desc.groups == 2 && desc.bias == NULL);

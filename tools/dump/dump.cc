@@ -19,6 +19,8 @@
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsbc/compile.h"
 #include "mpsbc/layout.h"
+#include "mpsbc/precision.h"
+#include "mpsbc/reference.h"
 
 namespace mpsb::dump {
 namespace {
@@ -288,34 +290,8 @@ uint64_t tensor_bytes(const Bundle& b) {
 // ---------------------------------------------------------------------------
 // Element values
 
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);  // inf, NaN (payload kept)
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {
-    bits = sign;
-  } else {
-    // Subnormal half: normalise into a float's wider exponent range.
-    exp = 113;
-    while ((mant & 0x400u) == 0) mant <<= 1, --exp;
-    bits = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-float bfloat16_to_float(uint16_t b) {
-  const uint32_t bits = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+using mpsbc::bfloat16_to_float;
+using mpsbc::half_to_float;
 
 // Element i of a tensor as a double: floats decoded, uint8 as its raw code.
 double element(DType d, const std::byte* p, uint64_t i) {
@@ -514,6 +490,14 @@ ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats
                               ? ordered_json(l.activation_alpha())
                               : ordered_json(nullptr);
   j["quantization"] = to_string(l.quantization());
+  // What the weight's precision cost, as the compiler measured it against
+  // the float32 weight; null for layers without a weight or stored exactly.
+  const Layer::WeightError e = l.weight_error();
+  if (l.find(TensorRole::kWeight) && e.signal_energy > 0 && !e.exact()) {
+    j["weight_error"] = {{"max_abs", e.max_abs}, {"sqnr_db", e.sqnr_db()}};
+  } else {
+    j["weight_error"] = nullptr;
+  }
   j["params"] = params_json(l);
   j["bytes"] = layer_bytes(l);
   ordered_json tensors = ordered_json::array();
@@ -655,6 +639,10 @@ void print_layer(std::ostream& out, const Bundle& b, const Layer& l, const Style
   }
   f.add("activation", activation_text(l));
   f.add("quantization", std::string(to_string(l.quantization())));
+  if (const Layer::WeightError e = l.weight_error(); !e.exact()) {
+    f.add("weight error", fmt::format("max abs {:.3g}, SQNR {:.1f} dB (vs the float32 weight)",
+                                      e.max_abs, e.sqnr_db()));
+  }
   f.add("tensors", fmt::format("{} ({} bytes)", l.tensor_count(), layer_bytes(l)));
   f.print(out);
   for (size_t i = 0; i < l.tensor_count(); ++i) {
@@ -832,6 +820,14 @@ ordered_json layer_fields(const Layer& l) {
   j["activation"] = to_string(l.activation());
   j["activation_alpha"] = l.activation_alpha();
   j["quantization"] = to_string(l.quantization());
+  // What the weight's precision cost, as the compiler measured it against
+  // the float32 weight; null for layers without a weight or stored exactly.
+  const Layer::WeightError e = l.weight_error();
+  if (l.find(TensorRole::kWeight) && e.signal_energy > 0 && !e.exact()) {
+    j["weight_error"] = {{"max_abs", e.max_abs}, {"sqnr_db", e.sqnr_db()}};
+  } else {
+    j["weight_error"] = nullptr;
+  }
   j["params"] = params_json(l);
   return j;
 }
@@ -1336,30 +1332,65 @@ std::string role_names() {
 // The stored elements converted to the source dtype, still in stored order.
 // Only widening conversions are possible: they give back the stored values
 // exactly, which equal the source values only when nothing was rounded.
-bool to_source_dtype(const Tensor& t, std::vector<std::byte>* out, std::string* why) {
+// The dtype --extract writes when --as does not say: the source's when the
+// stored values convert back to it exactly (same type, or float16/bfloat16
+// widened to float32), otherwise the stored type (float16 rounded from
+// float32). uint8 codes have no default: they mean nothing without their
+// ranges or table.
+std::optional<DType> default_extract_dtype(const Tensor& t) {
+  if (t.dtype() == DType::kUInt8) return std::nullopt;
+  if (t.dtype() == DType::kFloat32) return t.source_dtype();
+  return t.dtype();
+}
+
+// The tensor's values in stored order as `want`: uint8 dequantized the way
+// MPS does (through the layer's ranges or lookup table) or left as codes;
+// floats widened exactly or rounded to nearest even.
+bool stored_values_as(const Layer& layer, const Tensor& t, DType want, std::vector<std::byte>* out,
+                      std::string* why) {
   const auto bytes = t.bytes();
-  if (t.dtype() == t.source_dtype()) {
+  if (want == t.dtype()) {
     out->assign(bytes.begin(), bytes.end());
     return true;
   }
-  const bool widen = t.source_dtype() == DType::kFloat32 &&
-                     (t.dtype() == DType::kFloat16 || t.dtype() == DType::kBFloat16);
-  if (!widen) {
-    *why = fmt::format(
-        "stored as {} from a {} source; only float16 and bfloat16 can be "
-        "converted back to float32",
-        to_string(t.dtype()), to_string(t.source_dtype()));
-    return false;
-  }
   const uint64_t n = t.element_count();
-  out->resize(n * sizeof(float));
-  for (uint64_t i = 0; i < n; ++i) {
-    uint16_t v;
-    std::memcpy(&v, bytes.data() + i * 2, 2);  // little-endian file, little-endian host
-    const float f = t.dtype() == DType::kFloat16 ? half_to_float(v) : bfloat16_to_float(v);
-    std::memcpy(out->data() + i * sizeof f, &f, sizeof f);
+  std::vector<float> values(static_cast<size_t>(n));
+  if (t.dtype() == DType::kUInt8) {
+    auto decoded = mpsbc::decode_weights(layer);
+    if (!decoded.ok() || t.role() != TensorRole::kWeight) {
+      *why = "uint8 values can only be dequantized for a layer's weight";
+      return false;
+    }
+    values = std::move(decoded).value();
+  } else {
+    mpsbc::to_float(t.dtype(), bytes.data(), values.data(), values.size());
   }
-  return true;
+  out->resize(static_cast<size_t>(n * dtype_size(want)));
+  switch (want) {
+    case DType::kFloat32:
+      std::memcpy(out->data(), values.data(), out->size());
+      return true;
+    case DType::kFloat16:
+      for (size_t i = 0; i < values.size(); ++i) {
+        const uint16_t h = mpsbc::float_to_half(values[i]);
+        std::memcpy(out->data() + 2 * i, &h, 2);
+      }
+      return true;
+    case DType::kBFloat16:
+      for (size_t i = 0; i < values.size(); ++i) {
+        // Exact for values that were bfloat16 to begin with (the only ones
+        // a bundle widens); round to nearest even otherwise.
+        uint32_t b;
+        std::memcpy(&b, &values[i], 4);
+        const uint16_t h = uint16_t((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        std::memcpy(out->data() + 2 * i, &h, 2);
+      }
+      return true;
+    case DType::kUInt8:
+      break;
+  }
+  *why = fmt::format("{} values cannot be written as {}", to_string(t.dtype()), to_string(want));
+  return false;
 }
 
 bool write_all(int fd, const std::byte* p, size_t n) {
@@ -1463,21 +1494,29 @@ int extract(const Options& o, const Bundle& b, std::ostream& out, std::ostream& 
         << ": cannot invert the stored layout: " << why << '\n';
     return kExitFailure;
   }
+  const std::optional<DType> want = o.as ? o.as : default_extract_dtype(*t);
+  if (!want) {
+    err << "mpsb-dump: " << printable(file) << ": " << printable(o.tensor)
+        << " is stored as uint8 codes; choose --as float32 (dequantized as MPS does) or --as "
+           "uint8 (the codes)\n";
+    return kExitUsage;
+  }
   std::vector<std::byte> stored;
-  if (!to_source_dtype(*t, &stored, &why)) {
+  if (!stored_values_as(*layer, *t, *want, &stored, &why)) {
     err << "mpsb-dump: " << printable(file) << ": " << printable(o.tensor) << ": " << why << '\n';
     return kExitFailure;
   }
   std::vector<std::byte> source(stored.size());
-  mpsbc::invert(*plan, stored.data(), source.data(), dtype_size(t->source_dtype()));
+  mpsbc::invert(*plan, stored.data(), source.data(), dtype_size(*want));
 
   const std::string what =
-      fmt::format("{}: {} {} {}, {} bytes", printable(o.tensor), to_string(t->source_dtype()),
+      fmt::format("{}: {} {} {}, {} bytes", printable(o.tensor), to_string(*want),
                   to_string(t->source_layout()), shape_text(t->source_shape()), source.size());
-  if (t->dtype() != t->source_dtype()) {
-    err << "mpsb-dump: note: " << printable(o.tensor) << " is stored as " << to_string(t->dtype())
-        << "; the " << to_string(t->source_dtype())
-        << " values written are the stored (rounded) ones\n";
+  if (t->dtype() != t->source_dtype() && *want != t->source_dtype()) {
+    // Not the bytes the exporter wrote: say what they are instead.
+    err << "mpsb-dump: note: " << printable(o.tensor) << " was " << to_string(t->source_dtype())
+        << " and is stored as " << to_string(t->dtype()) << "; writing the stored values as "
+        << to_string(*want) << "\n";
   }
   if (o.output == "-") {
     out.write(reinterpret_cast<const char*>(source.data()),
@@ -1601,6 +1640,13 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
                      "Write tensor LAYER.ROLE (role: weight, bias, running_mean, running_var) "
                      "back in PyTorch layout and dtype")
           ->type_name("LAYER.ROLE");
+  std::string as;
+  auto* as_option =
+      app.add_option("--as", as,
+                     "With --extract: write as this dtype (float32 widens float16 and "
+                     "dequantizes uint8; uint8 writes the codes)")
+          ->check(CLI::IsMember({"float32", "float16", "bfloat16", "uint8"}))
+          ->type_name("DTYPE");
   auto* output = app.add_option("-o,--output", o.output, "Output file for --extract ('-': stdout)")
                      ->type_name("FILE");
   auto* verify_flag =
@@ -1625,6 +1671,7 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
       ->type_name("WHEN")
       ->capture_default_str();
   extract->needs(output);
+  as_option->needs(extract);
   output->needs(extract);
   extract->excludes(layer)->excludes(json)->excludes(verify_flag)->excludes(stats_flag);
   verify_flag->excludes(layer)->excludes(json)->excludes(stats_flag);
@@ -1663,6 +1710,12 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
   o.color = color == "always"  ? ColorMode::kAlways
             : color == "never" ? ColorMode::kNever
                                : ColorMode::kAuto;
+  if (!as.empty()) {
+    o.as = as == "float32"   ? DType::kFloat32
+           : as == "float16" ? DType::kFloat16
+           : as == "uint8"   ? DType::kUInt8
+                             : DType::kBFloat16;
+  }
   if (!o.manifest.empty()) {
     o.mode = Mode::kCheck;
   } else if (!o.tensor.empty()) {
@@ -1708,16 +1761,16 @@ int run_check(const Options& o, std::ostream& out, std::ostream& err, const Styl
   } else {
     size_t width = 5;
     for (const auto& c : report.checks) width = std::max(width, display_width(printable(c.layer)));
-    out << fmt::format("{:<{}}  {:>12}  {:>12}  {}\n", "layer", width, "max abs err",
-                       "max rel err", "check");
+    out << fmt::format("{:<{}}  {:>12}  {:>12}  {}\n", "layer", width, "max abs err", "max rel err",
+                       "check");
     for (const auto& c : report.checks) {
       const std::string name = printable(c.layer);
       out << name << std::string(width - display_width(name), ' ')
           << fmt::format("  {:>12.3e}  {:>12.3e}  ", c.max_abs_error, c.max_rel_error)
           << (c.passed ? style.green("ok") : style.red("FAILED")) << '\n';
     }
-    out << (report.ok() ? style.green("OK") : style.red("FAILED")) << ": "
-        << report.checks.size() << " layers checked against " << printable(o.manifest) << '\n';
+    out << (report.ok() ? style.green("OK") : style.red("FAILED")) << ": " << report.checks.size()
+        << " layers checked against " << printable(o.manifest) << '\n';
   }
   return report.ok() ? kExitOk : kExitFailure;
 }

@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "mpsb/types.h"
+
 namespace mpsb::dump {
 
 // Exit codes of mpsb-dump.
@@ -60,10 +62,13 @@ struct Options {
   std::string tensor;
   // kExtract: the output file; "-" writes the bytes to `out`.
   std::string output;
+  // kExtract: the dtype to write (--as). Unset: the source's when the stored
+  // values convert back to it exactly, else the stored one; uint8 needs it.
+  std::optional<mpsb::DType> as;
   // kCheck: the manifest whose probes to compare with, its tolerance and
   // whether the bundle was compiled with --fold-batchnorm.
   std::string manifest;
-  double check_tolerance = 1e-5;
+  std::optional<double> check_tolerance;  // unset: by each layer's precision
   bool fold_batchnorm = false;
   // Colour in text output. kAuto colours only when `out_is_terminal` and the
   // NO_COLOR environment variable is unset or empty (https://no-color.org).

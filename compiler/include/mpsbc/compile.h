@@ -11,8 +11,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "mpsbc/precision.h"
 
 namespace mpsbc {
 
@@ -46,8 +49,15 @@ struct CompileOptions {
   // output. A layer above tolerance fails the compile (kCheckFailed) and
   // nothing is written.
   bool check = false;
-  // Largest accepted max |ours - PyTorch| / max |PyTorch| for float32 weights.
-  double check_tolerance = 1e-5;
+  // Largest accepted max |ours - PyTorch| / max |PyTorch|. Unset: the
+  // documented default of each layer's weight precision
+  // (mpsbc::default_check_tolerance).
+  std::optional<double> check_tolerance;
+  // Stored precision of conv and linear weights (a layer's "precision" in the
+  // manifest wins); biases and normalization vectors stay float32.
+  Precision precision = Precision::kFloat32;
+  // float16 overflow (|w| > 65504) clamps to ±65504 instead of failing.
+  bool allow_overflow = false;
 
   // Test-only fault injection, to prove --check can tell a right layout from
   // a wrong one: store transposed-conv kernels unrotated, or Linear-after-
@@ -84,6 +94,16 @@ struct LayerReport {
   // Stored bytes of all the layer's tensors, without alignment padding.
   uint64_t bytes = 0;
   size_t tensor_count = 0;
+  // Conv and linear layers: the weight's stored precision, why it differs
+  // from the one asked for (empty when it does not), and what it cost
+  // against the float32 weight: largest absolute change and SQNR in dB
+  // (+infinity when exact).
+  std::string precision;
+  std::string precision_note;
+  double max_abs_error = 0;
+  double sqnr_db = 0;
+  // float16: weights clamped (--allow-overflow), flushed to zero, subnormal.
+  uint64_t half_overflow = 0, half_flushed = 0, half_subnormal = 0;
 };
 
 // The result of --check for one layer.

@@ -51,6 +51,10 @@ HalfConversion floats_to_half(const float* in, uint16_t* out, size_t n, bool cla
 // uint8-linear: each of `rows` rows (output channels) of `per_row` values
 // gets its own [min, max]; ranges receives rows × {min, max}.
 void quantize_linear(const float* w, size_t rows, size_t per_row, uint8_t* q, float* ranges);
+// The codes for rows [first, first + rows) of a tensor whose ranges were
+// computed over the whole of it (`ranges` points at row `first`'s pair).
+void quantize_linear_with(const float* w, size_t rows, size_t per_row, const float* ranges,
+                          uint8_t* q);
 void dequantize_linear(const uint8_t* q, const float* ranges, size_t rows, size_t per_row,
                        float* out);
 
@@ -60,7 +64,14 @@ void dequantize_linear(const uint8_t* q, const float* ranges, size_t rows, size_
 // distinct values or fewer the table holds them exactly. Ascending and
 // deterministic.
 void quantize_lut(const float* w, size_t n, uint8_t* q, float* table);
+// The nearest entry of an ascending table for each value.
+void lut_codes(const float* w, size_t n, const float* table, uint8_t* q);
 void dequantize_lut(const uint8_t* q, const float* table, size_t n, float* out);
+
+// --check's default tolerance for layers whose weights have this precision:
+// max |ours − PyTorch| / max |PyTorch| (docs/LAYERS.md has the measurements
+// behind each).
+double default_check_tolerance(Precision p);
 
 struct QuantizationError {
   double max_abs = 0;

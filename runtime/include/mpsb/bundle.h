@@ -107,6 +107,18 @@ class Layer {
   float activation_alpha() const;
   Quantization quantization() const;
 
+  // What storing the weight at its precision changed, as the compiler
+  // measured it against the float32 weight (schema: Layer.weight_*).
+  struct WeightError {
+    double max_abs = 0;
+    double signal_energy = 0;  // Σw²
+    double noise_energy = 0;   // Σ(w − w')²
+    bool exact() const { return noise_energy == 0; }
+    // 10·log10(signal / noise); meaningless when exact().
+    double sqnr_db() const;
+  };
+  WeightError weight_error() const;
+
   // REQUIRES: kind() is kConv2d or kConvTranspose2d.
   ConvParams conv() const;
   // REQUIRES: kind() is kLinear.

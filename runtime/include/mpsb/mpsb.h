@@ -153,6 +153,12 @@ typedef struct mpsb_conv_descriptor {
   const void* weights;    /* OHWI, in the mapping */
   uint64_t weights_size;  /* bytes */
   const float* bias;      /* output_feature_channels floats, or NULL */
+  /* uint8 weights: 0 none, 1 linear (ranges), 2 lookup table. */
+  uint32_t quantization;
+  const float* ranges;       /* output_feature_channels × {min, max}, or NULL */
+  const float* lookup_table; /* 256 floats, or NULL */
+  /* MPSDataType MPS should compute with (-kernelWeightsDataType). */
+  uint32_t kernel_weights_mps_data_type;
 } mpsb_conv_descriptor;
 
 mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,

@@ -95,6 +95,19 @@ class ConvolutionSource {
   // -biasTerms: out_channels floats, or nullptr when the layer has no bias.
   const float* bias_terms() const;
 
+  // -weightsQuantizationType: how uint8 weights map back to floats.
+  Quantization quantization() const { return layer_.quantization(); }
+  // -rangesForUInt8Kernel: out_channels × {min, max} floats (w = q / 255 ·
+  // (max − min) + min), or nullptr unless quantization() is kLinear.
+  const float* ranges_for_uint8_kernel() const;
+  // -lookupTableForUInt8Kernel: 256 floats (w = table[q]), or nullptr unless
+  // quantization() is kLookupTable.
+  const float* lookup_table_for_uint8_kernel() const;
+  // -kernelWeightsDataType: the type MPS should compute with — float16 for
+  // float16 and uint8 weights (MPS dequantizes uint8 to half), float32 for
+  // float32 weights.
+  MPSDataType kernel_weights_data_type() const;
+
   // -load / -purge: madvise(WILLNEED) / madvise(DONTNEED) on the weights.
   bool load() const;
   void purge() const;
