@@ -479,6 +479,14 @@ ordered_json params_json(const Layer& l) {
 
 // with_stats reads every weight of the layer; the whole-bundle listing leaves
 // it out so that it stays a metadata-only read for any model size.
+// What the weight's precision cost, as the compiler measured it against the
+// float32 weight; null for layers without a weight or stored exactly.
+ordered_json weight_error_json(const Layer& l) {
+  const Layer::WeightError e = l.weight_error();
+  if (!l.find(TensorRole::kWeight) || e.signal_energy == 0 || e.exact()) return nullptr;
+  return {{"max_abs", e.max_abs}, {"sqnr_db", e.sqnr_db()}};
+}
+
 ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats) {
   ordered_json j;
   j["index"] = l.index();
@@ -490,14 +498,7 @@ ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats
                               ? ordered_json(l.activation_alpha())
                               : ordered_json(nullptr);
   j["quantization"] = to_string(l.quantization());
-  // What the weight's precision cost, as the compiler measured it against
-  // the float32 weight; null for layers without a weight or stored exactly.
-  const Layer::WeightError e = l.weight_error();
-  if (l.find(TensorRole::kWeight) && e.signal_energy > 0 && !e.exact()) {
-    j["weight_error"] = {{"max_abs", e.max_abs}, {"sqnr_db", e.sqnr_db()}};
-  } else {
-    j["weight_error"] = nullptr;
-  }
+  j["weight_error"] = weight_error_json(l);
   j["params"] = params_json(l);
   j["bytes"] = layer_bytes(l);
   ordered_json tensors = ordered_json::array();
@@ -820,14 +821,7 @@ ordered_json layer_fields(const Layer& l) {
   j["activation"] = to_string(l.activation());
   j["activation_alpha"] = l.activation_alpha();
   j["quantization"] = to_string(l.quantization());
-  // What the weight's precision cost, as the compiler measured it against
-  // the float32 weight; null for layers without a weight or stored exactly.
-  const Layer::WeightError e = l.weight_error();
-  if (l.find(TensorRole::kWeight) && e.signal_energy > 0 && !e.exact()) {
-    j["weight_error"] = {{"max_abs", e.max_abs}, {"sqnr_db", e.sqnr_db()}};
-  } else {
-    j["weight_error"] = nullptr;
-  }
+  j["weight_error"] = weight_error_json(l);
   j["params"] = params_json(l);
   return j;
 }
