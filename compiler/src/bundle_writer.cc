@@ -379,7 +379,7 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
 // [first, last).
 void fold_rows(const ManifestTensor& t, uint64_t first, uint64_t last, float* data) {
   const uint64_t rows = t.fold_scale.size();
-  const uint64_t per = t.size / sizeof(float) / rows;
+  const uint64_t per = t.plan.element_count() / rows;
   for (uint64_t r = first; r < last; ++r) {
     const float scale = t.fold_scale[r];
     const float shift = t.fold_shift.empty() ? 0.0f : t.fold_shift[r];

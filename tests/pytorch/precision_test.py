@@ -141,6 +141,17 @@ def case_model(args, name):
         if precision == "float16":
             check_half_extract(args, work, out, report)
     if name == "resnet18":
+        # Folding happens before rounding: the folded weights are what gets
+        # rounded or quantized, and each folded conv still matches conv -> bn.
+        for precision in PRECISIONS:
+            out = os.path.join(work, "folded-" + precision + ".mpsb")
+            proc = run([args.mpsbc, "compile", manifest, "-o", out, "--precision", precision,
+                        "--fold-batchnorm", "--check", "--json"])
+            if proc.returncode != 0:
+                raise CaseFailed("%s --fold-batchnorm at %s: exit %d\n%s" % (
+                    name, precision, proc.returncode, "\n".join(proc.stderr.splitlines()[-6:])))
+            worst = max(c["max_rel_error"] for c in json.loads(proc.stdout)["check"])
+            results.append("folded %s %.2g" % (precision, worst))
         f16 = sizes["float16"] / sizes["float32"]
         u8 = max(sizes["uint8-linear"], sizes["uint8-lut"]) / sizes["float32"]
         expect(f16 <= 0.505, "resnet18 float16 bundle is %.1f %% of float32" % (100 * f16))
