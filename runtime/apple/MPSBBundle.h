@@ -199,12 +199,15 @@ struct MPSBInstanceNormState;
 @property(nonatomic, readonly) BOOL isTransposed;      // conv_transpose2d
 @property(nonatomic, readonly) BOOL isFullyConnected;  // linear
 @property(nonatomic, readonly) BOOL isDepthwise;
-// PyTorch padding and output_padding: MPS takes padding through the
-// kernel's offset / padding policy, which the app sets.
-// TODO(fidelity issue): derive MPSCNNConvolutionTranspose kernelOffsetX/Y
-// from padding and output_padding once checked on a device.
+// PyTorch padding and output_padding: MPS takes padding through where the
+// kernel is placed, which the app sets on the kernel object.
 @property(nonatomic, readonly) NSUInteger paddingX, paddingY;
 @property(nonatomic, readonly) NSUInteger outputPaddingX, outputPaddingY;
+// The placement that reproduces PyTorch's padding (docs/LAYERS.md, "MPS
+// offsets"): for a convolution, the MPSCNNKernel offset
+// (((k-1)*dilation + 1) >> 1) - padding; for a transposed convolution, its
+// kernelOffsetX/Y with the MPSCNNKernel offset left at 0. 0 for linear.
+@property(nonatomic, readonly) NSInteger mpsOffsetX, mpsOffsetY;
 // Byte length of -weights.
 @property(nonatomic, readonly) NSUInteger weightsLength;
 

@@ -505,6 +505,14 @@ MPSB_UNAVAILABLE_INIT
   return _state->source.params().padding_h;
 }
 
+- (NSInteger)mpsOffsetX {
+  return static_cast<NSInteger>(_state->source.mps_offset_x());
+}
+
+- (NSInteger)mpsOffsetY {
+  return static_cast<NSInteger>(_state->source.mps_offset_y());
+}
+
 - (NSUInteger)outputPaddingX {
   return _state->source.params().output_padding_w;
 }

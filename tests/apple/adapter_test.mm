@@ -260,6 +260,7 @@ void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::L
   CHECK([src isTransposed] == (w.transposed() ? YES : NO));
   CHECK([src isFullyConnected] == (layer.kind() == mpsb::LayerKind::kLinear ? YES : NO));
   CHECK([src paddingX] == w.params().padding_w && [src paddingY] == w.params().padding_h);
+  CHECK([src mpsOffsetX] == w.mps_offset_x() && [src mpsOffsetY] == w.mps_offset_y());
   CHECK([src outputPaddingX] == w.params().output_padding_w &&
         [src outputPaddingY] == w.params().output_padding_h);
 
