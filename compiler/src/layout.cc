@@ -7,6 +7,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "checked_math.h"
 
@@ -121,6 +124,22 @@ inline __m128 load4(const uint32_t* p) {
   return _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// One 4x4 block: out rows c..c+3, columns r..r+3.
+inline void tile4x4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const __m128 a = load4(i0), b = load4(i0 + in_rs);
+  const __m128 d = load4(i0 + 2 * in_rs), e = load4(i0 + 3 * in_rs);
+  // _MM_TRANSPOSE4_PS, spelled out: shuffles move bits, never convert.
+  const __m128 t0 = _mm_unpacklo_ps(a, b), t1 = _mm_unpacklo_ps(d, e);
+  const __m128 t2 = _mm_unpackhi_ps(a, b), t3 = _mm_unpackhi_ps(d, e);
+  uint32_t* o = out + ptrdiff_t(c) * out_rs + ptrdiff_t(r);
+  store4(o, _mm_castps_si128(_mm_movelh_ps(t0, t1)), nt);
+  store4(o + out_rs, _mm_castps_si128(_mm_movehl_ps(t1, t0)), nt);
+  store4(o + 2 * out_rs, _mm_castps_si128(_mm_movelh_ps(t2, t3)), nt);
+  store4(o + 3 * out_rs, _mm_castps_si128(_mm_movehl_ps(t3, t2)), nt);
+}
+
 // 4x4 blocks of 32-bit elements through SSE2 registers (SSE2 is part of
 // x86-64, so no runtime dispatch). Rows go in bands of 16 so that each
 // destination row receives 64 contiguous bytes (a whole cache line) per
@@ -134,19 +153,7 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
   constexpr size_t kBand = 16;
   constexpr size_t kFewColumns = 12;
   const size_t r4 = rows & ~size_t{3}, c4 = cols & ~size_t{3};
-  auto tile = [&](size_t r, size_t c) {
-    const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
-    const __m128 a = load4(i0), b = load4(i0 + in_rs);
-    const __m128 d = load4(i0 + 2 * in_rs), e = load4(i0 + 3 * in_rs);
-    // _MM_TRANSPOSE4_PS, spelled out: shuffles move bits, never convert.
-    const __m128 t0 = _mm_unpacklo_ps(a, b), t1 = _mm_unpacklo_ps(d, e);
-    const __m128 t2 = _mm_unpackhi_ps(a, b), t3 = _mm_unpackhi_ps(d, e);
-    uint32_t* o = out + ptrdiff_t(c) * out_rs + ptrdiff_t(r);
-    store4(o, _mm_castps_si128(_mm_movelh_ps(t0, t1)), nt);
-    store4(o + out_rs, _mm_castps_si128(_mm_movehl_ps(t1, t0)), nt);
-    store4(o + 2 * out_rs, _mm_castps_si128(_mm_movelh_ps(t2, t3)), nt);
-    store4(o + 3 * out_rs, _mm_castps_si128(_mm_movehl_ps(t3, t2)), nt);
-  };
+  auto tile = [&](size_t r, size_t c) { tile4x4(in, in_rs, out, out_rs, r, c, nt); };
   // Columns left over (the ninth of a 3x3 kernel): gather 4 rows at once.
   auto column = [&](size_t r, size_t c) {
     const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
@@ -184,14 +191,156 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
 }
 #endif
 
+#if defined(__x86_64__) && defined(__SSE2__)
+// The same transpose in 8x8 blocks through AVX2's 32-byte registers, for
+// the transposed conv's 16x16 blocks only: there it is 1.4x faster than the
+// SSE2 4x4 blocks (each stored line gets two 32-byte stores instead of four
+// 16-byte ones), but on the 3x3 convs' [I][9] and Linear's [C][36] matrices
+// it measured 0.55-0.8x of the SSE2 path on this machine's AMD EPYC, even
+// with everything in L1 (BENCHMARKS.md). AVX2 is not part of baseline
+// x86-64, so these functions are compiled for it alone and chosen at run
+// time (transpose() below).
+#define MPSB_AVX2 __attribute__((target("avx2")))
+
+MPSB_AVX2 inline __m256 load8(const uint32_t* p) {
+  return _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// Non-temporal stores go out as two 16-byte halves: large allocations from
+// malloc are 16-byte aligned, not 32 (transpose() checks 16).
+MPSB_AVX2 inline void store8(uint32_t* p, __m256 v, bool nt) {
+  const __m256i x = _mm256_castps_si256(v);
+  if (nt) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(x));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p + 4), _mm256_extracti128_si256(x, 1));
+  } else {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x);
+  }
+}
+
+// One 8x8 block: out rows c..c+7, columns r..r+7.
+MPSB_AVX2 inline void tile8x8(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                              size_t r, size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const __m256 a0 = load8(i0), a1 = load8(i0 + in_rs), a2 = load8(i0 + 2 * in_rs),
+               a3 = load8(i0 + 3 * in_rs), a4 = load8(i0 + 4 * in_rs), a5 = load8(i0 + 5 * in_rs),
+               a6 = load8(i0 + 6 * in_rs), a7 = load8(i0 + 7 * in_rs);
+  // 4x4 transposes within each 128-bit lane, then the lanes swapped.
+  const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+  const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+  const __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+  const __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  uint32_t* o = out + ptrdiff_t(c) * out_rs + ptrdiff_t(r);
+  store8(o, _mm256_permute2f128_ps(u0, u4, 0x20), nt);
+  store8(o + out_rs, _mm256_permute2f128_ps(u1, u5, 0x20), nt);
+  store8(o + 2 * out_rs, _mm256_permute2f128_ps(u2, u6, 0x20), nt);
+  store8(o + 3 * out_rs, _mm256_permute2f128_ps(u3, u7, 0x20), nt);
+  store8(o + 4 * out_rs, _mm256_permute2f128_ps(u0, u4, 0x31), nt);
+  store8(o + 5 * out_rs, _mm256_permute2f128_ps(u1, u5, 0x31), nt);
+  store8(o + 6 * out_rs, _mm256_permute2f128_ps(u2, u6, 0x31), nt);
+  store8(o + 7 * out_rs, _mm256_permute2f128_ps(u3, u7, 0x31), nt);
+}
+
+// Rows r..r+7 of the columns c..cols-1 that do not fill an 8x8 block (the
+// ninth of a 3x3 kernel, the last four of Linear's 6x6): 4x4 blocks while 4
+// are left, then one 8-wide gather per column instead of 8 scalar loads.
+// `gather`: the caller checked that 7 * in_rs fits the gather's 32-bit
+// offsets.
+MPSB_AVX2 inline void columns8(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                               size_t r, size_t c, size_t cols, bool nt, bool gather) {
+  for (; c + 4 <= cols; c += 4) {
+    tile4x4(in, in_rs, out, out_rs, r, c, nt);
+    tile4x4(in, in_rs, out, out_rs, r + 4, c, nt);
+  }
+  const int rs = int(in_rs);
+  const __m256i offsets = _mm256_setr_epi32(0, rs, 2 * rs, 3 * rs, 4 * rs, 5 * rs, 6 * rs, 7 * rs);
+  for (; c < cols; ++c) {
+    const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+    __m256i v;
+    if (gather) {
+      v = _mm256_i32gather_epi32(reinterpret_cast<const int*>(i0), offsets, 4);
+    } else {
+      v = _mm256_setr_epi32(int(i0[0]), int(i0[in_rs]), int(i0[2 * in_rs]), int(i0[3 * in_rs]),
+                            int(i0[4 * in_rs]), int(i0[5 * in_rs]), int(i0[6 * in_rs]),
+                            int(i0[7 * in_rs]));
+    }
+    store8(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), _mm256_castsi256_ps(v), nt);
+  }
+}
+
+// transpose_u32 with 8x8 blocks; the same two loop orders, and rows left
+// over (fewer than 8) go to the SSE2 path.
+MPSB_AVX2 void transpose_u32_avx2(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out,
+                                  ptrdiff_t out_rs, size_t rows, size_t cols, bool nt) {
+  constexpr size_t kBand = 16;
+  constexpr size_t kFewColumns = 12;
+  // Stores that cross a cache line cost two: when every destination row
+  // starts at the same offset within 32 bytes, the first rows (4 when, as
+  // from malloc, `out` is 16 bytes past a 32-byte boundary) go through the
+  // SSE2 path so that every 32-byte store is aligned.
+  const uintptr_t misaligned = reinterpret_cast<uintptr_t>(out) % 32;
+  if (out_rs % 8 == 0 && misaligned != 0 && misaligned % 4 == 0) {
+    const size_t lead = std::min(rows, size_t(32 - misaligned) / 4);
+    transpose_u32(in, in_rs, out, out_rs, lead, cols, nt);
+    in += ptrdiff_t(lead) * in_rs;
+    out += lead;
+    rows -= lead;
+  }
+  const size_t r8 = rows & ~size_t{7}, c8 = cols & ~size_t{7};
+  const bool gather = (in_rs < 0 ? -in_rs : in_rs) <= ptrdiff_t{INT32_MAX / 8};
+  for (size_t r0 = 0; r0 < r8; r0 += kBand) {
+    const size_t r1 = std::min(r8, r0 + kBand);
+    if (!nt || cols <= kFewColumns) {
+      for (size_t r = r0; r < r1; r += 8) {
+        size_t c = 0;
+        for (; c < c8; c += 8) tile8x8(in, in_rs, out, out_rs, r, c, nt);
+        columns8(in, in_rs, out, out_rs, r, c8, cols, nt, gather);
+      }
+    } else {
+      for (size_t c = 0; c < c8; c += 8) {
+        for (size_t r = r0; r < r1; r += 8) tile8x8(in, in_rs, out, out_rs, r, c, nt);
+      }
+      for (size_t r = r0; r < r1; r += 8) columns8(in, in_rs, out, out_rs, r, c8, cols, nt, gather);
+    }
+  }
+  if (r8 < rows) {
+    transpose_u32(in + ptrdiff_t(r8) * in_rs, in_rs, out + ptrdiff_t(r8), out_rs, rows - r8, cols,
+                  nt);
+  }
+}
+
+#undef MPSB_AVX2
+
+// A function-local static: __builtin_cpu_init() must run first when this is
+// reached from another translation unit's static initialiser.
+bool has_avx2() {
+  static const bool avx2 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return avx2;
+}
+#endif
+
 // `streaming`: the whole tensor is larger than the cache (see
 // kStreamingBytes); non-temporal stores are used where `out` allows them.
+// `wide`: use the AVX2 8x8 blocks when the CPU has them (transposed convs).
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
-               bool streaming) {
+               bool streaming, bool wide = false) {
 #if defined(__SSE2__)
   if constexpr (sizeof(T) == 4) {
     const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
+#if defined(__x86_64__)
+    if (wide && has_avx2()) {
+      transpose_u32_avx2(in, in_rs, out, out_rs, rows, cols, nt);
+      return;
+    }
+#endif
     transpose_u32(in, in_rs, out, out_rs, rows, cols, nt);
     return;
   }
@@ -288,7 +437,7 @@ void forward(const Shape& s, const T* src, T* dst) {
                   src + ((ptrdiff_t(g) * in + ptrdiff_t(i0)) * og + ptrdiff_t(o)) * sp;
               T* out_block =
                   dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in + ptrdiff_t(i0);
-              transpose(in_block, og * sp, out_block, -in, band, s.spatial, streaming);
+              transpose(in_block, og * sp, out_block, -in, band, s.spatial, streaming, true);
             }
           }
         }
@@ -326,7 +475,7 @@ void backward(const Shape& s, const T* dst, T* src) {
               const T* in_block =
                   dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in + ptrdiff_t(i0);
               T* out_block = src + ((ptrdiff_t(g) * in + ptrdiff_t(i0)) * og + ptrdiff_t(o)) * sp;
-              transpose(in_block, -in, out_block, og * sp, s.spatial, band, streaming);
+              transpose(in_block, -in, out_block, og * sp, s.spatial, band, streaming, true);
             }
           }
         }
