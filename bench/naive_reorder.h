@@ -1,6 +1,8 @@
 // The reorder apps write by hand today: four nested loops with the index
 // arithmetic of docs/FORMAT.md §3, one element at a time. The benchmarks
-// measure the compiler's blocked transforms (mpsbc::apply) against it.
+// measure the compiler's blocked transforms (mpsbc::apply) against it, and
+// tests/compiler/layout_fast_test.cc checks them against it, for any element
+// size.
 
 #ifndef MPSB_BENCH_NAIVE_REORDER_H_
 #define MPSB_BENCH_NAIVE_REORDER_H_
@@ -11,7 +13,8 @@
 
 namespace mpsb::bench {
 
-inline void naive_reorder(const mpsbc::TensorPlan& p, const float* src, float* dst) {
+template <typename T>
+void naive_reorder(const mpsbc::TensorPlan& p, const T* src, T* dst) {
   const auto& s = p.source_shape;
   const auto& d = p.stored_shape;
   switch (p.transform) {

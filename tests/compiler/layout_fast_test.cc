@@ -11,52 +11,9 @@
 #include <vector>
 
 #include "mpsbc/layout.h"
+#include "naive_reorder.h"
 
 namespace {
-
-using mpsb::Transform;
-
-// The four-nested-loop reorder people write by hand, straight from the
-// definitions: for each stored element, the source element it comes from.
-template <typename T>
-void naive_apply(const mpsbc::TensorPlan& p, const T* src, T* dst) {
-  const auto& s = p.source_shape;
-  const auto& d = p.stored_shape;
-  switch (p.transform) {
-    case Transform::kIdentity:
-      for (uint64_t k = 0; k < p.element_count(); ++k) dst[k] = src[k];
-      return;
-    case Transform::kConvOIHWToOHWI: {
-      const uint64_t O = s[0], I = s[1], H = s[2], W = s[3];
-      for (uint64_t o = 0; o < O; ++o)
-        for (uint64_t h = 0; h < H; ++h)
-          for (uint64_t w = 0; w < W; ++w)
-            for (uint64_t i = 0; i < I; ++i)
-              dst[((o * H + h) * W + w) * I + i] = src[((o * I + i) * H + h) * W + w];
-      return;
-    }
-    case Transform::kConvTransposeToOHWIRotated: {
-      const uint64_t Og = s[1], H = s[2], W = s[3], Ig = d[3], G = s[0] / Ig;
-      for (uint64_t g = 0; g < G; ++g)
-        for (uint64_t o = 0; o < Og; ++o)
-          for (uint64_t h = 0; h < H; ++h)
-            for (uint64_t w = 0; w < W; ++w)
-              for (uint64_t i = 0; i < Ig; ++i)
-                dst[(((g * Og + o) * H + h) * W + w) * Ig + i] =
-                    src[((g * Ig + i) * Og + o) * H * W + (H - 1 - h) * W + (W - 1 - w)];
-      return;
-    }
-    case Transform::kLinearFlattenToOHWC: {
-      const uint64_t O = d[0], H = d[1], W = d[2], C = d[3];
-      for (uint64_t o = 0; o < O; ++o)
-        for (uint64_t h = 0; h < H; ++h)
-          for (uint64_t w = 0; w < W; ++w)
-            for (uint64_t c = 0; c < C; ++c)
-              dst[((o * H + h) * W + w) * C + c] = src[o * C * H * W + (c * H + h) * W + w];
-      return;
-    }
-  }
-}
 
 template <typename T>
 void expect_fast_equals_naive(const mpsbc::TensorPlan& plan, std::mt19937& rng) {
@@ -68,7 +25,7 @@ void expect_fast_equals_naive(const mpsbc::TensorPlan& plan, std::mt19937& rng) 
   std::memset(naive.data(), 0x5A, n * sizeof(T));
   std::memset(back.data(), 0xC3, n * sizeof(T));
   mpsbc::apply(plan, src.data(), fast.data(), sizeof(T));
-  naive_apply(plan, src.data(), naive.data());
+  mpsb::bench::naive_reorder(plan, src.data(), naive.data());
   ASSERT_EQ(0, std::memcmp(fast.data(), naive.data(), n * sizeof(T)));
   mpsbc::invert(plan, fast.data(), back.data(), sizeof(T));
   ASSERT_EQ(0, std::memcmp(back.data(), src.data(), n * sizeof(T)));
