@@ -430,9 +430,10 @@ ordered_json shape_json(std::span<const uint64_t> shape) {
   return ordered_json(std::vector<uint64_t>(shape.begin(), shape.end()));
 }
 
-ordered_json tensor_json(const Tensor& t, uint64_t segment_offset, bool with_stats) {
+// What a tensor is, apart from its role and where it is in the file (also
+// what --diff compares of it).
+ordered_json tensor_fields(const Tensor& t) {
   ordered_json j;
-  j["role"] = to_string(t.role());
   j["dtype"] = to_string(t.dtype());
   j["layout"] = to_string(t.layout());
   j["shape"] = shape_json(t.shape());
@@ -440,6 +441,13 @@ ordered_json tensor_json(const Tensor& t, uint64_t segment_offset, bool with_sta
   j["source_layout"] = to_string(t.source_layout());
   j["source_shape"] = shape_json(t.source_shape());
   j["transform"] = to_string(t.transform());
+  return j;
+}
+
+ordered_json tensor_json(const Tensor& t, uint64_t segment_offset, bool with_stats) {
+  ordered_json j;
+  j["role"] = to_string(t.role());
+  j.update(tensor_fields(t));
   j["offset"] = t.offset();
   j["file_offset"] = segment_offset + t.offset();
   j["size"] = t.size();
@@ -826,18 +834,6 @@ ordered_json layer_fields(const Layer& l) {
   return j;
 }
 
-// ... and of a tensor: everything but where it is in the file.
-ordered_json tensor_fields(const Tensor& t) {
-  ordered_json j;
-  j["dtype"] = to_string(t.dtype());
-  j["layout"] = to_string(t.layout());
-  j["shape"] = shape_json(t.shape());
-  j["source_dtype"] = to_string(t.source_dtype());
-  j["source_layout"] = to_string(t.source_layout());
-  j["source_shape"] = shape_json(t.source_shape());
-  j["transform"] = to_string(t.transform());
-  return j;
-}
 
 bool is_float(DType d) { return d != DType::kUInt8; }
 
