@@ -7,10 +7,9 @@
 //
 // "{dir}" in an expected text stands for the model's folder.
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
@@ -29,8 +28,8 @@ using mpsb::testing::errors_of;
 using mpsb::testing::list_dir;
 using mpsb::testing::ModelBuilder;
 using mpsb::testing::write_file;
-using nlohmann::json;
 using mpsbc::ExitCode;
+using nlohmann::json;
 
 struct Case {
   std::string name;
@@ -89,11 +88,15 @@ std::vector<Case> catalogue() {
   };
 
   // ---- The file itself and JSON syntax.
-  add("ManifestIsADirectory", [](ModelBuilder& m) {
+  add(
+      "ManifestIsADirectory",
+      [](ModelBuilder& m) {
         std::filesystem::create_directory(m.path("manifest.json"));
         return std::string("<no write>");
-      }, "", "cannot read the manifest: it is a directory", ExitCode::kIo);
-  add("ManifestMissing", [](ModelBuilder&) { return std::string("<no write>"); }, "",
+      },
+      "", "cannot read the manifest: it is a directory", ExitCode::kIo);
+  add(
+      "ManifestMissing", [](ModelBuilder&) { return std::string("<no write>"); }, "",
       "cannot open the manifest: No such file or directory", ExitCode::kIo);
   c.push_back({"ManifestUnreadable",
                [](ModelBuilder& m) {
@@ -102,34 +105,40 @@ std::vector<Case> catalogue() {
                  return std::string("<no write>");
                },
                "", "cannot open the manifest: Permission denied", ExitCode::kIo, true});
-  add("EmptyFile", [](ModelBuilder&) { return std::string(" "); }, "",
+  add(
+      "EmptyFile", [](ModelBuilder&) { return std::string(" "); }, "",
       "invalid JSON: line 1, column 2: syntax error while parsing value - unexpected end of "
       "input; expected '[', '{', or a literal");
-  add("InvalidJsonGivesLineAndColumn",
+  add(
+      "InvalidJsonGivesLineAndColumn",
       [](ModelBuilder&) {
         return std::string("{\n  \"format\": \"mpsb.manifest/1\",\n  \"layers\": [,]\n}");
       },
       "",
       "invalid JSON: line 3, column 14: syntax error while parsing value - unexpected ','; "
       "expected '[', '{', or a literal");
-  add("TruncatedJson",
+  add(
+      "TruncatedJson",
       [](ModelBuilder& m) {
         const std::string full = m.manifest().dump(2);
         return full.substr(0, full.size() / 2);
       },
       "", "");  // text filled in below: depends on where the cut falls
   c.back().text = "<starts with>invalid JSON: line ";
-  add("NumberTooLargeForADouble",
+  add(
+      "NumberTooLargeForADouble",
       [](ModelBuilder& m) { return with_raw(m, "\"groups\": 1", "\"groups\": 1e400"); }, "",
       "invalid JSON: line 6, column 17: number 1e400 is out of the range of a double");
-  add("AbsurdNesting",
+  add(
+      "AbsurdNesting",
       [](ModelBuilder&) {
         const size_t depth = 100000;
         return "{\"format\": \"mpsb.manifest/1\", \"layers\": [" + std::string(depth, '[') +
                std::string(depth, ']') + "]}";
       },
       "/layers/0", "expected a layer object, found an array of 1 elements");
-  add("TopLevelNotAnObject", [](ModelBuilder&) { return std::string("[1, 2]"); }, "",
+  add(
+      "TopLevelNotAnObject", [](ModelBuilder&) { return std::string("[1, 2]"); }, "",
       "expected a JSON object at the top level, found an array of 2 elements");
 
   // ---- Document fields.
@@ -143,8 +152,9 @@ std::vector<Case> catalogue() {
       "expected a string, found an array of 1 elements");
   add("MetadataNotAnObject", edit([](ModelBuilder& m) { m.manifest()["metadata"] = "MIT"; }),
       "/metadata", "expected an object of string values, found string \"MIT\"");
-  add("MetadataValueNotAString",
-      edit([](ModelBuilder& m) { m.manifest()["metadata"] = {{"epochs", 3}}; }),
+  add("MetadataValueNotAString", edit([](ModelBuilder& m) {
+        m.manifest()["metadata"] = {{"epochs", 3}};
+      }),
       "/metadata/epochs", "expected a string value, found 3");
   add("MissingLayers", edit([](ModelBuilder& m) { m.manifest().erase("layers"); }), "/layers",
       "missing; expected an array of layers");
@@ -156,16 +166,16 @@ std::vector<Case> catalogue() {
       "/layers/2", "expected a layer object, found string \"conv3\"");
 
   // ---- Layer identity.
-  add("MissingLayerName", edit([](ModelBuilder& m) { m.layer(1).erase("name"); }),
-      "/layers/1/name", "missing; every layer needs a unique name");
+  add("MissingLayerName", edit([](ModelBuilder& m) { m.layer(1).erase("name"); }), "/layers/1/name",
+      "missing; every layer needs a unique name");
   add("LayerNameNotAString", edit([](ModelBuilder& m) { m.layer(1)["name"] = 2; }),
       "/layers/1/name", "expected a non-empty string without NUL characters, found 2");
   add("EmptyLayerName", edit([](ModelBuilder& m) { m.layer(1)["name"] = ""; }), "/layers/1/name",
       "expected a non-empty string without NUL characters, found string \"\"");
   add("DuplicateLayerName", edit([](ModelBuilder& m) { m.layer(1)["name"] = "conv1"; }),
       "/layers/1/name", "duplicate layer name \"conv1\" (first used at /layers/0)");
-  add("MissingLayerType", edit([](ModelBuilder& m) { m.layer(1).erase("type"); }),
-      "/layers/1/type", "missing; " + kTypes);
+  add("MissingLayerType", edit([](ModelBuilder& m) { m.layer(1).erase("type"); }), "/layers/1/type",
+      "missing; " + kTypes);
   add("UnknownLayerType", edit([](ModelBuilder& m) { m.layer(1)["type"] = "conv3d"; }),
       "/layers/1/type", "unknown layer type \"conv3d\"; " + kTypes);
   add("LayerTypeNotAString", edit([](ModelBuilder& m) { m.layer(1)["type"] = true; }),
@@ -185,15 +195,13 @@ std::vector<Case> catalogue() {
   add("ChannelsBeyond32Bits",
       edit([](ModelBuilder& m) { m.layer(0)["out_channels"] = 4294967296ull; }),
       "/layers/0/out_channels", "expected an integer <= 4294967295, found 4294967296");
-  add("ZeroKernelElement",
-      edit([](ModelBuilder& m) {
+  add("ZeroKernelElement", edit([](ModelBuilder& m) {
         m.layer(0)["kernel_size"] = {3, 0};
       }),
       "/layers/0/kernel_size/1", "expected an integer >= 1, found 0");
   add("NegativePadding", edit([](ModelBuilder& m) { m.layer(0)["padding"] = -1; }),
       "/layers/0/padding", "expected an integer >= 0, found -1");
-  add("PairWithThreeElements",
-      edit([](ModelBuilder& m) {
+  add("PairWithThreeElements", edit([](ModelBuilder& m) {
         m.layer(0)["stride"] = {1, 1, 1};
       }),
       "/layers/0/stride", "expected [h, w] with 2 integers, found an array of 3 elements");
@@ -201,16 +209,14 @@ std::vector<Case> catalogue() {
       "/layers/0/padding",
       "expected an integer or [h, w], found string \"same\" (string forms are not supported: "
       "give the numbers)");
-  add("ShapeProductOverflows64Bits",
-      edit([](ModelBuilder& m) {
+  add("ShapeProductOverflows64Bits", edit([](ModelBuilder& m) {
         m.layer(0)["in_channels"] = 4294967295u;
         m.layer(0)["out_channels"] = 4294967295u;
         m.layer(0)["kernel_size"] = 4294967295u;
       }),
       "/layers/0/weight",
       "tensor shape 4294967295×4294967295×4294967295×4294967295 overflows a 64-bit byte size");
-  add("LinearShapeProductOverflows64Bits",
-      edit([](ModelBuilder& m) {
+  add("LinearShapeProductOverflows64Bits", edit([](ModelBuilder& m) {
         m.add_linear("fc", 1, 1, {1, 1, 1});
         m.layer(2)["in_features"] = 4294967295u;
         m.layer(2)["input_shape"] = {4294967295u, 4294967295u, 4294967295u};
@@ -223,8 +229,7 @@ std::vector<Case> catalogue() {
       "/layers/1/groups", "in_channels 32 is not divisible by groups 5");
   add("OutChannelsNotDivisibleByGroups", edit([](ModelBuilder& m) { m.layer(1)["groups"] = 32; }),
       "/layers/1/groups", "out_channels 16 is not divisible by groups 32");
-  add("AffineNormWithoutBias",
-      edit([](ModelBuilder& m) {
+  add("AffineNormWithoutBias", edit([](ModelBuilder& m) {
         auto& bn = m.add_batch_norm("bn", 16);
         bn["affine"] = true;
         bn.erase("bias");
@@ -234,8 +239,9 @@ std::vector<Case> catalogue() {
       edit([](ModelBuilder& m) { m.add_conv_transpose("up", 16, 8, 3)["output_padding"] = 2; }),
       "/layers/2/output_padding",
       "output_padding [2, 2] must be smaller than stride or dilation in each dimension");
-  add("LinearInputShapeDoesNotMatch",
-      edit([](ModelBuilder& m) { m.add_linear("fc", 12, 2, {3, 2, 3}); }),
+  add("LinearInputShapeDoesNotMatch", edit([](ModelBuilder& m) {
+        m.add_linear("fc", 12, 2, {3, 2, 3});
+      }),
       "/layers/2/input_shape", "C×H×W = 3×2×3 must equal in_features 12");
 
   // ---- Other fields.
@@ -253,17 +259,14 @@ std::vector<Case> catalogue() {
   add("MissingWeight", edit([](ModelBuilder& m) { m.layer(0).erase("weight"); }),
       "/layers/0/weight", "missing; conv2d needs a tensor file");
   add("TensorNotAPath", edit([](ModelBuilder& m) { m.layer(0)["weight"] = 12; }),
-      "/layers/0/weight",
-      "expected a path string or {\"path\": ..., \"dtype\": ...}, found 12");
+      "/layers/0/weight", "expected a path string or {\"path\": ..., \"dtype\": ...}, found 12");
   add("EmptyTensorPath", edit([](ModelBuilder& m) { m.layer(0)["weight"] = ""; }),
       "/layers/0/weight", "expected a non-empty file path, found string \"\"");
-  add("TensorObjectWithoutPath",
-      edit([](ModelBuilder& m) {
+  add("TensorObjectWithoutPath", edit([](ModelBuilder& m) {
         m.layer(0)["weight"] = {{"dtype", "float32"}};
       }),
       "/layers/0/weight", "missing \"path\" in tensor object");
-  add("UnknownDtype",
-      edit([](ModelBuilder& m) {
+  add("UnknownDtype", edit([](ModelBuilder& m) {
         m.layer(0)["weight"] = {{"path", "conv1.weight.bin"}, {"dtype", "int8"}};
       }),
       "/layers/0/weight/dtype",
@@ -282,21 +285,17 @@ std::vector<Case> catalogue() {
       edit([](ModelBuilder& m) { std::filesystem::resize_file(m.path("conv2.bias.bin"), 68); }),
       "/layers/1/bias",
       "\"conv2.bias.bin\" ({dir}/conv2.bias.bin): expected 64 bytes (16 float32), found 68");
-  add("BinIsADirectory",
-      edit([](ModelBuilder& m) {
+  add("BinIsADirectory", edit([](ModelBuilder& m) {
         std::filesystem::create_directory(m.path("folder.bin"));
         m.layer(1)["weight"] = "folder.bin";
       }),
       "/layers/1/weight",
       "\"folder.bin\" ({dir}/folder.bin) is not a regular file (it is a directory)");
-  c.push_back({"BinUnreadable", edit([](ModelBuilder& m) {
-                 ::chmod(m.path("conv2.bias.bin").c_str(), 0);
-               }),
-               "/layers/1/bias",
-               "cannot open \"conv2.bias.bin\" ({dir}/conv2.bias.bin): Permission denied",
-               ExitCode::kBadInput, true});
-  add("NaNAndInfInWeights",
-      edit([](ModelBuilder& m) {
+  c.push_back(
+      {"BinUnreadable", edit([](ModelBuilder& m) { ::chmod(m.path("conv2.bias.bin").c_str(), 0); }),
+       "/layers/1/bias", "cannot open \"conv2.bias.bin\" ({dir}/conv2.bias.bin): Permission denied",
+       ExitCode::kBadInput, true});
+  add("NaNAndInfInWeights", edit([](ModelBuilder& m) {
         std::vector<float> w(32 * 3 * 3 * 3, 0.5f);
         w[17] = kNaN;
         w[18] = -kNaN;
@@ -306,8 +305,7 @@ std::vector<Case> catalogue() {
       "/layers/0/weight",
       "\"conv1.weight.bin\" ({dir}/conv1.weight.bin): 3 non-finite values (2 NaN, 1 infinite; "
       "first at element 17); --allow-non-finite accepts them");
-  add("InfInBias",
-      edit([](ModelBuilder& m) {
+  add("InfInBias", edit([](ModelBuilder& m) {
         std::vector<float> b(16, 0.0f);
         b[15] = -kInf;
         write_values(m, "conv2.bias.bin", b);
@@ -315,8 +313,7 @@ std::vector<Case> catalogue() {
       "/layers/1/bias",
       "\"conv2.bias.bin\" ({dir}/conv2.bias.bin): 1 non-finite values (0 NaN, 1 infinite; first "
       "at element 15); --allow-non-finite accepts them");
-  add("NaNInFloat16Weights",
-      edit([](ModelBuilder& m) {
+  add("NaNInFloat16Weights", edit([](ModelBuilder& m) {
         std::vector<uint16_t> w(16 * 32, 0x3c00);
         w[3] = 0x7e00;  // NaN
         w[4] = 0xfc00;  // -inf
@@ -326,8 +323,7 @@ std::vector<Case> catalogue() {
       "/layers/1/weight",
       "\"half.bin\" ({dir}/half.bin): 2 non-finite values (1 NaN, 1 infinite; first at element "
       "3); --allow-non-finite accepts them");
-  add("NaNInBFloat16Weights",
-      edit([](ModelBuilder& m) {
+  add("NaNInBFloat16Weights", edit([](ModelBuilder& m) {
         std::vector<uint16_t> w(16 * 32, 0x3f80);
         w[511] = 0x7fc1;  // NaN
         write_values(m, "brain.bin", w);
@@ -397,7 +393,9 @@ TEST_P(Catalogue, Rejects) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BadManifests, Catalogue, ::testing::ValuesIn(catalogue()),
-                         [](const ::testing::TestParamInfo<Case>& param) { return param.param.name; });
+                         [](const ::testing::TestParamInfo<Case>& param) {
+                           return param.param.name;
+                         });
 
 TEST(CatalogueSize, HasAtLeastFortyCases) { EXPECT_GE(catalogue().size(), 40u); }
 
@@ -449,8 +447,8 @@ TEST(CatalogueOptions, CommandLineFlags) {
   m.layer(0)["weight"] = m.path("conv1.weight.bin").string();
   const std::string manifest = m.write_manifest().string();
   const std::string out = m.path("out.mpsb").string();
-  const std::string base = std::string(MPSBC_BINARY) + " compile -q '" + manifest + "' -o '" + out +
-                           "' 2>/dev/null";
+  const std::string base =
+      std::string(MPSBC_BINARY) + " compile -q '" + manifest + "' -o '" + out + "' 2>/dev/null";
   EXPECT_EQ(run(base), 3);
   EXPECT_EQ(run(base + " --allow-outside"), 3);
   EXPECT_EQ(run(base + " --allow-outside --allow-non-finite"), 0);

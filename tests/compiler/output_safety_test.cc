@@ -4,14 +4,13 @@
 // the temporary files a killed compile leaves are removed by the next
 // compile into that folder, and nothing else is.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <string>
@@ -111,8 +110,8 @@ TEST(OutputSafety, SigkillMidWriteLeavesOldBundleByteIdentical) {
   const auto before = old_bundle(m, "model.mpsb");
   const std::string err = m.path("err.txt").string();
 
-  const pid_t pid = spawn_mpsbc(
-      {"compile", manifest, "-o", m.path("model.mpsb").string(), "--jobs", "2"}, err);
+  const pid_t pid =
+      spawn_mpsbc({"compile", manifest, "-o", m.path("model.mpsb").string(), "--jobs", "2"}, err);
   // Wait until the writer has created its temporary file (validation, which
   // reads every .bin, comes first), then give it ~50 ms of writing.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

@@ -92,9 +92,19 @@ void write_bundles(const std::filesystem::path& dir) {
 }
 
 json conv(const std::string& name) {
-  return {{"name", name},   {"type", "conv2d"}, {"in_channels", 2}, {"out_channels", 4},
-          {"kernel_size", 3}, {"stride", 1},      {"padding", [] { return json{1, 1}; }()},
-          {"weight", "w.bin"}, {"bias", "b.bin"},  {"activation", "relu"}};
+  return {{"name", name},
+          {"type", "conv2d"},
+          {"in_channels", 2},
+          {"out_channels", 4},
+          {"kernel_size", 3},
+          {"stride", 1},
+          {"padding",
+           [] {
+             return json{1, 1};
+           }()},
+          {"weight", "w.bin"},
+          {"bias", "b.bin"},
+          {"activation", "relu"}};
 }
 
 void write_manifest(const std::filesystem::path& dir, const std::string& name, json layers,

@@ -5,10 +5,9 @@
 // turn; each change must be refused by open or reported by verify() (C++
 // and C API), never accepted and never a crash. A file one byte shorter or
 // longer is refused by open itself.
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <string>

@@ -30,7 +30,8 @@ TEST(FuzzRegression, OpenRejectsMisalignedShapeVector) {
   std::vector<uint8_t> bytes = build_bundle(spec);
   ASSERT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
 
-  const fb::Tensor* t = fb::GetSizePrefixedBundle(bytes.data())->layers()->Get(0)->tensors()->Get(0);
+  const fb::Tensor* t =
+      fb::GetSizePrefixedBundle(bytes.data())->layers()->Get(0)->tensors()->Get(0);
   const auto* table = reinterpret_cast<const flatbuffers::Table*>(t);
   const uint8_t* field = table->GetAddressOf(fb::Tensor::VT_SHAPE);
   ASSERT_NE(field, nullptr);

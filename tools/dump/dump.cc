@@ -834,7 +834,6 @@ ordered_json layer_fields(const Layer& l) {
   return j;
 }
 
-
 bool is_float(DType d) { return d != DType::kUInt8; }
 
 std::optional<TensorDiff> diff_tensor(const Tensor& a, const Tensor& b) {
