@@ -519,14 +519,13 @@ Layer Bundle::layer(size_t i) const {
   return Layer(root()->layers()->Get(static_cast<flatbuffers::uoffset_t>(i)), m_->segment);
 }
 
-std::optional<Layer> Bundle::find(std::string_view name) const {
+std::optional<size_t> Bundle::find_index(std::string_view name) const {
   const auto& layers = *root()->layers();
   size_t lo = 0, hi = layers.size();
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    const fb::Layer* l = layers.Get(static_cast<flatbuffers::uoffset_t>(mid));
-    const std::string_view n = view(l->name());
-    if (n == name) return Layer(l, m_->segment);
+    const std::string_view n = view(layers.Get(static_cast<flatbuffers::uoffset_t>(mid))->name());
+    if (n == name) return mid;
     if (n < name) {
       lo = mid + 1;
     } else {
@@ -534,6 +533,12 @@ std::optional<Layer> Bundle::find(std::string_view name) const {
     }
   }
   return std::nullopt;
+}
+
+std::optional<Layer> Bundle::find(std::string_view name) const {
+  const std::optional<size_t> i = find_index(name);
+  if (!i) return std::nullopt;
+  return layer(*i);
 }
 
 Layer Bundle::layer_in_network_order(size_t index) const { return layer(m_->network_order[index]); }

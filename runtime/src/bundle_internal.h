@@ -1,5 +1,5 @@
-// Private to the runtime: the mapping behind a Bundle, and access to the
-// views' innards for the C API.
+// Private to the runtime: the mapping behind a Bundle, and access to it
+// for the C API.
 #ifndef MPSB_RUNTIME_BUNDLE_INTERNAL_H_
 #define MPSB_RUNTIME_BUNDLE_INTERNAL_H_
 
@@ -30,8 +30,6 @@ struct Mapping {
 };
 
 struct Access {
-  static const fb::Layer* fb_layer(const Layer& l) { return l.l_; }
-  static Layer make_layer(const Bundle& b, const fb::Layer* l) { return Layer(l, b.m_->segment); }
   static const Mapping& mapping(const Bundle& b) { return *b.m_; }
 };
 

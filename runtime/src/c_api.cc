@@ -145,24 +145,8 @@ const mpsb_layer* mpsb_bundle_layer_in_network_order(const mpsb_bundle* bundle, 
 
 const mpsb_layer* mpsb_bundle_find_layer(const mpsb_bundle* bundle, const char* name) {
   if (!bundle || !name) return nullptr;
-  const auto layer = bundle->bundle.find(name);
-  if (!layer) return nullptr;
-  // Layers are sorted and unique, so the position follows from the search.
-  const auto& layers = *mpsb::internal::Access::mapping(bundle->bundle).root->layers();
-  const auto* target = mpsb::internal::Access::fb_layer(*layer);
-  size_t lo = 0, hi = layers.size();
-  const std::string_view want(name);
-  while (lo < hi) {
-    const size_t mid = lo + (hi - lo) / 2;
-    const auto* l = layers.Get(static_cast<flatbuffers::uoffset_t>(mid));
-    if (l == target) return handle_of(bundle, mid);
-    if (std::string_view(l->name()->data(), l->name()->size()) < want) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return nullptr;
+  const std::optional<size_t> i = bundle->bundle.find_index(name);
+  return i ? handle_of(bundle, *i) : nullptr;
 }
 
 const void* mpsb_bundle_segment(const mpsb_bundle* bundle, uint64_t* size) {

@@ -500,15 +500,17 @@ TEST(DumpCommandLine, HelpExitsZeroAndListsFlags) {
   }
 }
 
+// Options from a command line that must parse.
+Options parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "mpsb-dump");
+  std::ostringstream out, err;
+  int code = -1;
+  auto o = parse_args(args, out, err, &code);
+  EXPECT_EQ(code, kExitOk) << err.str();
+  return o.value_or(Options{});
+}
+
 TEST(DumpCommandLine, ParseArgsSelectsTheMode) {
-  const auto parse = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "mpsb-dump");
-    std::ostringstream out, err;
-    int code = -1;
-    auto o = parse_args(args, out, err, &code);
-    EXPECT_EQ(code, kExitOk) << err.str();
-    return o.value_or(Options{});
-  };
   EXPECT_EQ(parse({"m.mpsb"}).mode, Mode::kSummary);
   EXPECT_TRUE(parse({"m.mpsb", "--json"}).json);
   EXPECT_EQ(parse({"m.mpsb", "--layer", "conv1"}).mode, Mode::kLayer);
@@ -1009,14 +1011,6 @@ TEST(DumpCommandLine, HelpHasExamplesAndExitCodes) {
 }
 
 TEST(DumpCommandLine, ParseArgsSelectsTheNewModes) {
-  const auto parse = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "mpsb-dump");
-    std::ostringstream out, err;
-    int code = -1;
-    auto o = parse_args(args, out, err, &code);
-    EXPECT_EQ(code, kExitOk) << err.str();
-    return o.value_or(Options{});
-  };
   EXPECT_EQ(parse({"m.mpsb", "--stats"}).mode, Mode::kStats);
   EXPECT_EQ(parse({"m.mpsb", "--stats", "--layer", "c"}).layer, "c");
   EXPECT_EQ(parse({"m.mpsb", "--explain"}).mode, Mode::kExplain);

@@ -67,7 +67,6 @@ class Tensor {
 
  private:
   friend class Layer;
-  friend struct internal::Access;
   Tensor(const fb::Tensor* t, const std::byte* segment) : t_(t), segment_(segment) {}
   const fb::Tensor* t_;
   const std::byte* segment_;
@@ -134,7 +133,6 @@ class Layer {
 
  private:
   friend class Bundle;
-  friend struct internal::Access;
   Layer(const fb::Layer* l, const std::byte* segment) : l_(l), segment_(segment) {}
   const fb::Layer* l_;
   const std::byte* segment_;
@@ -185,6 +183,9 @@ class Bundle {
   Layer layer(size_t i) const;
   // Binary search by name.
   std::optional<Layer> find(std::string_view name) const;
+  // The same search, giving the layer's position in the sorted order
+  // (an index for layer()).
+  std::optional<size_t> find_index(std::string_view name) const;
   // Layer with manifest index `index`. REQUIRES: index < layer_count()
   Layer layer_in_network_order(size_t index) const;
 
