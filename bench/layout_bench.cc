@@ -1,12 +1,15 @@
 // Layout transform throughput (GB/s of tensor bytes) for representative
-// tensors: the compiler's blocked transform (mpsbc::apply), memcpy of the
-// same bytes (the limit) and the four-nested-loop reorder written by hand
-// (what apps do today). scripts/bench.sh runs it with repetitions and prints
-// medians and ratios.
+// tensors: the compiler's blocked transform (mpsbc::apply) at the best
+// vector level this CPU has ("fast") and at each lower one (sse2, avx2,
+// ...), memcpy of the same bytes (the limit) and the four-nested-loop
+// reorder written by hand (what apps do today). scripts/bench.sh runs it
+// with repetitions and prints medians and ratios.
 
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,36 +35,56 @@ std::vector<Case> cases() {
       {"stem7x7_64x3", mpsbc::plan_conv_weight(64, 3, 1, 7, 7)},
       {"depthwise3x3_c1024", mpsbc::plan_conv_weight(1024, 1024, 1024, 3, 3)},
       {"convT4x4_512to256", mpsbc::plan_conv_transpose_weight(512, 256, 1, 4, 4)},
+      // Control for the row above: the same 16x16 blocks and the same
+      // stores (per output channel [512][16] -> [16][512]), but each block's
+      // source rows are 64 bytes apart instead of 16 KiB.
+      {"conv4x4_512to256", mpsbc::plan_conv_weight(256, 512, 1, 4, 4)},
       {"linear_flatten_4096x9216", mpsbc::plan_linear_weight(4096, 9216, chw)},
   };
 }
 
+// 64-byte aligned, as the compiler's piece buffers are
+// (compiler/src/bundle_writer.cc).
+struct Free {
+  void operator()(float* p) const { std::free(p); }
+};
+using Floats = std::unique_ptr<float[], Free>;
+
+Floats aligned_floats(uint64_t n) {
+  return Floats(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
+}
+
 struct Buffers {
-  std::vector<float> src, dst;
-  explicit Buffers(uint64_t n) : src(n), dst(n) {
+  Floats src, dst;
+  explicit Buffers(uint64_t n) : src(aligned_floats(n)), dst(aligned_floats(n)) {
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> u(-1, 1);
-    for (auto& v : src) v = u(rng);
-    std::memset(dst.data(), 0, n * sizeof(float));  // fault the pages in
+    for (uint64_t k = 0; k < n; ++k) src[k] = u(rng);
+    std::memset(dst.get(), 0, n * sizeof(float));  // fault the pages in
   }
 };
 
-void run(benchmark::State& state, const mpsbc::TensorPlan& plan, int method) {
+enum Method { kFast, kMemcpy, kNaive, kLevel };
+
+// kFast and kLevel run apply() at `level` (kFast: the best one).
+void run(benchmark::State& state, const mpsbc::TensorPlan& plan, Method method, mpsbc::Isa level) {
   const uint64_t n = plan.element_count();
   Buffers b(n);
+  mpsbc::set_max_isa(level);
   for (auto _ : state) {
     switch (method) {
-      case 0:
-        mpsbc::apply(plan, b.src.data(), b.dst.data(), sizeof(float));
+      case kFast:
+      case kLevel:
+        mpsbc::apply(plan, b.src.get(), b.dst.get(), sizeof(float));
         break;
-      case 1:
-        std::memcpy(b.dst.data(), b.src.data(), n * sizeof(float));
+      case kMemcpy:
+        std::memcpy(b.dst.get(), b.src.get(), n * sizeof(float));
         break;
-      case 2:
-        mpsb::bench::naive_reorder(plan, b.src.data(), b.dst.data());
+      case kNaive:
+        mpsb::bench::naive_reorder(plan, b.src.get(), b.dst.get());
         break;
     }
-    benchmark::DoNotOptimize(b.dst.data());
+    benchmark::DoNotOptimize(b.dst.get());
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n * sizeof(float)));
@@ -69,13 +92,21 @@ void run(benchmark::State& state, const mpsbc::TensorPlan& plan, int method) {
 }
 
 const int registered = [] {
+  // The levels below the best one this CPU has, for comparison.
+  const mpsbc::Isa best = mpsbc::max_isa();
   for (const Case& c : cases()) {
-    const char* methods[] = {"fast", "memcpy", "naive"};
-    for (int m = 0; m < 3; ++m) {
-      benchmark::RegisterBenchmark((std::string("transform/") + c.name + "/" + methods[m]).c_str(),
-                                   [plan = c.plan, m](benchmark::State& s) { run(s, plan, m); })
+    auto add = [&](const std::string& label, Method m, mpsbc::Isa level) {
+      benchmark::RegisterBenchmark(
+          (std::string("transform/") + c.name + "/" + label).c_str(),
+          [plan = c.plan, m, level](benchmark::State& s) { run(s, plan, m, level); })
           ->Unit(benchmark::kMicrosecond)
           ->MinTime(0.2);
+    };
+    add("fast", kFast, best);
+    add("memcpy", kMemcpy, best);
+    add("naive", kNaive, best);
+    for (mpsbc::Isa level : {mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2}) {
+      if (level < best) add(mpsbc::isa_name(level), kLevel, level);
     }
   }
   return 0;
@@ -83,4 +114,11 @@ const int registered = [] {
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("mpsb_isa", mpsbc::isa_name(mpsbc::max_isa()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -20,13 +20,16 @@ def verdict(ok):
 
 def main():
     layout = json.load(open(sys.argv[1]))
-    med = {}
+    med, order = {}, {}
     for b in layout["benchmarks"]:
         if b.get("aggregate_name") != "median":
             continue
         _, case, method = b["run_name"].split("/")[:3]
         med.setdefault(case, {})[method] = (b["real_time"], b["bytes_per_second"],
                                             b["tensor_bytes"])
+        # Registration order (the runs themselves are interleaved at random).
+        order[case] = min(order.get(case, b.get("family_index", 0)), b.get("family_index", 0))
+    med = dict(sorted(med.items(), key=lambda kv: order[kv[0]]))
     r = {}
     for path in sys.argv[2:]:
         for line in open(path):
@@ -34,11 +37,17 @@ def main():
             if len(parts) == 3:
                 r[parts[0]] = float(parts[1])
 
+    # Lower vector levels than the best ("fast"), when the benchmark ran them.
+    levels = [lv for lv in ("sse2", "avx2") if any(lv in m for m in med.values())]
     print(f"## Layout transform (single thread, median of "
           f"{layout['context'].get('num_cpus', '?')}-CPU host, GB/s of tensor bytes)\n")
-    print("| tensor | size | fast GB/s | memcpy GB/s | naive GB/s | fast/memcpy | fast/naive "
-          "| target (>=1 MB: >=0.7x memcpy, >=3x naive) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(f"Vector level of \"fast\": {layout['context'].get('mpsb_isa', '?')}; the "
+          + ", ".join(levels) + " columns are the same transform capped at that level.\n"
+          if levels else "")
+    print("| tensor | size | fast GB/s | memcpy GB/s | naive GB/s | "
+          + "".join(f"{lv} GB/s | " for lv in levels)
+          + "fast/memcpy | fast/naive | target (>=1 MB: >=0.7x memcpy, >=3x naive) |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(levels) + "---:|---:|---|")
     for case, m in med.items():
         f, c, n = m["fast"][1] / 1e9, m["memcpy"][1] / 1e9, m["naive"][1] / 1e9
         size = m["fast"][2]
@@ -46,7 +55,8 @@ def main():
             t = (f"{verdict(f / c >= 0.7)} memcpy, {verdict(f / n >= 3)} naive")
         else:
             t = "n/a (< 1 MB)"
-        print(f"| {case} | {size / MB:.2f} MB | {f:.2f} | {c:.2f} | {n:.2f} | {f / c:.2f}x "
+        lv = "".join(f"{m[x][1] / 1e9:.2f} | " if x in m else "| " for x in levels)
+        print(f"| {case} | {size / MB:.2f} MB | {f:.2f} | {c:.2f} | {n:.2f} | {lv}{f / c:.2f}x "
               f"| {f / n:.1f}x | {t} |")
 
     print("\n## End-to-end compile (median wall time and peak RSS)\n")

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -301,9 +302,18 @@ struct StreamJob {
   }
 };
 
-std::unique_ptr<std::byte[]> allocate(uint64_t size) {
-  return std::make_unique_for_overwrite<std::byte[]>(
-      static_cast<size_t>(std::max<uint64_t>(size, 1)));
+// Work buffers start on a cache line: the layout transforms' AVX-512 paths
+// store whole 64-byte lines only when the rows do (compiler/src/layout.cc),
+// and a misaligned buffer halves the transposed conv's speed. Uninitialised,
+// as make_unique_for_overwrite would give.
+struct AlignedDelete {
+  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{64}); }
+};
+using Buffer = std::unique_ptr<std::byte[], AlignedDelete>;
+
+Buffer allocate(uint64_t size) {
+  const size_t n = static_cast<size_t>(std::max<uint64_t>(size, 1));
+  return Buffer(static_cast<std::byte*>(::operator new[](n, std::align_val_t{64})));
 }
 
 // A worker's open .bin: pieces of one tensor follow each other, so the file
@@ -461,9 +471,10 @@ void encode(const ManifestLayer& layer, const ManifestTensor& t, const Piece& pi
 // Holds at most one source and one stored buffer, each as large as the
 // largest piece it has handled (about kPieceBytes, or one output channel).
 void stream_tensors(StreamJob& job, const std::string& output) {
-  std::unique_ptr<std::byte[]> src, dst;
+  Buffer src, dst;
   uint64_t src_cap = 0, dst_cap = 0;
-  std::vector<float> floats;  // the conversion path's two float buffers
+  Buffer floats;  // the conversion path's two float buffers
+  uint64_t floats_cap = 0;
   SourceFile in;
   for (;;) {
     if (job.stop) return;
@@ -496,9 +507,15 @@ void stream_tensors(StreamJob& job, const std::string& output) {
       // Through float32: widen, transform, fold, then round or quantize to
       // the stored type, exactly as measure_precision() did.
       const uint64_t n = plan.element_count();
-      floats.resize(static_cast<size_t>(2 * n));
-      float* a = floats.data();
-      float* b = a + n;
+      // Two halves, each starting on a cache line.
+      const uint64_t half = (n * sizeof(float) + 63) / 64 * 64;
+      if (floats_cap < 2 * half) {
+        floats.reset();
+        floats = allocate(2 * half);
+        floats_cap = 2 * half;
+      }
+      float* a = reinterpret_cast<float*>(floats.get());
+      float* b = reinterpret_cast<float*>(floats.get() + half);
       to_float(t.source_dtype, src.get(), a, static_cast<size_t>(n));
       if (t.plan.transform != Transform::kIdentity) {
         apply(plan, a, b, sizeof(float));
@@ -548,7 +565,7 @@ void stream_tensors(StreamJob& job, const std::string& output) {
 // written by any worker in any order, so no worker saw all their bytes.
 void hash_split_tensors(StreamJob& job, const std::string& output) {
   constexpr size_t kChunk = size_t{1} << 20;
-  std::unique_ptr<std::byte[]> buf;
+  Buffer buf;
   for (size_t i = 0; i < job.pieces.size(); ++i) {
     const Piece& piece = job.pieces[i];
     if (piece.whole || piece.first != 0) continue;

@@ -1,17 +1,19 @@
 #include "mpsbc/layout.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "checked_math.h"
+#include "transpose16.h"  // x86-64: <immintrin.h>, transpose16()
 
 namespace mpsbc {
 namespace {
@@ -315,37 +317,267 @@ MPSB_AVX2 void transpose_u32_avx2(const uint32_t* in, ptrdiff_t in_rs, uint32_t*
 
 #undef MPSB_AVX2
 
-// A function-local static: __builtin_cpu_init() must run first when this is
-// reached from another translation unit's static initialiser.
-bool has_avx2() {
-  static const bool avx2 = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return avx2;
+// ---------------------------------------------------------------------------
+// AVX-512: 16x16 blocks, so that every load and every store is one whole
+// 64-byte cache line when the rows are 64-byte aligned. Measured against
+// the SSE2 4x4 and AVX2 8x8 blocks in BENCHMARKS.md. Like AVX2, chosen at
+// run time; the functions alone are compiled for AVX-512F.
+#define MPSB_AVX512 __attribute__((target("avx512f")))
+#define MPSB_AVX512_INLINE __attribute__((target("avx512f"), always_inline)) inline
+
+MPSB_AVX512 inline void store16(uint32_t* p, __m512 v, bool nt) {
+  if (nt) {
+    _mm512_stream_ps(reinterpret_cast<float*>(p), v);
+  } else {
+    _mm512_storeu_ps(reinterpret_cast<float*>(p), v);
+  }
 }
+
+// A whole 16x16 block: out rows 0..15, columns 0..15. kPrefetch: touch
+// each source row `prefetch` elements on first (the transposed conv's next
+// output channel): its rows are a page or more apart, and the hardware
+// prefetchers do not follow them.
+template <bool kNt, bool kPrefetch>
+MPSB_AVX512_INLINE void block16(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out,
+                                ptrdiff_t out_rs, ptrdiff_t prefetch) {
+  // The rows are walked with one pointer each way. The empty asm keeps GCC
+  // from precomputing all 32 row offsets instead, which spills them to the
+  // stack and reloads them on every block.
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    if constexpr (kPrefetch)
+      _mm_prefetch(reinterpret_cast<const char*>(in + prefetch), _MM_HINT_T0);
+    r[i] = _mm512_loadu_ps(in);
+    in += in_rs;
+    asm("" : "+r"(in));
+  }
+  transpose16(r);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    store16(out, r[i], kNt);
+    out += out_rs;
+    asm("" : "+r"(out));
+  }
+}
+
+// A partial block, rows x cols (each 1..16), through masked loads and
+// stores: nothing outside the block is read or written.
+MPSB_AVX512 inline void block16_part(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out,
+                                     ptrdiff_t out_rs, size_t rows, size_t cols) {
+  const __mmask16 col_mask = __mmask16((1u << cols) - 1);
+  const __mmask16 row_mask = __mmask16((1u << rows) - 1);
+  __m512 r[16];
+#pragma GCC unroll 16
+  for (size_t i = 0; i < 16; ++i) {
+    r[i] =
+        i < rows ? _mm512_maskz_loadu_ps(col_mask, in + ptrdiff_t(i) * in_rs) : _mm512_setzero_ps();
+  }
+  transpose16(r);
+  for (size_t i = 0; i < cols; ++i) {
+    _mm512_mask_storeu_ps(reinterpret_cast<float*>(out + ptrdiff_t(i) * out_rs), row_mask, r[i]);
+  }
+}
+
+// Rows 0..rows-1 (a multiple of 16) of `in` with exactly 16 columns (4x4
+// kernels): one band of whole blocks. Kept apart from strips16 below: GCC
+// 12 compiles this simple loop for the transposed conv 1.25x faster.
+template <bool kNt, bool kPrefetch>
+MPSB_AVX512 void band16(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                        size_t rows, ptrdiff_t prefetch) {
+  for (size_t r = 0; r < rows; r += 16) {
+    block16<kNt, kPrefetch>(in, in_rs, out, out_rs, prefetch);
+    in += 16 * in_rs;
+    out += 16;
+  }
+}
+
+// Rows 0..rows-1 (a multiple of 16) of `in`, all `cols` columns, in strips
+// of 16 rows: each strip's source lines are read once, and every store
+// but those of a last partial block is a whole line.
+template <bool kNt, bool kPrefetch>
+MPSB_AVX512 void strips16(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                          size_t rows, size_t cols, ptrdiff_t prefetch) {
+  const size_t c16 = cols & ~size_t{15};
+  for (size_t r = 0; r < rows; r += 16) {
+    for (size_t c = 0; c < c16; c += 16) {
+      block16<kNt, kPrefetch>(in + c, in_rs, out + ptrdiff_t(c) * out_rs, out_rs, prefetch);
+    }
+    if (c16 < cols) {
+      block16_part(in + c16, in_rs, out + ptrdiff_t(c16) * out_rs, out_rs, 16, cols - c16);
+    }
+    in += 16 * in_rs;
+    out += 16;
+  }
+}
+
+// 48 consecutive elements (a, b, c) split by index modulo 3:
+// o_q[m] = x[3m + q], m < 16. Two permutes each: the elements below 32
+// come from (a, b), the rest from c.
+MPSB_AVX512 inline void split3(__m512 a, __m512 b, __m512 c, __m512& o0, __m512& o1, __m512& o2) {
+  alignas(64) static const int kIndex[3][16] = {
+      {0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 1, 4, 7, 10, 13},
+      {1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 2, 5, 8, 11, 14},
+      {2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 0, 3, 6, 9, 12, 15}};
+  const __m512i i0 = _mm512_load_si512(kIndex[0]);
+  const __m512i i1 = _mm512_load_si512(kIndex[1]);
+  const __m512i i2 = _mm512_load_si512(kIndex[2]);
+  o0 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(a, i0, b), 0xF800, i0, c);
+  o1 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(a, i1, b), 0xF800, i1, c);
+  o2 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(a, i2, b), 0xFC00, i2, c);
+}
+
+// 16 rows of a 3x3 kernel ([16][9], contiguous) -> [9][16]: element
+// 9j + 3a + b goes to row 3a + b, column j. Splitting by index modulo 3
+// twice does it in 36 permutes with 9 whole-line loads, where a 16x16
+// block needs 16 partial loads and 64 shuffles (measured 1.25x slower).
+template <bool kNt>
+MPSB_AVX512_INLINE void block16x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs) {
+  __m512 x[9];
+#pragma GCC unroll 9
+  for (int q = 0; q < 9; ++q) x[q] = _mm512_loadu_ps(in + 16 * q);
+  __m512 by_b[3][3];  // [b][chunk]: x[3m + b] for m in chunk*16 .. chunk*16+15
+#pragma GCC unroll 3
+  for (int ch = 0; ch < 3; ++ch) {
+    split3(x[3 * ch], x[3 * ch + 1], x[3 * ch + 2], by_b[0][ch], by_b[1][ch], by_b[2][ch]);
+  }
+#pragma GCC unroll 3
+  for (int b = 0; b < 3; ++b) {
+    __m512 k0, k1, k2;  // rows b, 3 + b, 6 + b
+    split3(by_b[b][0], by_b[b][1], by_b[b][2], k0, k1, k2);
+    store16(out + b * out_rs, k0, kNt);
+    store16(out + (3 + b) * out_rs, k1, kNt);
+    store16(out + (6 + b) * out_rs, k2, kNt);
+  }
+}
+
+// Rows 0..rows-1 (a multiple of 16) of a [rows][9] matrix, 16 at a time. The source
+// is read 4 blocks ahead (measured 5 % faster than leaving it to the
+// hardware prefetcher).
+template <bool kNt>
+MPSB_AVX512 void strips16x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, size_t rows) {
+  for (size_t r = 0; r < rows; r += 16) {
+#pragma GCC unroll 9
+    for (int q = 0; q < 9; ++q) {
+      _mm_prefetch(reinterpret_cast<const char*>(in + 4 * 144 + 16 * q), _MM_HINT_T0);
+    }
+    block16x9<kNt>(in, out, out_rs);
+    in += 144;
+    out += 16;
+  }
+}
+
+// transpose_u32 with 16x16 blocks. `prefetch`: see block16. `streaming`:
+// non-temporal stores where the rows are 64-byte aligned.
+MPSB_AVX512 void transpose_u32_avx512(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out,
+                                      ptrdiff_t out_rs, size_t rows, size_t cols, bool streaming,
+                                      ptrdiff_t prefetch) {
+  constexpr size_t kB = 16;
+  // A 64-byte store that crosses a cache line costs two (it halved the
+  // transposed conv's speed): when every destination row starts at the
+  // same offset within a line, the rows up to the first line boundary go
+  // first as a partial block.
+  const uintptr_t misaligned = reinterpret_cast<uintptr_t>(out) % 64;
+  if (out_rs % 16 == 0 && misaligned != 0 && misaligned % 4 == 0) {
+    const size_t lead = std::min(rows, size_t(64 - misaligned) / 4);
+    for (size_t c = 0; c < cols; c += kB) {
+      block16_part(in + c, in_rs, out + ptrdiff_t(c) * out_rs, out_rs, lead,
+                   std::min(kB, cols - c));
+    }
+    in += ptrdiff_t(lead) * in_rs;
+    out += lead;
+    rows -= lead;
+  }
+  const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 64 == 0 && out_rs % 16 == 0;
+  const size_t r16 = rows & ~(kB - 1);
+  if (cols == 9 && in_rs == 9) {
+    (nt ? strips16x9<true> : strips16x9<false>)(in, out, out_rs, r16);
+  } else if (cols == 16) {
+    auto band = nt ? (prefetch != 0 ? band16<true, true> : band16<true, false>)
+                   : (prefetch != 0 ? band16<false, true> : band16<false, false>);
+    band(in, in_rs, out, out_rs, r16, prefetch);
+  } else {
+    auto strips = nt ? (prefetch != 0 ? strips16<true, true> : strips16<true, false>)
+                     : (prefetch != 0 ? strips16<false, true> : strips16<false, false>);
+    strips(in, in_rs, out, out_rs, r16, cols, prefetch);
+  }
+  if (r16 < rows) {
+    const uint32_t* i0 = in + ptrdiff_t(r16) * in_rs;
+    for (size_t c = 0; c < cols; c += kB) {
+      block16_part(i0 + c, in_rs, out + ptrdiff_t(c) * out_rs + ptrdiff_t(r16), out_rs, rows - r16,
+                   std::min(kB, cols - c));
+    }
+  }
+}
+
+#undef MPSB_AVX512
+#undef MPSB_AVX512_INLINE
 #endif
+
+// The level in use; -1 until first use. Relaxed atomics: every thread that
+// reads it computes the same value.
+std::atomic<int> g_isa{-1};
+
+Isa cpu_isa() {
+#if defined(__x86_64__) && defined(__SSE2__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+  return Isa::kSse2;
+#elif defined(__SSE2__)
+  return Isa::kSse2;
+#else
+  return Isa::kScalar;
+#endif
+}
+
+std::optional<Isa> parse_isa(std::string_view name) {
+  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  return std::nullopt;
+}
+
+Isa current_isa() {
+  const int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa >= 0) return Isa(isa);
+  Isa cap = Isa::kAvx512;
+  if (const char* env = std::getenv("MPSB_MAX_CPU_ISA")) {
+    if (const auto parsed = parse_isa(env)) cap = *parsed;
+  }
+  return set_max_isa(cap);
+}
 
 // `streaming`: the whole tensor is larger than the cache (see
 // kStreamingBytes); non-temporal stores are used where `out` allows them.
 // `wide`: use the AVX2 8x8 blocks when the CPU has them (transposed convs).
+// `prefetch`: see block16 (AVX-512 only).
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
-               bool streaming, bool wide = false) {
+               bool streaming, bool wide = false, ptrdiff_t prefetch = 0) {
 #if defined(__SSE2__)
   if constexpr (sizeof(T) == 4) {
-    const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
+    const Isa isa = current_isa();
 #if defined(__x86_64__)
-    if (wide && has_avx2()) {
+    if (isa == Isa::kAvx512) {
+      transpose_u32_avx512(in, in_rs, out, out_rs, rows, cols, streaming, prefetch);
+      return;
+    }
+    const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
+    if (isa == Isa::kAvx2 && wide) {
       transpose_u32_avx2(in, in_rs, out, out_rs, rows, cols, nt);
       return;
     }
+#else
+    const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
 #endif
-    transpose_u32(in, in_rs, out, out_rs, rows, cols, nt);
-    return;
+    if (isa != Isa::kScalar) {
+      transpose_u32(in, in_rs, out, out_rs, rows, cols, nt);
+      return;
+    }
   }
 #endif
-  (void)streaming;
+  (void)streaming, (void)wide, (void)prefetch;
   transpose_scalar(in, in_rs, out, out_rs, rows, cols);
 }
 
@@ -427,6 +659,21 @@ void forward(const Shape& s, const T* src, T* dst) {
       // dst[g*Og + o][sp-1-k][i] = src[g*Ig + i][o][k]: writing the stored
       // kernel rows bottom-up (negative stride) is the 180° rotation.
       const ptrdiff_t og = ptrdiff_t(s.og);
+      if (sizeof(T) == 4 && current_isa() == Isa::kAvx512) {
+        // 16x16 blocks move whole lines: one output channel at a time keeps
+        // the fewest destination lines open, and prefetching the next
+        // channel's block of each source row (rows are a page or more
+        // apart) hides their latency (BENCHMARKS.md).
+        for (uint64_t g = 0; g < s.groups; ++g) {
+          for (uint64_t o = 0; o < s.og; ++o) {
+            const T* in_block = src + ((ptrdiff_t(g) * in) * og + ptrdiff_t(o)) * sp;
+            T* out_block = dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in;
+            transpose(in_block, og * sp, out_block, -in, s.inner, s.spatial, streaming, true,
+                      2 * sp);
+          }
+        }
+        break;
+      }
       for (uint64_t g = 0; g < s.groups; ++g) {
         for (uint64_t o0 = 0; o0 < s.og; o0 += kConvTransposeBand) {
           const uint64_t o1 = std::min(s.og, o0 + kConvTransposeBand);
@@ -640,6 +887,28 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
 
 void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size) {
   by_size<BackwardOp>(elem_size, shape_of(plan), stored, src);
+}
+
+Isa max_isa() { return current_isa(); }
+
+Isa set_max_isa(Isa cap) {
+  const Isa isa = std::min(cap, cpu_isa());
+  g_isa.store(int(isa), std::memory_order_relaxed);
+  return isa;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kSse2:
+      return "sse2";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+  }
+  return "?";
 }
 
 uint64_t source_index(const TensorPlan& plan, uint64_t stored_index) {
