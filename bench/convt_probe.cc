@@ -47,6 +47,7 @@ struct Variant {
   bool ahead_to_l2 = false;   // L1 (prefetcht0) or L2 (prefetcht1)
   bool source_in_l1 = false;  // probe: every block loads the same 16 lines
   bool dest_fixed = false;    // probe: every block stores to the same 16 lines
+  int pad = 0;                // extra elements after each input channel's row of the source
 };
 
 // dst[o][15 - k][i] = src[i][o][k]; I input, O output channels, one group.
@@ -59,7 +60,8 @@ __attribute__((target("avx512f"), noinline)) void transform(const float* src, fl
         int pi = i0 + 16 * v.prefetch_ahead, po = o0;
         if (pi >= in) pi -= in, po += v.channels;
         for (int i = 0; i < 16 && po < out; ++i) {
-          const char* p = reinterpret_cast<const char*>(src + (size_t(pi + i) * out + po) * kSp);
+          const char* p = reinterpret_cast<const char*>(
+              src + size_t(pi + i) * (size_t(out) * kSp + v.pad) + size_t(po) * kSp);
           _mm_prefetch(p, v.ahead_to_l2 ? _MM_HINT_T1 : _MM_HINT_T0);
         }
       }
@@ -67,7 +69,7 @@ __attribute__((target("avx512f"), noinline)) void transform(const float* src, fl
         const int si = v.source_in_l1 ? 0 : i0, so = v.source_in_l1 ? 0 : o;
         __m512 r[16];
         for (int i = 0; i < 16; ++i) {
-          const float* p = src + (size_t(si + i) * out + so) * kSp;
+          const float* p = src + size_t(si + i) * (size_t(out) * kSp + v.pad) + size_t(so) * kSp;
           if constexpr (v.prefetch_next_o != 0) {
             _mm_prefetch(reinterpret_cast<const char*>(p + v.prefetch_next_o * kSp), _MM_HINT_T0);
           }
@@ -77,6 +79,29 @@ __attribute__((target("avx512f"), noinline)) void transform(const float* src, fl
         const int di = v.dest_fixed ? 0 : i0, d = v.dest_fixed ? 0 : o;
         float* q = dst + (size_t(d) * kSp + kSp - 1) * in + di;
         for (int k = 0; k < 16; ++k) _mm512_storeu_ps(q - ptrdiff_t(k) * in, r[k]);
+      }
+    }
+  }
+}
+
+// `channels` output channels per pass, but one channel at a time over each
+// run of `rows` input rows: the second channel's source lines sit next to
+// the first's (the same 128-byte pairs), while only one channel's 16
+// destination rows are being extended at a time.
+template <int kChannels, int kRows>
+__attribute__((target("avx512f"), noinline)) void transform_runs(const float* src, float* dst,
+                                                                 int in, int out) {
+  for (int o0 = 0; o0 < out; o0 += kChannels) {
+    for (int r0 = 0; r0 < in; r0 += kRows) {
+      for (int o = o0; o < o0 + kChannels; ++o) {
+        for (int i0 = r0; i0 < r0 + kRows; i0 += 16) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i)
+            r[i] = _mm512_loadu_ps(src + (size_t(i0 + i) * out + o) * kSp);
+          mpsbc::transpose16(r);
+          float* q = dst + (size_t(o) * kSp + kSp - 1) * in + i0;
+          for (int k = 0; k < 16; ++k) _mm512_storeu_ps(q - ptrdiff_t(k) * in, r[k]);
+        }
       }
     }
   }
@@ -146,6 +171,14 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   for (size_t k = 0; k < n; ++k) src[k] = float(rng());
   mpsbc::apply(plan, src, want, sizeof(float));
+  // The same source with 64 bytes after each input channel's row, so that
+  // rows are no longer a multiple of 4 KiB apart.
+  constexpr int kPad = 16;
+  float* padded = buffer(bytes + size_t(in) * kPad * sizeof(float), huge);
+  for (int i = 0; i < in; ++i) {
+    std::memcpy(padded + size_t(i) * (size_t(out) * kSp + kPad), src + size_t(i) * out * kSp,
+                size_t(out) * kSp * sizeof(float));
+  }
 
   struct Row {
     const char* name;
@@ -153,6 +186,7 @@ int main(int argc, char** argv) {
     std::function<void()> run;
   };
   auto run = [&](auto f) { return [=] { f(src, dst, in, out); }; };
+  auto run_padded = [&](auto f) { return [=] { f(padded, dst, in, out); }; };
   const std::vector<Row> rows = {
       {"memcpy", false, [&] { std::memcpy(dst, src, bytes); }},
       {"mpsbc::apply", true, [&] { mpsbc::apply(plan, src, dst, sizeof(float)); }},
@@ -166,6 +200,16 @@ int main(int argc, char** argv) {
       {"4 channels/pass", true, run(transform<Variant{.channels = 4}>)},
       {"8 channels/pass", true, run(transform<Variant{.channels = 8}>)},
       {"16 channels/pass", true, run(transform<Variant{.channels = 16}>)},
+      {"2 channels, runs of 64 rows", true, run(transform_runs<2, 64>)},
+      {"2 channels, runs of 128 rows", true, run(transform_runs<2, 128>)},
+      {"4 channels, runs of 64 rows", true, run(transform_runs<4, 64>)},
+      {"padded rows, no prefetch", true, run_padded(transform<Variant{.pad = kPad}>)},
+      {"padded rows, prefetch next channel", true,
+       run_padded(transform<Variant{.prefetch_next_o = 1, .pad = kPad}>)},
+      {"padded rows, prefetch 2 blocks on", true,
+       run_padded(transform<Variant{.prefetch_ahead = 2, .pad = kPad}>)},
+      {"padded rows, prefetch 4 blocks on", true,
+       run_padded(transform<Variant{.prefetch_ahead = 4, .pad = kPad}>)},
       {"staged, 1 channel", true, [&] { transform_staged(1, src, dst, in, out); }},
       {"staged, 4 channels", true, [&] { transform_staged(4, src, dst, in, out); }},
       {"probe: source in L1", false, run(transform<Variant{.source_in_l1 = true}>)},
