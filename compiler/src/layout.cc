@@ -315,6 +315,57 @@ MPSB_AVX2 void transpose_u32_avx2(const uint32_t* in, ptrdiff_t in_rs, uint32_t*
   }
 }
 
+// The 3x3 kernels' split by index modulo 3 (see block16x9 below) for AVX2:
+// 24 consecutive elements (a, b, c) -> o_q[m] = x[3m + q], m < 8. Since 3
+// and 8 are coprime, the 8 elements an output needs sit in 8 different
+// lanes of a, b and c: two blends gather them into one register and one
+// lane permute puts them in order.
+MPSB_AVX2 inline void split3_8(__m256 a, __m256 b, __m256 c, __m256& o0, __m256& o1, __m256& o2) {
+  const __m256i i0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
+  const __m256i i1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
+  const __m256i i2 = _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
+  o0 = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24), i0);
+  o1 = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49), i1);
+  o2 = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92), i2);
+}
+
+// 8 rows of a 3x3 kernel ([8][9], contiguous) -> [9][8], as block16x9.
+MPSB_AVX2 inline void block8x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, bool nt) {
+  __m256 x[9];
+#pragma GCC unroll 9
+  for (int q = 0; q < 9; ++q) x[q] = load8(in + 8 * q);
+  __m256 by_b[3][3];  // [b][chunk]: x[3m + b] for m in chunk*8 .. chunk*8+7
+#pragma GCC unroll 3
+  for (int ch = 0; ch < 3; ++ch) {
+    split3_8(x[3 * ch], x[3 * ch + 1], x[3 * ch + 2], by_b[0][ch], by_b[1][ch], by_b[2][ch]);
+  }
+#pragma GCC unroll 3
+  for (int b = 0; b < 3; ++b) {
+    __m256 k0, k1, k2;  // rows b, 3 + b, 6 + b
+    split3_8(by_b[b][0], by_b[b][1], by_b[b][2], k0, k1, k2);
+    store8(out + b * out_rs, k0, nt);
+    store8(out + (3 + b) * out_rs, k1, nt);
+    store8(out + (6 + b) * out_rs, k2, nt);
+  }
+}
+
+// A [rows][9] matrix (in_rs 9) -> [9][rows] in blocks of 8 rows; the rest
+// through the SSE2 path. The same alignment lead as transpose_u32_avx2.
+MPSB_AVX2 void transpose_u32_avx2_x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs,
+                                     size_t rows, bool nt) {
+  const uintptr_t misaligned = reinterpret_cast<uintptr_t>(out) % 32;
+  if (out_rs % 8 == 0 && misaligned != 0 && misaligned % 4 == 0) {
+    const size_t lead = std::min(rows, size_t(32 - misaligned) / 4);
+    transpose_u32(in, 9, out, out_rs, lead, 9, nt);
+    in += lead * 9;
+    out += lead;
+    rows -= lead;
+  }
+  const size_t r8 = rows & ~size_t{7};
+  for (size_t r = 0; r < r8; r += 8) block8x9(in + r * 9, out + r, out_rs, nt);
+  if (r8 < rows) transpose_u32(in + r8 * 9, 9, out + r8, out_rs, rows - r8, 9, nt);
+}
+
 #undef MPSB_AVX2
 
 // ---------------------------------------------------------------------------
@@ -566,6 +617,10 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
     const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
     if (isa == Isa::kAvx2 && wide) {
       transpose_u32_avx2(in, in_rs, out, out_rs, rows, cols, nt);
+      return;
+    }
+    if (isa == Isa::kAvx2 && cols == 9 && in_rs == 9) {
+      transpose_u32_avx2_x9(in, out, out_rs, rows, nt);
       return;
     }
 #else
