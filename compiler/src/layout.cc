@@ -430,19 +430,6 @@ MPSB_AVX512 inline void block16_part(const uint32_t* in, ptrdiff_t in_rs, uint32
   }
 }
 
-// Rows 0..rows-1 (a multiple of 16) of `in` with exactly 16 columns (4x4
-// kernels): one band of whole blocks. Kept apart from strips16 below: GCC
-// 12 compiles this simple loop for the transposed conv 1.25x faster.
-template <bool kNt, bool kPrefetch>
-MPSB_AVX512 void band16(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
-                        size_t rows, ptrdiff_t prefetch) {
-  for (size_t r = 0; r < rows; r += 16) {
-    block16<kNt, kPrefetch>(in, in_rs, out, out_rs, prefetch);
-    in += 16 * in_rs;
-    out += 16;
-  }
-}
-
 // Rows 0..rows-1 (a multiple of 16) of `in`, all `cols` columns, in strips
 // of 16 rows: each strip's source lines are read once, and every store
 // but those of a last partial block is a whole line.
@@ -543,10 +530,6 @@ MPSB_AVX512 void transpose_u32_avx512(const uint32_t* in, ptrdiff_t in_rs, uint3
   const size_t r16 = rows & ~(kB - 1);
   if (cols == 9 && in_rs == 9) {
     (nt ? strips16x9<true> : strips16x9<false>)(in, out, out_rs, r16);
-  } else if (cols == 16) {
-    auto band = nt ? (prefetch != 0 ? band16<true, true> : band16<true, false>)
-                   : (prefetch != 0 ? band16<false, true> : band16<false, false>);
-    band(in, in_rs, out, out_rs, r16, prefetch);
   } else {
     auto strips = nt ? (prefetch != 0 ? strips16<true, true> : strips16<true, false>)
                      : (prefetch != 0 ? strips16<false, true> : strips16<false, false>);
@@ -685,46 +668,66 @@ Shape shape_of(const TensorPlan& p) {
   return s;
 }
 
-// Transposed convs are done in blocks of 16 output x 16 input channels: a
-// source row (one input channel) is Og*kH*kW elements long, so walking one
-// output channel at a time would touch a new page per input channel, and
-// walking one input channel across all outputs would scatter the stores over
-// the whole tensor. A block's source (16 rows x 16 kernels) and stored bytes
-// (16 kernels x 16 rows per output channel) stay in L1/L2, and every stored
-// row gets a whole cache line (16 four-byte elements) per block.
+// Below AVX-512, transposed convs are done in blocks of 16 output x 16 input
+// channels: a source row (one input channel) is Og*kH*kW elements long, so
+// walking one output channel at a time touches a new page per input channel
+// (the AVX-512 path does so anyway, with whole-line blocks and a prefetch),
+// and walking one input channel across all outputs would scatter the stores
+// over the whole tensor. A block's source (16 rows x 16 kernels) and stored
+// bytes (16 kernels x 16 rows per output channel) stay in L1/L2, and every
+// stored row gets a whole cache line (16 four-byte elements) per block.
 constexpr uint64_t kConvTransposeBand = 16;
 
-// Source order -> stored order.
+// Source order -> stored order (`to_stored`) or back: the same 2-D
+// transposes either way, with the sides swapped.
 template <typename T>
-void forward(const Shape& s, const T* src, T* dst) {
-  const ptrdiff_t in = ptrdiff_t(s.inner), sp = ptrdiff_t(s.spatial);
+void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
+  if (s.transform == Transform::kIdentity) {
+    std::memcpy(out, in, s.count * sizeof(T));
+    return;
+  }
   const bool streaming = s.count * sizeof(T) > kStreamingBytes;
+  // One transpose: `rows` x `cols` elements of the source side (at element
+  // offset src, rows src_rs apart) <-> cols x rows of the stored side.
+  // `prefetch`: see block16; it is about the source rows, so forward only.
+  auto move = [&](ptrdiff_t src, ptrdiff_t src_rs, ptrdiff_t stored, ptrdiff_t stored_rs,
+                  size_t rows, size_t cols, bool wide, ptrdiff_t prefetch) {
+    if (to_stored) {
+      transpose(in + src, src_rs, out + stored, stored_rs, rows, cols, streaming, wide, prefetch);
+    } else {
+      transpose(in + stored, stored_rs, out + src, src_rs, cols, rows, streaming, wide);
+    }
+  };
+  const ptrdiff_t in_ch = ptrdiff_t(s.inner), sp = ptrdiff_t(s.spatial);
   switch (s.transform) {
     case Transform::kIdentity:
-      std::memcpy(dst, src, s.count * sizeof(T));
-      return;
+      break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kLinearFlattenToOHWC:
       for (uint64_t o = 0; o < s.outer; ++o) {
-        const ptrdiff_t base = ptrdiff_t(o) * in * sp;
-        transpose(src + base, sp, dst + base, in, s.inner, s.spatial, streaming);
+        const ptrdiff_t base = ptrdiff_t(o) * in_ch * sp;
+        move(base, sp, base, in_ch, s.inner, s.spatial, false, 0);
       }
       break;
     case Transform::kConvTransposeToOHWIRotated: {
-      // dst[g*Og + o][sp-1-k][i] = src[g*Ig + i][o][k]: writing the stored
-      // kernel rows bottom-up (negative stride) is the 180° rotation.
+      // dst[g*Og + o][sp-1-k][i] = src[g*Ig + i][o][k]: the stored kernel
+      // rows taken bottom-up (negative stride) are the 180° rotation.
       const ptrdiff_t og = ptrdiff_t(s.og);
+      auto src_at = [&](uint64_t g, uint64_t i, uint64_t o) {
+        return ((ptrdiff_t(g) * in_ch + ptrdiff_t(i)) * og + ptrdiff_t(o)) * sp;
+      };
+      auto stored_at = [&](uint64_t g, uint64_t o, uint64_t i) {
+        return ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in_ch + ptrdiff_t(i);
+      };
       if (sizeof(T) == 4 && current_isa() == Isa::kAvx512) {
         // 16x16 blocks move whole lines: one output channel at a time keeps
         // the fewest destination lines open, and prefetching the next
         // channel's block of each source row (rows are a page or more
-        // apart) hides their latency (BENCHMARKS.md).
+        // apart) hides part of their latency (BENCHMARKS.md).
         for (uint64_t g = 0; g < s.groups; ++g) {
           for (uint64_t o = 0; o < s.og; ++o) {
-            const T* in_block = src + ((ptrdiff_t(g) * in) * og + ptrdiff_t(o)) * sp;
-            T* out_block = dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in;
-            transpose(in_block, og * sp, out_block, -in, s.inner, s.spatial, streaming, true,
-                      2 * sp);
+            move(src_at(g, 0, o), og * sp, stored_at(g, o, 0), -in_ch, s.inner, s.spatial, true,
+                 2 * sp);
           }
         }
         break;
@@ -735,11 +738,8 @@ void forward(const Shape& s, const T* src, T* dst) {
           for (uint64_t i0 = 0; i0 < s.inner; i0 += kConvTransposeBand) {
             const size_t band = size_t(std::min(kConvTransposeBand, s.inner - i0));
             for (uint64_t o = o0; o < o1; ++o) {
-              const T* in_block =
-                  src + ((ptrdiff_t(g) * in + ptrdiff_t(i0)) * og + ptrdiff_t(o)) * sp;
-              T* out_block =
-                  dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in + ptrdiff_t(i0);
-              transpose(in_block, og * sp, out_block, -in, band, s.spatial, streaming, true);
+              move(src_at(g, i0, o), og * sp, stored_at(g, o, i0), -in_ch, band, s.spatial, true,
+                   0);
             }
           }
         }
@@ -750,64 +750,16 @@ void forward(const Shape& s, const T* src, T* dst) {
   store_fence(streaming);
 }
 
-// Stored order -> source order: the same transposes with the sides swapped.
-template <typename T>
-void backward(const Shape& s, const T* dst, T* src) {
-  const ptrdiff_t in = ptrdiff_t(s.inner), sp = ptrdiff_t(s.spatial);
-  const bool streaming = s.count * sizeof(T) > kStreamingBytes;
-  switch (s.transform) {
-    case Transform::kIdentity:
-      std::memcpy(src, dst, s.count * sizeof(T));
-      return;
-    case Transform::kConvOIHWToOHWI:
-    case Transform::kLinearFlattenToOHWC:
-      for (uint64_t o = 0; o < s.outer; ++o) {
-        const ptrdiff_t base = ptrdiff_t(o) * in * sp;
-        transpose(dst + base, in, src + base, sp, s.spatial, s.inner, streaming);
-      }
-      break;
-    case Transform::kConvTransposeToOHWIRotated: {
-      const ptrdiff_t og = ptrdiff_t(s.og);
-      for (uint64_t g = 0; g < s.groups; ++g) {
-        for (uint64_t o0 = 0; o0 < s.og; o0 += kConvTransposeBand) {
-          const uint64_t o1 = std::min(s.og, o0 + kConvTransposeBand);
-          for (uint64_t i0 = 0; i0 < s.inner; i0 += kConvTransposeBand) {
-            const size_t band = size_t(std::min(kConvTransposeBand, s.inner - i0));
-            for (uint64_t o = o0; o < o1; ++o) {
-              const T* in_block =
-                  dst + ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in + ptrdiff_t(i0);
-              T* out_block = src + ((ptrdiff_t(g) * in + ptrdiff_t(i0)) * og + ptrdiff_t(o)) * sp;
-              transpose(in_block, -in, out_block, og * sp, s.spatial, band, streaming, true);
-            }
-          }
-        }
-      }
-      break;
-    }
-  }
-  store_fence(streaming);
-}
-
-template <typename T>
-struct ForwardOp {
-  static void run(const Shape& s, const T* in, T* out) { forward(s, in, out); }
-};
-template <typename T>
-struct BackwardOp {
-  static void run(const Shape& s, const T* in, T* out) { backward(s, in, out); }
-};
-
-template <template <typename> class Op>
-void by_size(size_t elem_size, const Shape& s, const void* in, void* out) {
+void reorder_bytes(size_t elem_size, const Shape& s, const void* in, void* out, bool to_stored) {
   switch (elem_size) {
     case 1:
-      Op<uint8_t>::run(s, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out));
+      reorder(s, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out), to_stored);
       break;
     case 2:
-      Op<uint16_t>::run(s, static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out));
+      reorder(s, static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out), to_stored);
       break;
     case 4:
-      Op<uint32_t>::run(s, static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out));
+      reorder(s, static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out), to_stored);
       break;
     default:
       break;
@@ -937,11 +889,11 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
 }
 
 void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size) {
-  by_size<ForwardOp>(elem_size, shape_of(plan), src, dst);
+  reorder_bytes(elem_size, shape_of(plan), src, dst, true);
 }
 
 void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size) {
-  by_size<BackwardOp>(elem_size, shape_of(plan), stored, src);
+  reorder_bytes(elem_size, shape_of(plan), stored, src, false);
 }
 
 Isa max_isa() { return current_isa(); }

@@ -109,6 +109,20 @@ std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name,
   return layer;
 }
 
+// The data source of the named layer, or nullopt with *error set when there
+// is no such layer or it is of another kind.
+template <typename Source>
+std::optional<Source> SourceForLayer(const SharedBundle &bundle, NSString *name, NSError **error) {
+  std::optional<mpsb::Layer> layer = FindLayer(bundle, name, error);
+  if (!layer) return std::nullopt;
+  mpsb::Result<Source> source = Source::from(*bundle, *layer);
+  if (!source) {
+    SetError(error, source.error(), source.message());
+    return std::nullopt;
+  }
+  return std::move(source).value();
+}
+
 // The fused activation as MPS's neuron descriptor (MPSCNNNeuronType.h):
 //   ReLU   f(x) = x >= 0 ? x : a * x   (a = 0: ReLU; a = slope: LeakyReLU)
 //   ReLUN  f(x) = min(x >= 0 ? x : a * x, b)   (a = 0, b = 6: ReLU6)
@@ -170,16 +184,19 @@ MPSCNNConvolutionDescriptor *NewDescriptor(const mpsb::ConvolutionSource &s) {
   return MPSB_RETAIN(d);
 }
 
-const float *FloatsOf(const std::optional<mpsb::Tensor> &t) {
-  return t ? static_cast<const float *>(t->data()) : nullptr;
-}
-
 // Gamma 1 and beta 0 for layers without affine parameters: MPS reads
 // numberOfFeatureChannels floats from both on some paths, so they are never
 // NULL.
 struct AffineDefaults {
   std::vector<float> ones, zeros;
   explicit AffineDefaults(uint32_t n) : ones(n, 1.0f), zeros(n, 0.0f) {}
+  // The protocols' -gamma / -beta return float *; MPS only reads them.
+  float *gamma_or_ones(const float *gamma) const {
+    return const_cast<float *>(gamma ? gamma : ones.data());
+  }
+  float *beta_or_zeros(const float *beta) const {
+    return const_cast<float *>(beta ? beta : zeros.data());
+  }
 };
 
 }  // namespace
@@ -200,10 +217,7 @@ struct MPSBBundleState {
 
 struct MPSBConvolutionState {
   SharedBundle bundle;
-  mpsb::Layer layer;
   mpsb::ConvolutionSource source;  // points into *bundle, which never moves
-  const void *ranges;              // [out][2] float, or null
-  const float *lookup_table;       // [256], or null
 };
 
 struct MPSBBatchNormState {
@@ -214,7 +228,6 @@ struct MPSBBatchNormState {
 
 struct MPSBInstanceNormState {
   SharedBundle bundle;
-  mpsb::Layer layer;
   mpsb::InstanceNormSource source;
   AffineDefaults defaults;
 };
@@ -305,18 +318,9 @@ MPSB_UNAVAILABLE_INIT
 
 - (MPSBConvolutionDataSource *)convolutionDataSourceForLayer:(NSString *)layerName
                                                        error:(NSError **)error {
-  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
-  if (!layer) return nil;
-  mpsb::Result<mpsb::ConvolutionSource> source =
-      mpsb::ConvolutionSource::from(*_state->bundle, *layer);
-  if (!source) {
-    SetError(error, source.error(), source.message());
-    return nil;
-  }
-  std::optional<mpsb::Tensor> ranges = layer->find(mpsb::TensorRole::kQuantRanges);
-  MPSBConvolutionState *state = new MPSBConvolutionState{
-      _state->bundle, *layer, std::move(source).value(), ranges ? ranges->data() : nullptr,
-      FloatsOf(layer->find(mpsb::TensorRole::kQuantLookupTable))};
+  auto source = SourceForLayer<mpsb::ConvolutionSource>(_state->bundle, layerName, error);
+  if (!source) return nil;
+  MPSBConvolutionState *state = new MPSBConvolutionState{_state->bundle, *source};
   return MPSB_AUTORELEASE([[MPSBConvolutionDataSource alloc]
       initWithConvolutionState:state
          kernelWeightsDataType:MPSDataTypeFloat16]);
@@ -324,33 +328,20 @@ MPSB_UNAVAILABLE_INIT
 
 - (MPSBBatchNormalizationDataSource *)batchNormalizationDataSourceForLayer:(NSString *)layerName
                                                                      error:(NSError **)error {
-  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
-  if (!layer) return nil;
-  mpsb::Result<mpsb::BatchNormSource> source = mpsb::BatchNormSource::from(*_state->bundle, *layer);
-  if (!source) {
-    SetError(error, source.error(), source.message());
-    return nil;
-  }
-  const uint32_t n = source->number_of_feature_channels();
-  MPSBBatchNormState *state =
-      new MPSBBatchNormState{_state->bundle, std::move(source).value(), AffineDefaults(n)};
+  auto source = SourceForLayer<mpsb::BatchNormSource>(_state->bundle, layerName, error);
+  if (!source) return nil;
+  MPSBBatchNormState *state = new MPSBBatchNormState{
+      _state->bundle, *source, AffineDefaults(source->number_of_feature_channels())};
   return MPSB_AUTORELEASE([[MPSBBatchNormalizationDataSource alloc] initWithBatchNormState:state]);
 }
 
 - (MPSBInstanceNormalizationDataSource *)instanceNormalizationDataSourceForLayer:
                                              (NSString *)layerName
                                                                            error:(NSError **)error {
-  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
-  if (!layer) return nil;
-  mpsb::Result<mpsb::InstanceNormSource> source =
-      mpsb::InstanceNormSource::from(*_state->bundle, *layer);
-  if (!source) {
-    SetError(error, source.error(), source.message());
-    return nil;
-  }
-  const uint32_t n = source->number_of_feature_channels();
+  auto source = SourceForLayer<mpsb::InstanceNormSource>(_state->bundle, layerName, error);
+  if (!source) return nil;
   MPSBInstanceNormState *state = new MPSBInstanceNormState{
-      _state->bundle, *layer, std::move(source).value(), AffineDefaults(n)};
+      _state->bundle, *source, AffineDefaults(source->number_of_feature_channels())};
   return MPSB_AUTORELEASE(
       [[MPSBInstanceNormalizationDataSource alloc] initWithInstanceNormState:state]);
 }
@@ -453,7 +444,7 @@ MPSB_UNAVAILABLE_INIT
   if (_state->source.weight_dtype() != mpsb::DType::kUInt8) {
     return MPSCNNWeightsQuantizationTypeNone;
   }
-  switch (_state->layer.quantization()) {
+  switch (_state->source.quantization()) {
     case mpsb::Quantization::kLinear:
       return MPSCNNWeightsQuantizationTypeLinear;
     case mpsb::Quantization::kLookupTable:
@@ -467,12 +458,13 @@ MPSB_UNAVAILABLE_INIT
 // -rangesForUInt8Kernel (optional): vector_float2[outputChannels] {min, max};
 // weight = uint8 / 255 * (max - min) + min.
 - (vector_float2 *)rangesForUInt8Kernel {
-  return static_cast<vector_float2 *>(const_cast<void *>(_state->ranges));
+  return reinterpret_cast<vector_float2 *>(
+      const_cast<float *>(_state->source.ranges_for_uint8_kernel()));
 }
 
 // -lookupTableForUInt8Kernel (optional): "a 256 entry lookup table".
 - (float *)lookupTableForUInt8Kernel {
-  return const_cast<float *>(_state->lookup_table);
+  return const_cast<float *>(_state->source.lookup_table_for_uint8_kernel());
 }
 
 // -kernelWeightsDataType (optional): see the header.
@@ -572,14 +564,12 @@ MPSB_UNAVAILABLE_INIT
 
 // -gamma: "the scale factors".
 - (float *)gamma {
-  const float *g = _state->source.gamma();
-  return const_cast<float *>(g ? g : _state->defaults.ones.data());
+  return _state->defaults.gamma_or_ones(_state->source.gamma());
 }
 
 // -beta: "the bias terms ... If NULL then no bias is to be applied".
 - (float *)beta {
-  const float *b = _state->source.beta();
-  return const_cast<float *>(b ? b : _state->defaults.zeros.data());
+  return _state->defaults.beta_or_zeros(_state->source.beta());
 }
 
 // -mean / -variance: the running statistics used for inference.
@@ -647,13 +637,11 @@ MPSB_UNAVAILABLE_INIT
 
 // -gamma / -beta: "a pointer to an array containing the gamma (beta) terms".
 - (float *)gamma {
-  const float *g = _state->source.gamma();
-  return const_cast<float *>(g ? g : _state->defaults.ones.data());
+  return _state->defaults.gamma_or_ones(_state->source.gamma());
 }
 
 - (float *)beta {
-  const float *b = _state->source.beta();
-  return const_cast<float *>(b ? b : _state->defaults.zeros.data());
+  return _state->defaults.beta_or_zeros(_state->source.beta());
 }
 
 // -epsilon (optional): without it MPSCNNInstanceNormalization uses FLT_MIN,
@@ -668,16 +656,11 @@ MPSB_UNAVAILABLE_INIT
 
 // -load / -purge (optional in the protocol).
 - (BOOL)load {
-  for (size_t i = 0; i < _state->layer.tensor_count(); ++i) {
-    _state->bundle->load(_state->layer.tensor(i));
-  }
-  return YES;
+  return _state->source.load() ? YES : NO;
 }
 
 - (void)purge {
-  for (size_t i = 0; i < _state->layer.tensor_count(); ++i) {
-    _state->bundle->purge(_state->layer.tensor(i));
-  }
+  _state->source.purge();
 }
 
 @end

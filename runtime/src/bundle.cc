@@ -565,6 +565,12 @@ void advise(const internal::Mapping& m, const Tensor& t, int advice) {
 
 void Bundle::load(const Tensor& t) const { advise(*m_, t, MADV_WILLNEED); }
 void Bundle::purge(const Tensor& t) const { advise(*m_, t, MADV_DONTNEED); }
+void Bundle::load(const Layer& l) const {
+  for (size_t i = 0; i < l.tensor_count(); ++i) load(l.tensor(i));
+}
+void Bundle::purge(const Layer& l) const {
+  for (size_t i = 0; i < l.tensor_count(); ++i) purge(l.tensor(i));
+}
 
 std::string_view version() { return MPSB_VERSION_STRING; }
 

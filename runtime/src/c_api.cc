@@ -261,15 +261,11 @@ mpsb_status mpsb_layer_find_tensor(const mpsb_bundle* bundle, const mpsb_layer* 
 }
 
 void mpsb_layer_load(const mpsb_bundle* bundle, const mpsb_layer* layer) {
-  if (const auto l = layer_of(bundle, layer)) {
-    for (size_t i = 0; i < l->tensor_count(); ++i) bundle->bundle.load(l->tensor(i));
-  }
+  if (const auto l = layer_of(bundle, layer)) bundle->bundle.load(*l);
 }
 
 void mpsb_layer_purge(const mpsb_bundle* bundle, const mpsb_layer* layer) {
-  if (const auto l = layer_of(bundle, layer)) {
-    for (size_t i = 0; i < l->tensor_count(); ++i) bundle->bundle.purge(l->tensor(i));
-  }
+  if (const auto l = layer_of(bundle, layer)) bundle->bundle.purge(*l);
 }
 
 }  // extern "C"

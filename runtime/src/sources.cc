@@ -115,13 +115,11 @@ const float* BatchNormSource::variance() const {
 }
 
 bool BatchNormSource::load() const {
-  for (size_t i = 0; i < layer_.tensor_count(); ++i) bundle_->load(layer_.tensor(i));
+  bundle_->load(layer_);
   return true;
 }
 
-void BatchNormSource::purge() const {
-  for (size_t i = 0; i < layer_.tensor_count(); ++i) bundle_->purge(layer_.tensor(i));
-}
+void BatchNormSource::purge() const { bundle_->purge(layer_); }
 
 Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const Layer& layer) {
   if (layer.kind() != LayerKind::kInstanceNorm2d) {
@@ -133,5 +131,12 @@ Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const 
 
 const float* InstanceNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
 const float* InstanceNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+
+bool InstanceNormSource::load() const {
+  bundle_->load(layer_);
+  return true;
+}
+
+void InstanceNormSource::purge() const { bundle_->purge(layer_); }
 
 }  // namespace mpsb

@@ -202,6 +202,9 @@ class Bundle {
   // a no-op for bundles opened from memory.
   void load(const Tensor& t) const;
   void purge(const Tensor& t) const;
+  // The same over every tensor of a layer.
+  void load(const Layer& l) const;
+  void purge(const Layer& l) const;
 
  private:
   friend struct internal::Access;

@@ -157,10 +157,12 @@ class InstanceNormSource {
   float epsilon() const { return n_.eps; }
   const float* gamma() const;
   const float* beta() const;
+  bool load() const;
+  void purge() const;
 
  private:
-  // No load/purge here, so no Bundle pointer: the views keep what they read.
-  InstanceNormSource(const Bundle&, Layer l, NormParams n) : layer_(l), n_(n) {}
+  InstanceNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
+  const Bundle* bundle_;
   Layer layer_;
   NormParams n_;
 };
