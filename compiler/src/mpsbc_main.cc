@@ -95,6 +95,21 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
   return static_cast<int>(report.exit_code);
 }
 
+// Options `compile` and `check` share: the bundle's alignments, the report.
+void add_bundle_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
+  cmd->add_option("--segment-alignment", options.segment_alignment,
+                  "alignment of the data segment, a power of two")
+      ->capture_default_str();
+  cmd->add_option("--tensor-alignment", options.tensor_alignment,
+                  "alignment of each tensor in the segment, a power of two")
+      ->capture_default_str();
+}
+
+void add_report_options(CLI::App* cmd, bool& json, bool& quiet) {
+  cmd->add_flag("--json", json, "print a JSON report to stdout");
+  cmd->add_flag("-q,--quiet", quiet, "print errors only");
+}
+
 // Options shared by the subcommands that read a manifest's layers.
 void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::string& precision_text) {
   cmd->add_flag("--fold-batchnorm", options.fold_batchnorm,
@@ -148,19 +163,11 @@ A progress bar is drawn on stderr when it is a terminal (not with -q).
   compile->add_option("manifest", options.manifest_path, "manifest JSON")->required();
   compile->add_option("-o,--output", options.output_path, "bundle to write (replaced atomically)")
       ->required();
-  compile
-      ->add_option("--segment-alignment", options.segment_alignment,
-                   "alignment of the data segment, a power of two")
-      ->capture_default_str();
-  compile
-      ->add_option("--tensor-alignment", options.tensor_alignment,
-                   "alignment of each tensor in the segment, a power of two")
-      ->capture_default_str();
+  add_bundle_options(compile, options);
   compile->add_option("-j,--jobs", options.jobs, "worker threads; 0 = one per core")
       ->check(CLI::Range(0u, 1024u))
       ->capture_default_str();
-  compile->add_flag("--json", json, "print a JSON report to stdout");
-  compile->add_flag("-q,--quiet", quiet, "print errors only");
+  add_report_options(compile, json, quiet);
   compile->add_flag(
       "--check", options.check,
       "run every probed layer on the CPU reference from the written bundle and "
@@ -188,16 +195,8 @@ Examples:
       ->add_option("-o,--output", options.output_path,
                    "also check this output path as compile would (nothing is written)")
       ->type_name("FILE");
-  check
-      ->add_option("--segment-alignment", options.segment_alignment,
-                   "alignment of the data segment, a power of two")
-      ->capture_default_str();
-  check
-      ->add_option("--tensor-alignment", options.tensor_alignment,
-                   "alignment of each tensor in the segment, a power of two")
-      ->capture_default_str();
-  check->add_flag("--json", json, "print a JSON report to stdout");
-  check->add_flag("-q,--quiet", quiet, "print errors only");
+  add_bundle_options(check, options);
+  add_report_options(check, json, quiet);
   add_layer_options(check, options, precision_text);
 
   try {

@@ -53,6 +53,33 @@ Outcome dump(std::vector<std::string> args) {
   return r;
 }
 
+// Compiles the manifest at `manifest` into `bundle` with default options.
+mpsbc::CompileReport compile_to(const fs::path& manifest, const std::string& bundle,
+                                bool allow_non_finite = false) {
+  mpsbc::CompileOptions options;
+  options.manifest_path = manifest.string();
+  options.output_path = bundle;
+  options.allow_non_finite = allow_non_finite;
+  return mpsbc::compile(options);
+}
+
+std::string first_message(const mpsbc::CompileReport& report) {
+  return report.diagnostics.empty() ? "" : report.diagnostics[0].message;
+}
+
+// A manifest of one 4->4 1x1 conv named `name` whose weight is `weight` (a
+// path, or {path, dtype}).
+json one_conv_manifest(const std::string& name, const json& weight) {
+  return {{"format", "mpsb.manifest/1"},
+          {"layers",
+           {{{"name", name},
+             {"type", "conv2d"},
+             {"in_channels", 4},
+             {"out_channels", 4},
+             {"kernel_size", 1},
+             {"weight", weight}}}}};
+}
+
 // [h, w] from a manifest pair, which is an int or [h, w] as in PyTorch.
 std::pair<uint64_t, uint64_t> pair_of(const json& v) {
   if (v.is_array()) return {v.at(0).get<uint64_t>(), v.at(1).get<uint64_t>()};
@@ -65,10 +92,7 @@ class DumpTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = std::make_unique<TempDir>();
     bundle_ = (dir_->path() / "tiny_cnn.mpsb").string();
-    mpsbc::CompileOptions options;
-    options.manifest_path = kManifest.string();
-    options.output_path = bundle_;
-    const mpsbc::CompileReport report = mpsbc::compile(options);
+    const mpsbc::CompileReport report = compile_to(kManifest, bundle_);
     std::string diagnostics;
     for (const auto& d : report.diagnostics) diagnostics += d.message + "\n";
     ASSERT_TRUE(report.ok()) << diagnostics;
@@ -366,24 +390,15 @@ TEST(DumpNames, ControlCharactersInNamesAreEscaped) {
   const std::string evil = "evil\x1b[2J\n\xe2\x80\xae";
   const std::vector<float> weight = mpsb::testing::random_floats(4 * 4, 7);
   mpsb::testing::write_vector(dir / "w.bin", weight);
-  json manifest = {{"format", "mpsb.manifest/1"},
-                   {"name", "names\x07"},
-                   {"layers",
-                    {{{"name", evil},
-                      {"type", "conv2d"},
-                      {"in_channels", 4},
-                      {"out_channels", 4},
-                      {"kernel_size", 1},
-                      {"weight", "w.bin"}}}}};
+  json manifest = one_conv_manifest(evil, "w.bin");
+  manifest["name"] = "names\x07";
   write_file(dir / "manifest.json", manifest.dump());
-  mpsbc::CompileOptions options;
-  options.manifest_path = (dir / "manifest.json").string();
-  options.output_path = (dir / "names.mpsb").string();
-  const mpsbc::CompileReport report = mpsbc::compile(options);
-  ASSERT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
+  const std::string bundle = (dir / "names.mpsb").string();
+  const mpsbc::CompileReport report = compile_to(dir / "manifest.json", bundle);
+  ASSERT_TRUE(report.ok()) << first_message(report);
 
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {options.output_path}, {options.output_path, "--layer", evil}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{bundle}, {bundle, "--layer", evil}}) {
     const Outcome r = dump(args);
     ASSERT_EQ(r.code, kExitOk) << r.err;
     EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
@@ -392,7 +407,7 @@ TEST(DumpNames, ControlCharactersInNamesAreEscaped) {
     EXPECT_NE(r.out.find("evil\\x1b[2J\\n\\u{202e}"), std::string::npos) << r.out;
   }
   // JSON keeps the exact name, escaped by the JSON rules.
-  const Outcome j = dump({options.output_path, "--json"});
+  const Outcome j = dump({bundle, "--json"});
   ASSERT_EQ(j.code, kExitOk) << j.err;
   EXPECT_EQ(j.out.find('\x1b'), std::string::npos);
   EXPECT_EQ(j.out.find("\xe2\x80\xae"), std::string::npos);
@@ -404,22 +419,14 @@ TEST(DumpNames, ControlCharactersInNamesAreEscaped) {
 std::string compile_one_layer(const TempDir& dir, const std::string& dtype,
                               const std::vector<uint16_t>& weight) {
   mpsb::testing::write_vector(dir / "w.bin", weight);
-  const json manifest = {{"format", "mpsb.manifest/1"},
-                         {"layers",
-                          {{{"name", "conv"},
-                            {"type", "conv2d"},
-                            {"in_channels", 4},
-                            {"out_channels", 4},
-                            {"kernel_size", 1},
-                            {"weight", {{"path", "w.bin"}, {"dtype", dtype}}}}}}};
-  write_file(dir / "manifest.json", manifest.dump());
-  mpsbc::CompileOptions options;
-  options.manifest_path = (dir / "manifest.json").string();
-  options.output_path = (dir / "one.mpsb").string();
-  options.allow_non_finite = true;  // some tests store NaN and inf on purpose
-  const mpsbc::CompileReport report = mpsbc::compile(options);
-  EXPECT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
-  return options.output_path;
+  write_file(dir / "manifest.json",
+             one_conv_manifest("conv", {{"path", "w.bin"}, {"dtype", dtype}}).dump());
+  const std::string bundle = (dir / "one.mpsb").string();
+  // Some tests store NaN and inf on purpose.
+  const mpsbc::CompileReport report =
+      compile_to(dir / "manifest.json", bundle, /*allow_non_finite=*/true);
+  EXPECT_TRUE(report.ok()) << first_message(report);
+  return bundle;
 }
 
 TEST(DumpHalfPrecision, Float16WeightsRoundTripAndHaveStats) {
@@ -681,12 +688,10 @@ std::string compile_edited_example(const TempDir& dir, const std::function<void(
   json m = json::parse(std::ifstream(kManifest));
   edit(m);
   write_file(dir / "manifest.json", m.dump());
-  mpsbc::CompileOptions options;
-  options.manifest_path = (dir / "manifest.json").string();
-  options.output_path = (dir / "edited.mpsb").string();
-  const mpsbc::CompileReport report = mpsbc::compile(options);
-  EXPECT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
-  return options.output_path;
+  const std::string bundle = (dir / "edited.mpsb").string();
+  const mpsbc::CompileReport report = compile_to(dir / "manifest.json", bundle);
+  EXPECT_TRUE(report.ok()) << first_message(report);
+  return bundle;
 }
 
 TEST_F(DumpTest, DiffOfABundleWithItselfIsEmptyAndExitsZero) {
@@ -721,10 +726,7 @@ TEST_F(DumpTest, DiffNamesWhatChangedAndByHowMuch) {
     f[1] += 0.5f;
     std::memcpy(bytes.data() + 8, f, 8);
     write_file(dir / "stem.weight.bin", bytes.data(), bytes.size());
-    mpsbc::CompileOptions options;
-    options.manifest_path = (dir / "manifest.json").string();
-    options.output_path = other;
-    ASSERT_TRUE(mpsbc::compile(options).ok());
+    ASSERT_TRUE(compile_to(dir / "manifest.json", other).ok());
   }
   const Outcome r = dump({"--diff", bundle_, other});
   EXPECT_EQ(r.code, kExitDifferent) << r.err;
@@ -757,20 +759,10 @@ TEST(DumpDiff, Float16AgainstFloat32ComparesValues) {
   std::vector<float> full(16, 1.0f);
   full[3] = 1.25f;
   mpsb::testing::write_vector(b_dir / "w.bin", full);
-  const json manifest = {{"format", "mpsb.manifest/1"},
-                         {"layers",
-                          {{{"name", "conv"},
-                            {"type", "conv2d"},
-                            {"in_channels", 4},
-                            {"out_channels", 4},
-                            {"kernel_size", 1},
-                            {"weight", "w.bin"}}}}};
-  write_file(b_dir / "manifest.json", manifest.dump());
-  mpsbc::CompileOptions options;
-  options.manifest_path = (b_dir / "manifest.json").string();
-  options.output_path = (b_dir / "b.mpsb").string();
-  ASSERT_TRUE(mpsbc::compile(options).ok());
-  const Outcome r = dump({"--diff", a, options.output_path});
+  write_file(b_dir / "manifest.json", one_conv_manifest("conv", "w.bin").dump());
+  const std::string b = (b_dir / "b.mpsb").string();
+  ASSERT_TRUE(compile_to(b_dir / "manifest.json", b).ok());
+  const Outcome r = dump({"--diff", a, b});
   EXPECT_EQ(r.code, kExitDifferent);
   EXPECT_NE(r.out.find("dtype \"float16\" -> \"float32\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 of 16 elements differ, max abs diff 0.25"), std::string::npos) << r.out;

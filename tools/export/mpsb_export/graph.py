@@ -29,11 +29,13 @@ _ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Sigmoid,
 _PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _PASSTHROUGH_FUNCTIONS = {F.dropout, F.dropout2d, F.alpha_dropout, torch.dropout}
 _PASSTHROUGH_METHODS = {"contiguous"}
+_PASSTHROUGH = (_PASSTHROUGH_MODULES, _PASSTHROUGH_FUNCTIONS, _PASSTHROUGH_METHODS)
 # Row-major reinterpretations: any chain of them turns [N, C, H, W] into the
 # same [N, C*H*W] as torch.flatten(x, 1), whatever the intermediate shapes.
 _RESHAPE_MODULES = (nn.Flatten,)
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _RESHAPE_METHODS = {"view", "reshape", "flatten"}
+_RESHAPE = (_RESHAPE_MODULES, _RESHAPE_FUNCTIONS, _RESHAPE_METHODS)
 
 
 class GraphFacts:
@@ -116,23 +118,15 @@ def _activation(node, modules):
     return None
 
 
-def _is_passthrough(node, modules):
+def _node_is(node, modules, kinds):
+    """Whether `node` calls one of `kinds`: (module types, functions, method names)."""
+    module_types, functions, methods = kinds
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), _PASSTHROUGH_MODULES)
+        return isinstance(modules.get(node.target), module_types)
     if node.op == "call_function":
-        return node.target in _PASSTHROUGH_FUNCTIONS
+        return node.target in functions
     if node.op == "call_method":
-        return node.target in _PASSTHROUGH_METHODS
-    return False
-
-
-def _is_reshape(node, modules):
-    if node.op == "call_module":
-        return isinstance(modules.get(node.target), _RESHAPE_MODULES)
-    if node.op == "call_function":
-        return node.target in _RESHAPE_FUNCTIONS
-    if node.op == "call_method":
-        return node.target in _RESHAPE_METHODS
+        return node.target in methods
     return False
 
 
@@ -150,9 +144,9 @@ def _flattened_map_shape(linear_node, modules):
     node = linear_node.args[0]
     reshaped = False
     while isinstance(node, torch.fx.Node) and node.args and isinstance(node.args[0], torch.fx.Node):
-        if _is_passthrough(node, modules):
+        if _node_is(node, modules, _PASSTHROUGH):
             node = node.args[0]
-        elif _is_reshape(node, modules):
+        elif _node_is(node, modules, _RESHAPE):
             reshaped = True
             node = node.args[0]
         else:

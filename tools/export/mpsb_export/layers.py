@@ -75,6 +75,13 @@ def _conv_padding(module):
     raise Unsupported("unknown padding %r" % (module.padding,))
 
 
+def _weight_and_bias(module):
+    tensors = [("weight", module.weight)]
+    if module.bias is not None:
+        tensors.append(("bias", module.bias))
+    return tensors
+
+
 def _conv(module, transposed):
     if module.padding_mode != "zeros":
         raise Unsupported(
@@ -91,20 +98,14 @@ def _conv(module, transposed):
         fields["output_padding"] = _pair(module.output_padding)
     fields["dilation"] = _pair(module.dilation)
     fields["groups"] = int(module.groups)
-    tensors = [("weight", module.weight)]
-    if module.bias is not None:
-        tensors.append(("bias", module.bias))
-    return fields, tensors
+    return fields, _weight_and_bias(module)
 
 
 def _linear(module):
     fields = OrderedDict()
     fields["in_features"] = int(module.in_features)
     fields["out_features"] = int(module.out_features)
-    tensors = [("weight", module.weight)]
-    if module.bias is not None:
-        tensors.append(("bias", module.bias))
-    return fields, tensors
+    return fields, _weight_and_bias(module)
 
 
 def _batch_norm(module):
