@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -560,33 +561,55 @@ void stream_tensors(StreamJob& job, const std::string& output) {
   }
 }
 
-// Hashes the tensors that were written in several pieces, reading them back
-// in order from the file (the page cache, in practice): their pieces were
-// written by any worker in any order, so no worker saw all their bytes.
-void hash_split_tensors(StreamJob& job, const std::string& output) {
-  constexpr size_t kChunk = size_t{1} << 20;
-  Buffer buf;
-  for (size_t i = 0; i < job.pieces.size(); ++i) {
-    const Piece& piece = job.pieces[i];
-    if (piece.whole || piece.first != 0) continue;
-    if (!buf) buf = allocate(kChunk);
-    const PlannedTensor& pt = job.plan.tensors[piece.tensor];
-    XXH3_state_t state;
-    XXH3_64bits_reset(&state);
-    for (uint64_t pos = 0; pos < pt.size;) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, pt.size - pos));
-      const ssize_t got = pread_all(job.fd, buf.get(), want, job.segment_offset + pt.offset + pos);
-      if (got < 0 || size_t(got) != want) {
-        job.fail({piece.tensor, true, output, true,
-                  got < 0 ? "cannot read back the temporary file: " + errno_text(errno)
-                          : std::string("the temporary file shrank while writing")});
-        return;
-      }
-      XXH3_64bits_update(&state, buf.get(), want);
-      pos += want;
-    }
-    job.checksums[piece.tensor] = XXH3_64bits_digest(&state);
+// Reads the segment back in order (from the page cache, in practice) and
+// hashes it as it is on disk, padding included: the workers finish out of
+// order, so their hashes cannot be chained. The same pass hashes each tensor
+// that was written in several pieces, which no worker saw whole. Returns
+// the segment's hash, or nullopt with *error set.
+std::optional<uint64_t> hash_segment(StreamJob& job, uint64_t segment_size, std::string* error) {
+  std::vector<size_t> split;  // tensors written in pieces, in segment order
+  for (const Piece& piece : job.pieces) {
+    if (!piece.whole && piece.first == 0) split.push_back(piece.tensor);
   }
+  std::sort(split.begin(), split.end(), [&](size_t a, size_t b) {
+    return job.plan.tensors[a].offset < job.plan.tensors[b].offset;
+  });
+  XXH3_state_t* segment = XXH3_createState();
+  XXH3_state_t* tensor = XXH3_createState();
+  const std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> free_segment(segment,
+                                                                              XXH3_freeState);
+  const std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> free_tensor(tensor,
+                                                                             XXH3_freeState);
+  if (!segment || !tensor) {
+    *error = "out of memory";
+    return std::nullopt;
+  }
+  XXH3_64bits_reset(segment);
+  constexpr size_t kChunk = size_t{1} << 20;
+  const Buffer buf = allocate(kChunk);
+  size_t next = 0;  // the first split tensor not hashed to its end yet
+  for (uint64_t pos = 0; pos < segment_size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, segment_size - pos));
+    const ssize_t got = pread_all(job.fd, buf.get(), want, job.segment_offset + pos);
+    if (got < 0 || size_t(got) != want) {
+      *error = got < 0 ? "cannot read back the temporary file: " + errno_text(errno)
+                       : std::string("the temporary file shrank while writing");
+      return std::nullopt;
+    }
+    XXH3_64bits_update(segment, buf.get(), want);
+    const uint64_t end = pos + want;
+    for (; next < split.size(); ++next) {
+      const PlannedTensor& pt = job.plan.tensors[split[next]];
+      if (pt.offset >= end) break;  // starts in a later chunk
+      if (pt.offset >= pos) XXH3_64bits_reset(tensor);
+      const uint64_t from = std::max(pt.offset, pos), to = std::min(pt.offset + pt.size, end);
+      XXH3_64bits_update(tensor, buf.get() + (from - pos), static_cast<size_t>(to - from));
+      if (pt.offset + pt.size > end) break;  // goes on in the next chunk
+      job.checksums[split[next]] = XXH3_64bits_digest(tensor);
+    }
+    pos = end;
+  }
+  return XXH3_64bits_digest(segment);
 }
 
 }  // namespace
@@ -778,7 +801,6 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     stream_tensors(job, output_path);
     for (auto& w : workers) w.join();
   }
-  if (job.failures.empty()) hash_split_tensors(job, output_path);
   if (!job.failures.empty()) {
     // Workers fail in any order; report in segment order so runs agree.
     std::sort(job.failures.begin(), job.failures.end(),
@@ -795,7 +817,13 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     return false;
   }
 
+  const std::optional<uint64_t> segment_checksum = hash_segment(job, plan.segment_size, &error);
+  if (!segment_checksum) return output_error(error);
+
   fb::Bundle* root = fb::GetMutableSizePrefixedBundle(metadata.bytes.data());
+  if (!root->mutate_segment_checksum(*segment_checksum)) {
+    return output_error("internal error: segment_checksum missing from the metadata");
+  }
   {
     size_t k = 0;
     std::vector<size_t> first_tensor(manifest.layers.size());
@@ -817,27 +845,6 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     }
   }
 
-  // Hash the segment as it is on disk, padding included, in order; the
-  // workers finish out of order, so their hashes cannot be chained.
-  {
-    XXH3_state_t* state = XXH3_createState();
-    if (!state) return output_error("out of memory");
-    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> guard(state, XXH3_freeState);
-    XXH3_64bits_reset(state);
-    constexpr size_t kChunk = size_t{1} << 20;
-    auto buf = allocate(kChunk);
-    for (uint64_t pos = 0; pos < plan.segment_size;) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, plan.segment_size - pos));
-      const ssize_t got = pread_all(fd, buf.get(), want, metadata.segment_offset + pos);
-      if (got < 0) return output_error("cannot read back the temporary file: " + errno_text(errno));
-      if (size_t(got) != want) return output_error("the temporary file shrank while writing");
-      XXH3_64bits_update(state, buf.get(), want);
-      pos += want;
-    }
-    if (!root->mutate_segment_checksum(XXH3_64bits_digest(state))) {
-      return output_error("internal error: segment_checksum missing from the metadata");
-    }
-  }
   // metadata_checksum is still 0 here, which is how the format defines the
   // bytes it covers.
   if (!root->mutate_metadata_checksum(XXH3_64bits(metadata.bytes.data(), metadata.bytes.size()))) {

@@ -294,6 +294,25 @@ void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::L
   [copy release];
 }
 
+// A normalization's -gamma and -beta: the layer's tensors in the mapping, or
+// n ones and n zeros when the layer has none.
+template <typename Source>
+void CheckAffine(Source *src, MPSBBundle *bundle, const mpsb::Layer &layer, uint32_t n,
+                 const std::string &ctx) {
+  const auto gamma = layer.find(mpsb::TensorRole::kWeight);
+  const auto beta = layer.find(mpsb::TensorRole::kBias);
+  if (gamma) {
+    CHECK(SameTensor([src gamma], gamma, bundle));
+  } else {
+    CHECK(AllEqual([src gamma], n, 1.0f));
+  }
+  if (beta) {
+    CHECK(SameTensor([src beta], beta, bundle));
+  } else {
+    CHECK(AllEqual([src beta], n, 0.0f));
+  }
+}
+
 void CheckBatchNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
   const std::string ctx = "bn " + std::string(layer.name());
   NSError *error = nil;
@@ -309,18 +328,7 @@ void CheckBatchNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Lay
   CHECK([src numberOfFeatureChannels] == n);
   CHECK([src epsilon] == want->epsilon());
   CHECK(Str([src label]) == std::string(layer.name()));
-  const auto gamma = layer.find(mpsb::TensorRole::kWeight);
-  const auto beta = layer.find(mpsb::TensorRole::kBias);
-  if (gamma) {
-    CHECK(SameTensor([src gamma], gamma, bundle));
-  } else {
-    CHECK(AllEqual([src gamma], n, 1.0f));
-  }
-  if (beta) {
-    CHECK(SameTensor([src beta], beta, bundle));
-  } else {
-    CHECK(AllEqual([src beta], n, 0.0f));
-  }
+  CheckAffine(src, bundle, layer, n, ctx);
   CHECK(SameTensor([src mean], layer.find(mpsb::TensorRole::kRunningMean), bundle));
   CHECK(SameTensor([src variance], layer.find(mpsb::TensorRole::kRunningVar), bundle));
   CHECK([src load] == YES);
@@ -347,18 +355,7 @@ void CheckInstanceNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::
   CHECK([src numberOfFeatureChannels] == n);
   CHECK([src epsilon] == want->epsilon() && [src epsilon] == 1e-5f);
   CHECK(Str([src label]) == std::string(layer.name()));
-  const auto gamma = layer.find(mpsb::TensorRole::kWeight);
-  const auto beta = layer.find(mpsb::TensorRole::kBias);
-  if (gamma) {
-    CHECK(SameTensor([src gamma], gamma, bundle));
-  } else {
-    CHECK(AllEqual([src gamma], n, 1.0f));
-  }
-  if (beta) {
-    CHECK(SameTensor([src beta], beta, bundle));
-  } else {
-    CHECK(AllEqual([src beta], n, 0.0f));
-  }
+  CheckAffine(src, bundle, layer, n, ctx);
   CHECK([src load] == YES);
   [src purge];
   MPSBInstanceNormalizationDataSource *copy = [src copy];
