@@ -108,17 +108,21 @@ def _linear(module):
     return fields, _weight_and_bias(module)
 
 
+def _norm(module):
+    """The fields and affine tensors batch and instance norm share."""
+    fields = OrderedDict()
+    fields["num_features"] = int(module.num_features)
+    fields["eps"] = float(module.eps)
+    tensors = [("weight", module.weight), ("bias", module.bias)] if module.affine else []
+    return fields, tensors
+
+
 def _batch_norm(module):
     if not module.track_running_stats or module.running_mean is None or module.running_var is None:
         raise Unsupported(
             "track_running_stats=False: PyTorch normalizes with the batch's statistics even "
             "in eval mode, while MPS batch normalization applies stored mean and variance")
-    fields = OrderedDict()
-    fields["num_features"] = int(module.num_features)
-    fields["eps"] = float(module.eps)
-    tensors = []
-    if module.affine:
-        tensors += [("weight", module.weight), ("bias", module.bias)]
+    fields, tensors = _norm(module)
     tensors += [("running_mean", module.running_mean), ("running_var", module.running_var)]
     return fields, tensors
 
@@ -128,13 +132,7 @@ def _instance_norm(module):
         raise Unsupported(
             "track_running_stats=True: in eval mode PyTorch normalizes with the stored running "
             "statistics, while MPS instance normalization uses each instance's own statistics")
-    fields = OrderedDict()
-    fields["num_features"] = int(module.num_features)
-    fields["eps"] = float(module.eps)
-    tensors = []
-    if module.affine:
-        tensors += [("weight", module.weight), ("bias", module.bias)]
-    return fields, tensors
+    return _norm(module)
 
 
 def map_module(module):
