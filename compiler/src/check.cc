@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <new>
 #include <string>
 
 #include "checked_math.h"
@@ -26,7 +27,12 @@ std::string shape_text(const std::vector<uint64_t>& shape) {
 bool load(const std::filesystem::path& path, const std::vector<uint64_t>& shape, FeatureMap* out,
           std::string* error) {
   out->shape = shape;
-  return read_floats(path, *checked_product(shape), &out->data, error);
+  try {
+    return read_floats(path, *checked_product(shape), &out->data, error);
+  } catch (const std::bad_alloc&) {
+    *error = "out of memory reading " + path.string() + " " + shape_text(shape);
+    return false;
+  }
 }
 
 // The precision a bundle stores a layer's weight at, as --check's default
@@ -74,6 +80,24 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
         !load(out_probe->output, out_probe->output_shape, &want, &error)) {
       diag.error(l.probe->pointer, "--check: " + error);
       all_passed = false;
+      continue;
+    }
+    // The output shape first: a layer whose output would differ from the
+    // probe's is reported without computing (or allocating) anything, so
+    // the reference never needs more memory than the probe files hold.
+    const auto shape = reference_output_shape(*layer, input.shape);
+    if (!shape.ok()) {
+      diag.error(l.probe->pointer, "--check: " + shape.message());
+      all_passed = false;
+      continue;
+    }
+    if (*shape != want.shape) {
+      diag.error(l.probe->pointer, "--check: layer " + l.name + " computes shape " +
+                                       shape_text(*shape) + " but PyTorch's output is " +
+                                       shape_text(want.shape));
+      c.max_abs_error = c.max_rel_error = INFINITY;
+      all_passed = false;
+      checks->push_back(std::move(c));
       continue;
     }
     auto got = run_reference(*layer, input);

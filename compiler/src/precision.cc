@@ -120,22 +120,44 @@ HalfConversion floats_to_half(const float* in, uint16_t* out, size_t n, bool cla
 
 void quantize_linear(const float* w, size_t rows, size_t per_row, uint8_t* q, float* ranges) {
   for (size_t r = 0; r < rows; ++r) {
-    const float* row = w + r * per_row;
-    const auto [lo, hi] = std::minmax_element(row, row + per_row);
-    ranges[2 * r] = *lo;
-    ranges[2 * r + 1] = *hi;
+    // Over the finite values only: NaN breaks min/max's ordering and an
+    // infinite bound would make every code NaN.
+    float lo = 0, hi = 0;
+    bool any = false;
+    for (size_t i = 0; i < per_row; ++i) {
+      const float x = w[r * per_row + i];
+      if (!std::isfinite(x)) continue;
+      lo = any ? std::min(lo, x) : x;
+      hi = any ? std::max(hi, x) : x;
+      any = true;
+    }
+    ranges[2 * r] = lo;
+    ranges[2 * r + 1] = hi;
   }
   quantize_linear_with(w, rows, per_row, ranges, q);
 }
+
+namespace {
+
+// One uint8-linear code. Non-finite values are mapped before any arithmetic
+// (converting NaN to an integer is undefined): NaN and -infinity store code
+// 0 (the row's min), +infinity code 255 (its max). docs/LAYERS.md.
+uint8_t linear_code(float x, double lo, double span) {
+  if (std::isnan(x)) return 0;
+  if (x == std::numeric_limits<float>::infinity()) return 255;
+  if (x == -std::numeric_limits<float>::infinity() || !(span > 0)) return 0;
+  const double t = (double(x) - lo) / span * 255.0;  // not NaN: x, lo and span are finite
+  return uint8_t(std::clamp(std::nearbyint(t), 0.0, 255.0));
+}
+
+}  // namespace
 
 void quantize_linear_with(const float* w, size_t rows, size_t per_row, const float* ranges,
                           uint8_t* q) {
   for (size_t r = 0; r < rows; ++r) {
     const double lo = ranges[2 * r], span = double(ranges[2 * r + 1]) - lo;
-    for (size_t i = 0; i < per_row; ++i) {
-      const double t = span > 0 ? (double(w[r * per_row + i]) - lo) / span * 255.0 : 0.0;
-      q[r * per_row + i] = uint8_t(std::clamp(std::nearbyint(t), 0.0, 255.0));
-    }
+    for (size_t i = 0; i < per_row; ++i)
+      q[r * per_row + i] = linear_code(w[r * per_row + i], lo, span);
   }
 }
 
@@ -150,11 +172,19 @@ void dequantize_linear(const uint8_t* q, const float* ranges, size_t rows, size_
 }
 
 void quantize_lut(const float* w, size_t n, uint8_t* q, float* table) {
-  std::vector<float> sorted(w, w + n);
+  // The table is fitted to the finite values (sorting NaN is undefined);
+  // lut_codes() maps the others.
+  std::vector<float> sorted;
+  sorted.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isfinite(w[i])) sorted.push_back(w[i]);
+  }
+  if (sorted.empty()) sorted.push_back(0.0f);
   std::sort(sorted.begin(), sorted.end());
+  const size_t finite_count = sorted.size();
   // Prefix sums over the sorted values give any cluster's mean in O(1).
-  std::vector<double> prefix(n + 1, 0.0);
-  for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + sorted[i];
+  std::vector<double> prefix(finite_count + 1, 0.0);
+  for (size_t i = 0; i < finite_count; ++i) prefix[i + 1] = prefix[i] + sorted[i];
 
   std::vector<double> centers(sorted.begin(), sorted.end());
   centers.erase(std::unique(centers.begin(), centers.end()), centers.end());
@@ -171,7 +201,7 @@ void quantize_lut(const float* w, size_t n, uint8_t* q, float* table) {
   std::vector<size_t> bounds(centers.size() + 1);
   for (int iter = 0; iter < 1000; ++iter) {
     bounds[0] = 0;
-    bounds.back() = n;
+    bounds.back() = finite_count;
     for (size_t c = 1; c < centers.size(); ++c) {
       const double mid = (centers[c - 1] + centers[c]) / 2;
       bounds[c] = size_t(std::upper_bound(sorted.begin(), sorted.end(), mid) - sorted.begin());
@@ -197,6 +227,12 @@ void lut_codes(const float* w, size_t n, const float* table, uint8_t* q) {
   size_t used = 256;
   while (used > 1 && table[used - 2] == table[used - 1]) --used;
   for (size_t i = 0; i < n; ++i) {
+    // NaN has no nearest entry: it gets code 0, the smallest entry; the
+    // infinities fall to the ends of the search below.
+    if (std::isnan(w[i])) {
+      q[i] = 0;
+      continue;
+    }
     const float* hi = std::lower_bound(table, table + used, w[i]);
     size_t c = size_t(hi - table);
     if (c == used) {

@@ -5,6 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "checked_math.h"
+#include "conv_bounds.h"
 
 namespace mpsbc {
 namespace {
@@ -15,6 +20,8 @@ using mpsb::Layer;
 using mpsb::LayerKind;
 using mpsb::Result;
 using mpsb::TensorRole;
+
+Result<std::vector<float>> decode_weights_unguarded(const Layer& layer);
 
 Result<FeatureMap> fail(const Layer& layer, const std::string& what) {
   return {Error::kInvalidArgument, "layer '" + std::string(layer.name()) + "': " + what};
@@ -61,10 +68,26 @@ std::vector<float> vector_or(const Layer& layer, TensorRole role, uint64_t n, fl
   return std::vector<float>(n, fill);
 }
 
-uint64_t product(const std::vector<uint64_t>& s) {
-  uint64_t n = 1;
-  for (uint64_t d : s) n *= d;
-  return n;
+// Elements of `shape`, or 0 when the product overflows (no real tensor has
+// zero elements: every caller refuses 0).
+uint64_t product(const std::vector<uint64_t>& shape) { return checked_product(shape).value_or(0); }
+
+std::string shape_text(const std::vector<uint64_t>& shape) {
+  std::string s;
+  for (uint64_t d : shape) s += (s.empty() ? "" : ", ") + std::to_string(d);
+  return "[" + s + "]";
+}
+
+// A vector the bundle stores for `role` must hold `n` values: the runtime
+// checks the shapes it serves, but the reference indexes them itself.
+Result<std::vector<float>> vector_of(const Layer& layer, TensorRole role, uint64_t n, float fill) {
+  std::vector<float> v = vector_or(layer, role, n, fill);
+  if (v.size() != n) {
+    return {Error::kBadField,
+            "layer '" + std::string(layer.name()) + "': its " + std::string(mpsb::to_string(role)) +
+                " holds " + std::to_string(v.size()) + " values, expected " + std::to_string(n)};
+  }
+  return v;
 }
 
 // NCHW -> NHWC and back.
@@ -132,37 +155,41 @@ std::vector<float> conv_nhwc(const std::vector<float>& in, uint64_t n, uint64_t 
 
 Result<FeatureMap> run_conv(const Layer& layer, const FeatureMap& input, bool transposed) {
   const mpsb::ConvParams p = layer.conv();
-  if (input.shape.size() != 4 || input.shape[1] != p.in_channels) {
-    return fail(layer, "probe input is not [N, " + std::to_string(p.in_channels) + ", H, W]");
-  }
-  auto wt = decode_weights(layer);
+  auto shape = reference_output_shape(layer, input.shape);
+  if (!shape.ok()) return {shape.error(), shape.message()};
+  auto wt = decode_weights_unguarded(layer);
   if (!wt.ok()) return {wt.error(), wt.message()};
-  const std::vector<float> bias =
-      layer.find(TensorRole::kBias) ? decode(*layer.find(TensorRole::kBias)) : std::vector<float>{};
+  const uint64_t ig = p.in_channels / p.groups;
+  const std::vector<uint64_t> kernel = {p.out_channels, p.kernel_h, p.kernel_w, ig};
+  if (wt->size() != product(kernel)) {
+    return fail(layer, "its weight holds " + std::to_string(wt->size()) + " values, expected " +
+                           std::to_string(product(kernel)));
+  }
+  std::vector<float> bias;
+  if (layer.find(TensorRole::kBias)) {
+    auto b = vector_of(layer, TensorRole::kBias, p.out_channels, 0.0f);
+    if (!b.ok()) return {b.error(), b.message()};
+    bias = std::move(*b);
+  }
   const uint64_t n = input.shape[0], h = input.shape[2], w = input.shape[3];
+  const uint64_t oh = (*shape)[2], ow = (*shape)[3];
   const auto nhwc = to_nhwc(input);
+  // conv_bounds_error() passed: dilation <= 65535 and padding <=
+  // dilation·(kernel − 1), so every coordinate below stays within ±2^63.
   const int64_t sh = p.stride_h, sw = p.stride_w, dh = p.dilation_h, dw = p.dilation_w;
   const int64_t kh = p.kernel_h, kw = p.kernel_w;
   if (!transposed) {
-    const int64_t oh = (int64_t(h) + 2 * p.padding_h - dh * (kh - 1) - 1) / sh + 1;
-    const int64_t ow = (int64_t(w) + 2 * p.padding_w - dw * (kw - 1) - 1) / sw + 1;
-    if (oh <= 0 || ow <= 0) return fail(layer, "output would be empty");
     const int64_t ph = p.padding_h, pw = p.padding_w;
     auto out = conv_nhwc(
         nhwc, n, h, w, p.in_channels, *wt, bias, p.out_channels, uint64_t(kh), uint64_t(kw),
-        p.groups, uint64_t(oh), uint64_t(ow),
+        p.groups, oh, ow,
         [&](uint64_t oy, uint64_t ky) { return int64_t(oy) * sh - ph + int64_t(ky) * dh; },
         [&](uint64_t ox, uint64_t kx) { return int64_t(ox) * sw - pw + int64_t(kx) * dw; });
-    return from_nhwc(out, n, uint64_t(oh), uint64_t(ow), p.out_channels);
+    return from_nhwc(out, n, oh, ow, p.out_channels);
   }
   // Transposed: insert stride-1 zeros between input pixels, pad by
   // dilation*(k-1)-padding (plus output_padding at the far end), then an
   // ordinary stride-1 convolution with the stored, already rotated kernel.
-  const int64_t oh =
-      (int64_t(h) - 1) * sh - 2 * p.padding_h + dh * (kh - 1) + p.output_padding_h + 1;
-  const int64_t ow =
-      (int64_t(w) - 1) * sw - 2 * p.padding_w + dw * (kw - 1) + p.output_padding_w + 1;
-  if (oh <= 0 || ow <= 0) return fail(layer, "output would be empty");
   const int64_t lead_h = dh * (kh - 1) - p.padding_h, lead_w = dw * (kw - 1) - p.padding_w;
   auto up = [](int64_t u, int64_t stride) -> int64_t {
     if (u < 0 || u % stride != 0) return -1;
@@ -170,23 +197,30 @@ Result<FeatureMap> run_conv(const Layer& layer, const FeatureMap& input, bool tr
   };
   auto out = conv_nhwc(
       nhwc, n, h, w, p.in_channels, *wt, bias, p.out_channels, uint64_t(kh), uint64_t(kw), p.groups,
-      uint64_t(oh), uint64_t(ow),
+      oh, ow,
       [&](uint64_t oy, uint64_t ky) { return up(int64_t(oy) - lead_h + int64_t(ky) * dh, sh); },
       [&](uint64_t ox, uint64_t kx) { return up(int64_t(ox) - lead_w + int64_t(kx) * dw, sw); });
-  return from_nhwc(out, n, uint64_t(oh), uint64_t(ow), p.out_channels);
+  return from_nhwc(out, n, oh, ow, p.out_channels);
 }
 
 Result<FeatureMap> run_linear(const Layer& layer, const FeatureMap& input) {
   const mpsb::LinearParams p = layer.linear();
-  if (input.shape.empty() || product(input.shape) % p.in_features != 0 ||
-      product(input.shape) / input.shape[0] != p.in_features) {
-    return fail(layer, "probe input does not hold " + std::to_string(p.in_features) +
-                           " features per sample");
-  }
-  auto wt = decode_weights(layer);
+  auto shape = reference_output_shape(layer, input.shape);
+  if (!shape.ok()) return {shape.error(), shape.message()};
+  auto wt = decode_weights_unguarded(layer);
   if (!wt.ok()) return {wt.error(), wt.message()};
   const uint64_t n = input.shape[0], f = p.in_features;
-  const auto bias = vector_or(layer, TensorRole::kBias, p.out_features, 0.0f);
+  if (wt->size() != product({p.out_features, f})) {
+    return fail(layer, "its weight holds " + std::to_string(wt->size()) + " values, expected " +
+                           std::to_string(product({p.out_features, f})));
+  }
+  if (p.flattened() && product({p.input_c, p.input_h, p.input_w}) != f) {
+    return fail(layer, "its flattened input [" + std::to_string(p.input_c) + ", " +
+                           std::to_string(p.input_h) + ", " + std::to_string(p.input_w) +
+                           "] does not hold " + std::to_string(f) + " features");
+  }
+  auto bias = vector_of(layer, TensorRole::kBias, p.out_features, 0.0f);
+  if (!bias.ok()) return {bias.error(), bias.message()};
   FeatureMap out{{n, p.out_features}, std::vector<float>(n * p.out_features)};
   std::vector<float> x(f);
   for (uint64_t b = 0; b < n; ++b) {
@@ -202,7 +236,7 @@ Result<FeatureMap> run_linear(const Layer& layer, const FeatureMap& input) {
     }
     for (uint64_t o = 0; o < p.out_features; ++o) {
       const float* pw = &(*wt)[o * f];
-      double s = bias[o];
+      double s = (*bias)[o];
       for (uint64_t i = 0; i < f; ++i) s += double(x[i]) * double(pw[i]);
       out.data[b * p.out_features + o] = float(s);
     }
@@ -212,14 +246,18 @@ Result<FeatureMap> run_linear(const Layer& layer, const FeatureMap& input) {
 
 Result<FeatureMap> run_norm(const Layer& layer, const FeatureMap& input, bool instance) {
   const mpsb::NormParams p = layer.norm();
-  if (input.shape.size() != 4 || input.shape[1] != p.num_features) {
-    return fail(layer, "probe input is not [N, " + std::to_string(p.num_features) + ", H, W]");
-  }
+  auto shape = reference_output_shape(layer, input.shape);
+  if (!shape.ok()) return {shape.error(), shape.message()};
+  // run_reference() checked that the shape's product is the data's size.
   const uint64_t n = input.shape[0], c = p.num_features, hw = input.shape[2] * input.shape[3];
-  const auto gamma = vector_or(layer, TensorRole::kWeight, c, 1.0f);
-  const auto beta = vector_or(layer, TensorRole::kBias, c, 0.0f);
-  const auto mean = vector_or(layer, TensorRole::kRunningMean, c, 0.0f);
-  const auto var = vector_or(layer, TensorRole::kRunningVar, c, 1.0f);
+  auto gamma_r = vector_of(layer, TensorRole::kWeight, c, 1.0f);
+  auto beta_r = vector_of(layer, TensorRole::kBias, c, 0.0f);
+  auto mean_r = vector_of(layer, TensorRole::kRunningMean, c, 0.0f);
+  auto var_r = vector_of(layer, TensorRole::kRunningVar, c, 1.0f);
+  for (const auto* r : {&gamma_r, &beta_r, &mean_r, &var_r}) {
+    if (!r->ok()) return {r->error(), r->message()};
+  }
+  const std::vector<float>&gamma = *gamma_r, &beta = *beta_r, &mean = *mean_r, &var = *var_r;
   FeatureMap out{input.shape, std::vector<float>(input.data.size())};
   for (uint64_t b = 0; b < n; ++b) {
     for (uint64_t ch = 0; ch < c; ++ch) {
@@ -242,9 +280,7 @@ Result<FeatureMap> run_norm(const Layer& layer, const FeatureMap& input, bool in
   return out;
 }
 
-}  // namespace
-
-Result<std::vector<float>> decode_weights(const Layer& layer) {
+Result<std::vector<float>> decode_weights_unguarded(const Layer& layer) {
   const auto w = layer.find(TensorRole::kWeight);
   if (!w) return {Error::kNotFound, "layer '" + std::string(layer.name()) + "' has no weight"};
   std::vector<float> v = decode(*w);
@@ -257,6 +293,11 @@ Result<std::vector<float>> decode_weights(const Layer& layer) {
       if (!r) return {Error::kBadField, "uint8-linear layer without ranges"};
       const auto ranges = decode(*r);
       const uint64_t out = w->shape()[0], per = v.size() / out;
+      if (ranges.size() != 2 * out) {
+        return {Error::kBadField, "layer '" + std::string(layer.name()) +
+                                      "': " + std::to_string(ranges.size() / 2) + " ranges for " +
+                                      std::to_string(out) + " output channels"};
+      }
       for (uint64_t o = 0; o < out; ++o) {
         const double lo = ranges[2 * o], hi = ranges[2 * o + 1];
         for (uint64_t i = 0; i < per; ++i) {
@@ -269,6 +310,10 @@ Result<std::vector<float>> decode_weights(const Layer& layer) {
       const auto t = layer.find(TensorRole::kQuantLookupTable);
       if (!t) return {Error::kBadField, "uint8-lut layer without a lookup table"};
       const auto table = decode(*t);
+      if (table.size() != 256) {
+        return {Error::kBadField, "layer '" + std::string(layer.name()) + "': a lookup table of " +
+                                      std::to_string(table.size()) + " entries, expected 256"};
+      }
       for (float& x : v) x = table[size_t(x)];
       break;
     }
@@ -276,8 +321,9 @@ Result<std::vector<float>> decode_weights(const Layer& layer) {
   return v;
 }
 
-Result<FeatureMap> run_reference(const Layer& layer, const FeatureMap& input) {
-  if (product(input.shape) != input.data.size() || input.shape.empty()) {
+Result<FeatureMap> run_reference_unguarded(const Layer& layer, const FeatureMap& input) {
+  if (input.shape.empty() || product(input.shape) == 0 ||
+      product(input.shape) != input.data.size()) {
     return fail(layer, "probe input shape does not match its data");
   }
   switch (layer.kind()) {
@@ -293,6 +339,92 @@ Result<FeatureMap> run_reference(const Layer& layer, const FeatureMap& input) {
       return run_norm(layer, input, true);
   }
   return fail(layer, "unknown layer kind");
+}
+
+// A vector the size of a probe or a weight that does not fit in memory is
+// an error naming the layer, not an exception out of --check.
+Result<std::vector<float>> guarded_decode(const Layer& layer) {
+  try {
+    return decode_weights_unguarded(layer);
+  } catch (const std::bad_alloc&) {
+  } catch (const std::length_error&) {
+  }
+  return {Error::kInvalidArgument,
+          "layer '" + std::string(layer.name()) + "': out of memory decoding its weight"};
+}
+
+}  // namespace
+
+Result<std::vector<uint64_t>> reference_output_shape(const Layer& layer,
+                                                     const std::vector<uint64_t>& input_shape) {
+  auto failure = [&](const std::string& what) -> Result<std::vector<uint64_t>> {
+    return {Error::kInvalidArgument, "layer '" + std::string(layer.name()) + "': " + what};
+  };
+  std::vector<uint64_t> out;
+  switch (layer.kind()) {
+    case LayerKind::kConv2d:
+    case LayerKind::kConvTranspose2d: {
+      const bool transposed = layer.kind() == LayerKind::kConvTranspose2d;
+      const mpsb::ConvParams p = layer.conv();
+      if (input_shape.size() != 4 || input_shape[1] != p.in_channels) {
+        return failure("probe input " + shape_text(input_shape) + " is not [N, " +
+                       std::to_string(p.in_channels) + ", H, W]");
+      }
+      if (p.groups == 0 || p.in_channels % p.groups != 0 || p.out_channels % p.groups != 0 ||
+          p.kernel_h == 0 || p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0) {
+        return failure("groups, kernel_size or stride out of range");
+      }
+      if (const std::string e = conv_bounds_error(p); !e.empty()) return failure(e);
+      const auto oh = conv_output_extent(input_shape[2], p.kernel_h, p.stride_h, p.padding_h,
+                                         p.dilation_h, p.output_padding_h, transposed);
+      const auto ow = conv_output_extent(input_shape[3], p.kernel_w, p.stride_w, p.padding_w,
+                                         p.dilation_w, p.output_padding_w, transposed);
+      if (!oh || !ow) {
+        return failure("probe input " + shape_text(input_shape) +
+                       " gives an empty or unrepresentable output");
+      }
+      out = {input_shape[0], p.out_channels, *oh, *ow};
+      break;
+    }
+    case LayerKind::kLinear: {
+      const mpsb::LinearParams p = layer.linear();
+      const uint64_t total = product(input_shape);
+      if (input_shape.empty() || total == 0 || p.in_features == 0 ||
+          total / input_shape[0] != p.in_features || total % input_shape[0] != 0) {
+        return failure("probe input " + shape_text(input_shape) + " does not hold " +
+                       std::to_string(p.in_features) + " features per sample");
+      }
+      out = {input_shape[0], p.out_features};
+      break;
+    }
+    case LayerKind::kBatchNorm2d:
+    case LayerKind::kInstanceNorm2d: {
+      const mpsb::NormParams p = layer.norm();
+      if (input_shape.size() != 4 || input_shape[1] != p.num_features) {
+        return failure("probe input " + shape_text(input_shape) + " is not [N, " +
+                       std::to_string(p.num_features) + ", H, W]");
+      }
+      out = input_shape;
+      break;
+    }
+    default:
+      return failure("unknown layer kind");
+  }
+  if (!checked_product(out)) {
+    return failure("output " + shape_text(out) + " has more than 2^64 elements");
+  }
+  return out;
+}
+
+Result<std::vector<float>> decode_weights(const Layer& layer) { return guarded_decode(layer); }
+
+Result<FeatureMap> run_reference(const Layer& layer, const FeatureMap& input) {
+  try {
+    return run_reference_unguarded(layer, input);
+  } catch (const std::bad_alloc&) {
+  } catch (const std::length_error&) {
+  }
+  return fail(layer, "out of memory for the CPU reference");
 }
 
 void apply_activation(const Layer& layer, FeatureMap* map) {

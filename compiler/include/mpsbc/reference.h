@@ -30,8 +30,17 @@ struct FeatureMap {
 // would (float16/bfloat16 widened; uint8 through its ranges or table).
 mpsb::Result<std::vector<float>> decode_weights(const mpsb::Layer& layer);
 
+// The shape run_reference() gives for an input of `input_shape`, computed
+// with overflow-checked arithmetic before anything is allocated. An error
+// names the layer when the input does not fit the layer, when a conv's
+// padding or dilation is out of the bounds docs/LAYERS.md ("Limits")
+// documents, or when the output would be empty or beyond 2^64 elements.
+mpsb::Result<std::vector<uint64_t>> reference_output_shape(
+    const mpsb::Layer& layer, const std::vector<uint64_t>& input_shape);
+
 // Runs `layer` on `input` (PyTorch order) and returns the output in PyTorch
-// order, before any fused activation.
+// order, before any fused activation. Never throws: running out of memory
+// is an error naming the layer.
 mpsb::Result<FeatureMap> run_reference(const mpsb::Layer& layer, const FeatureMap& input);
 
 // Applies the layer's fused activation in place.
