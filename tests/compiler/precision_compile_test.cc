@@ -137,6 +137,31 @@ TEST_F(PrecisionCompileTest, Uint8LutStoresCodesAndATable) {
   EXPECT_GT(fc.weight_error().sqnr_db(), 30.0);
 }
 
+// --allow-non-finite with uint8: a weight holding NaN and infinities
+// compiles (no undefined conversion; UBSan checks under scripts/sanitize.sh)
+// and stores the codes docs/LAYERS.md documents: NaN and -infinity the row's
+// min, +infinity its max.
+TEST_F(PrecisionCompileTest, NonFiniteWeightsStoreDocumentedUint8Codes) {
+  ModelBuilder m;
+  m.add_conv("c", 1, 2, 1, 1, 1, false);
+  const std::vector<float> w = {std::nanf(""), INFINITY};  // [2, 1, 1, 1]: one value per row
+  write_vector(m.path("c.weight.bin"), w);
+  m.write_manifest();
+  for (const Precision p : {Precision::kUInt8Linear, Precision::kUInt8Lut}) {
+    auto o = m.options("nf.mpsb");
+    o.precision = p;
+    o.allow_non_finite = true;
+    const auto r = mpsbc::compile(o);
+    ASSERT_TRUE(r.ok()) << (errors_of(r).empty() ? "" : errors_of(r)[0].message);
+    auto b = Bundle::open(m.path("nf.mpsb").string(), {.verify_checksums = true});
+    ASSERT_TRUE(b.ok()) << b.message();
+    const Tensor t = *b->find("c")->find(TensorRole::kWeight);
+    const auto* codes = static_cast<const uint8_t*>(t.data());
+    EXPECT_EQ(codes[0], 0) << to_string(p);
+    EXPECT_EQ(codes[1], p == Precision::kUInt8Linear ? 255 : 0) << to_string(p);
+  }
+}
+
 TEST_F(PrecisionCompileTest, DepthwiseTakesFloat16InsteadOfUint8) {
   mpsbc::CompileReport report;
   auto b = compile_at(Precision::kUInt8Lut, &report);

@@ -124,6 +124,44 @@ TEST(QuantizeLutTest, BeatsLinearOnBellShapedWeightsAndIsDeterministic) {
   EXPECT_GT(lut_err.sqnr_db, 35.0);
 }
 
+// --allow-non-finite with a uint8 precision: the ranges and the table are
+// taken over the finite values, and the codes of NaN and the infinities are
+// chosen before any arithmetic (converting NaN to an integer is undefined;
+// UBSan reports it when this runs under scripts/sanitize.sh).
+TEST(QuantizeLinearTest, NonFiniteValuesGetDefinedCodes) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  const std::vector<float> w = {nan, -1.0f, 3.0f, inf, -inf, 1.0f,  // row 0
+                                nan, nan,   inf,  nan, -inf, nan};  // row 1: nothing finite
+  std::vector<uint8_t> q(w.size());
+  std::vector<float> ranges(4);
+  quantize_linear(w.data(), 2, 6, q.data(), ranges.data());
+  EXPECT_EQ(ranges, (std::vector<float>{-1.0f, 3.0f, 0.0f, 0.0f}));
+  EXPECT_EQ(q, (std::vector<uint8_t>{0, 0, 255, 255, 0, 128,  // 1.0 is code 127.5 -> 128
+                                     0, 0, 255, 0, 0, 0}));
+}
+
+TEST(QuantizeLutTest, NonFiniteValuesGetDefinedCodes) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  const std::vector<float> w = {2.0f, nan, -inf, 0.5f, inf, nan, 2.0f, -3.0f};
+  std::vector<uint8_t> q(w.size());
+  std::vector<float> table(256);
+  quantize_lut(w.data(), w.size(), q.data(), table.data());
+  // The table holds the finite values exactly, then repeats the last.
+  EXPECT_EQ(table[0], -3.0f);
+  EXPECT_EQ(table[1], 0.5f);
+  EXPECT_EQ(table[2], 2.0f);
+  EXPECT_EQ(table[255], 2.0f);
+  for (float t : table) EXPECT_TRUE(std::isfinite(t));
+  // NaN and -infinity: code 0 (the smallest entry); +infinity: the largest.
+  EXPECT_EQ(q, (std::vector<uint8_t>{2, 0, 0, 1, 2, 0, 2, 0}));
+
+  const std::vector<float> none = {nan, inf};
+  std::vector<uint8_t> q2(2);
+  quantize_lut(none.data(), none.size(), q2.data(), table.data());
+  EXPECT_EQ(table[0], 0.0f);
+  EXPECT_EQ(q2, (std::vector<uint8_t>{0, 0}));
+}
+
 TEST(MeasureErrorTest, ExactIsInfiniteSqnr) {
   const std::vector<float> a = {1, 2, 3};
   auto e = measure_error(a.data(), a.data(), a.size());
