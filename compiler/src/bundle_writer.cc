@@ -24,6 +24,7 @@
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsbc/compile.h"
 #include "mpsbc/precision.h"
+#include "source_file.h"
 
 #define XXH_INLINE_ALL
 #include "xxhash.h"
@@ -280,6 +281,10 @@ struct StreamJob {
   };
   std::mutex mu;
   std::vector<Failure> failures;
+  // Unless allow_non_finite: per planned tensor, what the scan of its bytes
+  // found (guarded by mu).
+  bool allow_non_finite = false;
+  std::vector<NonFiniteCount> non_finite;
   // WriteOptions::progress; done_bytes is guarded by mu, which also keeps
   // the calls one at a time.
   std::function<void(uint64_t, uint64_t)> progress;
@@ -352,16 +357,21 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
     }
     return true;
   }
+  auto changed = [&] {
+    job.fail({k, false, t.pointer, false,
+              file + " changed since it was checked (replaced or rewritten); compile again"});
+    return false;
+  };
   if (in.tensor != k) {
     in.tensor = SIZE_MAX;
-    in.fd = Fd(::open(t.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (in.fd.get() < 0) {
-      job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + errno_text(errno)});
-      return false;
-    }
     struct stat st;
-    if (::fstat(in.fd.get(), &st) != 0) {
-      job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
+    std::string error;
+    bool not_regular = false;
+    in.fd = Fd(open_regular(t.path.c_str(), &st, &error, &not_regular));
+    if (in.fd.get() < 0) {
+      // A .bin that became a FIFO or a folder since it was checked.
+      if (not_regular) return changed();
+      job.fail({k, true, t.pointer, false, "cannot open " + file + ": " + error});
       return false;
     }
     if (uint64_t(st.st_size) != t.source_size) {
@@ -370,6 +380,7 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
                     " bytes, found " + std::to_string(uint64_t(st.st_size))});
       return false;
     }
+    if (t.identity.recorded && !(FileIdentity::of(st) == t.identity)) return changed();
     in.tensor = k;
   }
   for (uint64_t r = 0; r < runs; ++r) {
@@ -385,6 +396,28 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
                 file + " changed while compiling: read " + std::to_string(offset + uint64_t(got)) +
                     " of " + std::to_string(t.source_size) + " bytes"});
       return false;
+    }
+  }
+  if (t.identity.recorded) {
+    // Rewritten while this piece was read: its bytes may be a mix.
+    struct stat st;
+    if (::fstat(in.fd.get(), &st) != 0) {
+      job.fail({k, true, t.pointer, false, "cannot stat " + file + ": " + errno_text(errno)});
+      return false;
+    }
+    if (!(FileIdentity::of(st) == t.identity)) return changed();
+  }
+  if (!job.allow_non_finite) {
+    // The bytes that land are the bytes scanned.
+    const uint64_t elem = mpsb::dtype_size(t.source_dtype);
+    NonFiniteCount nf;
+    for (uint64_t r = 0; r < runs; ++r) {
+      count_non_finite(buf + r * run_bytes, t.source_dtype, run_bytes / elem,
+                       (first_offset + r * run_stride) / elem, &nf);
+    }
+    if (nf.count() > 0) {
+      std::lock_guard<std::mutex> lock(job.mu);
+      job.non_finite[k].add(nf);
     }
   }
   return true;
@@ -787,6 +820,9 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
 
   StreamJob job(manifest, plan, fd, metadata.segment_offset, options.mutation);
   job.progress = options.progress;
+  job.allow_non_finite = options.allow_non_finite;
+  job.non_finite.resize(plan.tensors.size());
+  if (options.before_stream) options.before_stream();
   {
     unsigned n = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
     n = static_cast<unsigned>(std::min<size_t>(n, std::max<size_t>(job.pieces.size(), 1)));
@@ -800,6 +836,14 @@ bool write_bundle(const Manifest& manifest, const BundlePlan& plan, Metadata met
     }
     stream_tensors(job, output_path);
     for (auto& w : workers) w.join();
+  }
+  for (size_t k = 0; k < plan.tensors.size(); ++k) {
+    if (job.non_finite[k].count() == 0) continue;
+    const ManifestTensor& t =
+        manifest.layers[plan.tensors[k].layer].tensors[plan.tensors[k].tensor];
+    job.fail({k, false, t.pointer, false,
+              describe_file(t) + ": " + non_finite_text(job.non_finite[k]) +
+                  "; --allow-non-finite accepts them"});
   }
   if (!job.failures.empty()) {
     // Workers fail in any order; report in segment order so runs agree.

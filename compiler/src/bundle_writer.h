@@ -36,7 +36,10 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
 // patches the checksums, and replaces `output_path` atomically. On failure
 // nothing is left behind and an existing file at `output_path` is untouched;
 // *io_failure tells a system error from a .bin that changed since it was
-// checked.
+// checked or holds non-finite values. Each .bin is opened non-blocking and
+// fstat-ed before any read: a file that is no longer a regular file, or whose
+// identity (device, inode, size, modification and change time) differs from
+// the one check_tensor_files() recorded, is an error, not another bundle.
 struct WriteOptions {
   unsigned jobs = 0;  // 0: one per core
   CompileOptions::Mutation mutation = CompileOptions::Mutation::kNone;
@@ -45,6 +48,14 @@ struct WriteOptions {
   std::function<bool(const std::string& temp_path)> before_commit;
   // CompileOptions::progress.
   std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
+  // CompileOptions::allow_non_finite. Unless set, the bytes of every .bin are
+  // scanned as they are read for the bundle (the validation pass only stats
+  // them), so what is checked is what lands; any NaN or infinity fails the
+  // write with counts.
+  bool allow_non_finite = false;
+  // Tests: called after the temporary file exists and before the first .bin
+  // is read, to change inputs between validation and writing.
+  std::function<void()> before_stream;
 };
 
 // Removes what compiles into `output_path` that were killed left behind:

@@ -12,6 +12,7 @@
 #include "bundle_plan.h"
 #include "bundle_writer.h"
 #include "check.h"
+#include "compile_hooks.h"
 #include "diagnostics.h"
 #include "manifest.h"
 
@@ -163,7 +164,9 @@ CompileReport check_manifest(const CompileOptions& options) {
   return report;
 }
 
-CompileReport compile(const CompileOptions& options) {
+CompileReport compile(const CompileOptions& options) { return compile_with_hooks(options, {}); }
+
+CompileReport compile_with_hooks(const CompileOptions& options, const CompileHooks& hooks) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
@@ -178,6 +181,8 @@ CompileReport compile(const CompileOptions& options) {
       write.jobs = options.jobs;
       write.mutation = options.mutation;
       write.progress = options.progress;
+      write.allow_non_finite = options.allow_non_finite;
+      write.before_stream = hooks.before_stream;
       if (options.check) {
         // Checked before the rename: a bundle that fails never replaces
         // the output.

@@ -973,14 +973,19 @@ bool scan_non_finite(int fd, mpsb::DType dtype, uint64_t size, NonFinite* nf, st
 
 }  // namespace
 
+std::string describe_file(const ManifestTensor& t) {
+  // The resolved path too when it differs: the manifest's folder is often
+  // not the current one.
+  std::string file = quote(t.path_text);
+  if (t.path.string() != t.path_text) file += " (" + t.path.string() + ")";
+  return file;
+}
+
 void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
                         const TensorFileOptions& options) {
   for (const auto& layer : manifest.layers) {
     for (const auto& t : layer.tensors) {
-      // The resolved path too when it differs: the manifest's folder is
-      // often not the current one.
-      std::string file = quote(t.path_text);
-      if (t.path.string() != t.path_text) file += " (" + t.path.string() + ")";
+      const std::string file = describe_file(t);
       if (!options.allow_outside) {
         if (const std::string why = outside_reason(t.path_text); !why.empty()) {
           diag.error(t.pointer, quote(t.path_text) + " " + why +

@@ -18,6 +18,7 @@
 #include "mpsb/types.h"
 #include "mpsbc/layout.h"
 #include "mpsbc/precision.h"
+#include "source_file.h"
 
 namespace mpsbc {
 
@@ -43,7 +44,14 @@ struct ManifestTensor {
   // A tensor the compiler made (the bias of a folded conv that had none):
   // its stored values; `path` is empty then.
   std::vector<float> synthesized;
+  // The .bin as check_tensor_files() found it: the writer refuses a file
+  // whose identity differs (swapped or rewritten since).
+  FileIdentity identity;
 };
+
+// The tensor's file for messages: the path as the manifest gives it, quoted,
+// then the resolved path when it differs.
+std::string describe_file(const ManifestTensor& t);
 
 // A layer's real input and output from one PyTorch run (the exporter's
 // probes), float32 in PyTorch order.
