@@ -57,8 +57,8 @@ struct Prepared {
 // Every check that needs no output: options, manifest, .bin files, plan.
 // Fills the report's layers and sizes as far as it gets. Returns false with
 // report.exit_code set when anything failed.
-bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& report,
-             Prepared& out) {
+bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& diag,
+             CompileReport& report, Prepared& out) {
   const bool options_ok =
       check_alignments(options.segment_alignment, options.tensor_alignment, diag);
   if (options.manifest_path.empty()) {
@@ -76,7 +76,12 @@ bool prepare(const CompileOptions& options, Diagnostics& diag, CompileReport& re
   report.layers = layer_reports(*manifest);
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
-  check_tensor_files(*manifest, diag, {options.allow_outside, options.allow_non_finite});
+  // A compile that writes scans for NaN and infinities in the bytes it
+  // writes; one that does not (mpsbc check) scans here.
+  check_tensor_files(*manifest, diag,
+                     {.allow_outside = options.allow_outside,
+                      .allow_non_finite = options.allow_non_finite,
+                      .scan_non_finite = !writes_bundle});
   if (options.check) check_probe_files(*manifest, diag);
   if (diag.has_errors()) {
     report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
@@ -156,7 +161,7 @@ CompileReport check_manifest(const CompileOptions& options) {
   Prepared prepared;
   // The output path too, when given: `mpsbc check -o` runs every check
   // `mpsbc compile -o` would before writing.
-  if (prepare(options, diag, report, prepared) && !options.output_path.empty() &&
+  if (prepare(options, false, diag, report, prepared) && !options.output_path.empty() &&
       !check_output(options.output_path, prepared.manifest, diag)) {
     report.exit_code = ExitCode::kUsage;
   }
@@ -171,7 +176,7 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
   Prepared prepared;
-  if (prepare(options, diag, report, prepared)) {
+  if (prepare(options, true, diag, report, prepared)) {
     if (!check_output(options.output_path, prepared.manifest, diag)) {
       report.exit_code = ExitCode::kUsage;
     } else {
@@ -218,7 +223,7 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   CompileOptions check_options = options;
   check_options.check = true;
   Prepared prepared;
-  if (prepare(check_options, diag, report, prepared)) {
+  if (prepare(check_options, false, diag, report, prepared)) {
     auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
     if (!bundle.ok()) {
       diag.error_in(bundle_path, bundle.message());

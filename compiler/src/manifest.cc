@@ -981,10 +981,9 @@ std::string describe_file(const ManifestTensor& t) {
   return file;
 }
 
-void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
-                        const TensorFileOptions& options) {
-  for (const auto& layer : manifest.layers) {
-    for (const auto& t : layer.tensors) {
+void check_tensor_files(Manifest& manifest, Diagnostics& diag, const TensorFileOptions& options) {
+  for (auto& layer : manifest.layers) {
+    for (auto& t : layer.tensors) {
       const std::string file = describe_file(t);
       if (!options.allow_outside) {
         if (const std::string why = outside_reason(t.path_text); !why.empty()) {
@@ -995,20 +994,12 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
         }
       }
       struct stat st;
-      if (::stat(t.path.c_str(), &st) != 0) {
-        const int err = errno;
-        diag.error(t.pointer, "cannot open " + file + ": " + std::strerror(err));
-        continue;
-      }
-      if (!S_ISREG(st.st_mode)) {
-        diag.error(t.pointer, file + " is not a regular file" +
-                                  (S_ISDIR(st.st_mode) ? " (it is a directory)" : ""));
-        continue;
-      }
-      const int fd = ::open(t.path.c_str(), O_RDONLY | O_CLOEXEC);
+      std::string error;
+      bool not_regular = false;
+      const int fd = open_regular(t.path.c_str(), &st, &error, &not_regular);
       if (fd < 0) {
-        const int err = errno;
-        diag.error(t.pointer, "cannot open " + file + ": " + std::strerror(err));
+        diag.error(t.pointer,
+                   not_regular ? file + " " + error : "cannot open " + file + ": " + error);
         continue;
       }
       const uint64_t found = static_cast<uint64_t>(st.st_size);
@@ -1020,9 +1011,10 @@ void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
                                   std::to_string(found));
         continue;
       }
-      if (!options.allow_non_finite) {
+      t.identity = FileIdentity::of(st);
+      if (!options.allow_non_finite && !options.scan_non_finite) t.scan_on_read = true;
+      if (!options.allow_non_finite && options.scan_non_finite) {
         NonFinite nf;
-        std::string error;
         const bool read = scan_non_finite(fd, t.source_dtype, t.source_size, &nf, &error);
         if (!read) {
           diag.error(t.pointer, "cannot read " + file + ": " + error);
@@ -1069,12 +1061,39 @@ bool read_tensor_floats(const ManifestTensor& t, std::vector<float>* out, std::s
     *out = t.synthesized;
     return true;
   }
-  std::vector<unsigned char> raw(static_cast<size_t>(t.source_size));
-  std::ifstream in(t.path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
-  if (!in || in.gcount() != static_cast<std::streamsize>(raw.size())) {
-    *error = "cannot read " + quote(t.path_text) + " (it changed since it was checked?)";
+  const std::string changed =
+      describe_file(t) + " changed since it was checked (replaced or rewritten); compile again";
+  struct stat st;
+  bool not_regular = false;
+  const int fd = open_regular(t.path.c_str(), &st, error, &not_regular);
+  if (fd < 0) {
+    *error = not_regular ? changed : "cannot open " + describe_file(t) + ": " + *error;
     return false;
+  }
+  std::vector<unsigned char> raw(static_cast<size_t>(t.source_size));
+  size_t done = 0;
+  while (done < raw.size()) {
+    const ssize_t n = ::pread(fd, raw.data() + done, raw.size() - done, off_t(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += size_t(n);
+  }
+  struct stat after;
+  const bool same = ::fstat(fd, &after) == 0 &&
+                    (!t.identity.recorded ||
+                     (FileIdentity::of(st) == t.identity && FileIdentity::of(after) == t.identity));
+  ::close(fd);
+  if (!same || done != raw.size()) {
+    *error = changed;
+    return false;
+  }
+  if (t.scan_on_read) {
+    NonFiniteCount nf;
+    count_non_finite(raw.data(), t.source_dtype, count, 0, &nf);
+    if (nf.count() > 0) {
+      *error = describe_file(t) + ": " + non_finite_text(nf) + "; --allow-non-finite accepts them";
+      return false;
+    }
   }
   out->resize(static_cast<size_t>(count));
   to_float(t.source_dtype, raw.data(), out->data(), out->size());

@@ -44,9 +44,12 @@ struct ManifestTensor {
   // A tensor the compiler made (the bias of a folded conv that had none):
   // its stored values; `path` is empty then.
   std::vector<float> synthesized;
-  // The .bin as check_tensor_files() found it: the writer refuses a file
+  // The .bin as check_tensor_files() found it: later readers refuse a file
   // whose identity differs (swapped or rewritten since).
   FileIdentity identity;
+  // Whoever reads the bytes must refuse NaN and infinities (validation did
+  // not scan them: TensorFileOptions::scan_non_finite).
+  bool scan_on_read = false;
 };
 
 // The tensor's file for messages: the path as the manifest gives it, quoted,
@@ -116,12 +119,19 @@ struct TensorFileOptions {
   // Accept NaN and infinite weights. Off by default: they are almost always
   // a training or export bug, and MPS would propagate them silently.
   bool allow_non_finite = false;
+  // Read each .bin here and count NaN and infinities (mpsbc check). Off:
+  // only open and fstat it here, and leave the scan to whoever reads the
+  // bytes next (read_tensor_floats(), the writer), so that what is scanned
+  // is what lands and each .bin is read once (mpsbc compile).
+  bool scan_non_finite = true;
 };
 
 // Checks that every tensor's file exists, is a readable regular file inside
-// the manifest's folder, has exactly the byte size its shape and dtype need,
-// and (reading it) holds only finite values; `options` relaxes the last two.
-void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
+// the manifest's folder (opened non-blocking and fstat-ed before any read:
+// a FIFO cannot block), has exactly the byte size its shape and dtype need,
+// and holds only finite values; `options` relaxes or defers the last two.
+// Records each file's identity in ManifestTensor::identity.
+void check_tensor_files(Manifest& manifest, Diagnostics& diag,
                         const TensorFileOptions& options = {});
 
 // Checks that every probe file exists with the size its shape needs.
