@@ -82,7 +82,7 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
                      {.allow_outside = options.allow_outside,
                       .allow_non_finite = options.allow_non_finite,
                       .scan_non_finite = !writes_bundle});
-  if (options.check) check_probe_files(*manifest, diag);
+  if (options.check) check_probe_files(*manifest, diag, options.allow_outside);
   if (diag.has_errors()) {
     report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
     return false;

@@ -18,6 +18,8 @@
 #include <string_view>
 
 #include "checked_math.h"
+#include "conv_bounds.h"
+#include "duplicate_keys.h"
 
 namespace mpsbc {
 namespace {
@@ -84,6 +86,17 @@ std::string describe(const json& v) {
 }
 
 std::string quote(std::string_view s) { return json(std::string(s)).dump(); }
+
+// An integral zero written with a sign: nlohmann stores "-0" as a signed
+// integer 0 or as the float -0.0.
+bool is_negative_zero(const json& v) {
+  if (v.is_number_integer() && !v.is_number_unsigned()) return v.get<int64_t>() == 0;
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    return d == 0.0 && std::signbit(d);
+  }
+  return false;
+}
 
 std::string shape_text(const std::vector<uint64_t>& shape) {
   std::string s;
@@ -325,6 +338,9 @@ class FieldReader {
       n = v.get<uint64_t>();
       if (n < min) problem = "too small";
       if (n > kMaxU32) problem = "too large";
+    } else if (is_negative_zero(v)) {
+      // "-0", which nlohmann reads as a signed integer or a float: zero.
+      if (n < min) problem = "too small";
     } else if (v.is_number_integer()) {
       problem = "negative";
     } else {
@@ -438,6 +454,12 @@ void parse_conv(FieldReader& r, ManifestLayer& layer, const std::filesystem::pat
     r.error("groups", "out_channels " + std::to_string(c.out_channels) +
                           " is not divisible by groups " + std::to_string(c.groups));
     shape_ok = false;
+  }
+  if (const std::string bounds = conv_bounds_error(c); !bounds.empty()) {
+    // docs/LAYERS.md, "Limits on padding and dilation".
+    r.error(
+        c.dilation_h > kMaxConvDilation || c.dilation_w > kMaxConvDilation ? "dilation" : "padding",
+        bounds);
   }
   if (transposed) {
     // PyTorch's rule: the extra output rows must fall inside one stride or
@@ -570,6 +592,7 @@ std::optional<Probe> parse_probe(const json& v, const std::string& pointer,
       continue;
     }
     std::filesystem::path fp(path->get<std::string>());
+    (key[0] == 'i' ? p.input_text : p.output_text) = path->get<std::string>();
     (key[0] == 'i' ? p.input : p.output) = fp.is_absolute() ? fp : folder / fp;
   }
   for (const char* key : {"input_shape", "output_shape"}) {
@@ -775,8 +798,9 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
   }
 
   json doc;
+  DuplicateKeys duplicates;
   try {
-    doc = json::parse(text);
+    doc = json::parse(text, duplicates.callback());
   } catch (const json::parse_error& e) {
     diag.error({}, "invalid JSON: " + parse_error_text(e));
     return std::nullopt;
@@ -790,6 +814,14 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
   if (!doc.is_object()) {
     diag.error({}, "expected a JSON object at the top level, found " + describe(doc));
     return std::nullopt;
+  }
+  for (const auto& d : duplicates.found()) {
+    // Readers disagree on which one wins (nlohmann keeps the last, others
+    // the first): refuse rather than guess.
+    diag.error(d.pointer, "duplicate key " + quote(d.key) + ": members " + std::to_string(d.first) +
+                              " and " + std::to_string(d.second) + " of " +
+                              (d.object_pointer.empty() ? "the manifest" : d.object_pointer) +
+                              " are both " + d.pointer + "; a key may appear once per object");
   }
 
   Manifest m;
@@ -1033,21 +1065,32 @@ void check_tensor_files(Manifest& manifest, Diagnostics& diag, const TensorFileO
 
 bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<float>* out,
                  std::string* error) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    *error = "cannot read " + quote(path.string()) + ": " + ec.message();
+  struct stat st;
+  bool not_regular = false;
+  const int fd = open_regular(path.c_str(), &st, error, &not_regular);
+  if (fd < 0) {
+    *error = not_regular ? quote(path.string()) + " " + *error
+                         : "cannot read " + quote(path.string()) + ": " + *error;
     return false;
   }
+  const uint64_t size = uint64_t(st.st_size);
   if (count > UINT64_MAX / 4 || size != count * 4) {
+    ::close(fd);
     *error = quote(path.string()) + ": expected " + std::to_string(count) + " float32 values (" +
              std::to_string(count * 4) + " bytes), found " + std::to_string(size) + " bytes";
     return false;
   }
   out->resize(static_cast<size_t>(count));
-  std::ifstream in(path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(out->data()), static_cast<std::streamsize>(size));
-  if (!in) {
+  auto* dst = reinterpret_cast<char*>(out->data());
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, dst + done, size_t(size) - done, off_t(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += size_t(n);
+  }
+  ::close(fd);
+  if (done != size) {
     *error = "cannot read " + quote(path.string());
     return false;
   }
@@ -1100,19 +1143,36 @@ bool read_tensor_floats(const ManifestTensor& t, std::vector<float>* out, std::s
   return true;
 }
 
-void check_probe_files(const Manifest& manifest, Diagnostics& diag) {
+void check_probe_files(const Manifest& manifest, Diagnostics& diag, bool allow_outside) {
   for (const auto& layer : manifest.layers) {
     if (!layer.probe) continue;
     const Probe& p = *layer.probe;
     for (int k = 0; k < 2; ++k) {
       const auto& path = k == 0 ? p.input : p.output;
+      const auto& text = k == 0 ? p.input_text : p.output_text;
       const auto& shape = k == 0 ? p.input_shape : p.output_shape;
       const uint64_t want = *checked_product(shape) * 4;
-      std::error_code ec;
-      const auto size = std::filesystem::file_size(path, ec);
       const std::string at = p.pointer + (k == 0 ? "/input" : "/output");
-      if (ec) {
-        diag.error(at, "cannot open " + quote(path.string()) + ": " + ec.message());
+      // The tensors' folder rule, decided from the text alone: nothing about
+      // a file outside the folder (not even whether it exists) may reach a
+      // message.
+      if (!allow_outside) {
+        if (const std::string why = outside_reason(text); !why.empty()) {
+          diag.error(at, quote(text) + " " + why +
+                             "; probe files must be inside the manifest's folder "
+                             "(--allow-outside accepts it)");
+          continue;
+        }
+      }
+      struct stat st;
+      std::string error;
+      bool not_regular = false;
+      const int fd = open_regular(path.c_str(), &st, &error, &not_regular);
+      if (fd >= 0) ::close(fd);
+      const uint64_t size = uint64_t(st.st_size);
+      if (fd < 0) {
+        diag.error(at, not_regular ? quote(path.string()) + " " + error
+                                   : "cannot open " + quote(path.string()) + ": " + error);
       } else if (size != want) {
         diag.error(at, quote(path.string()) + ": expected " + std::to_string(want) + " bytes (" +
                            shape_text(shape) + " float32), found " + std::to_string(size));

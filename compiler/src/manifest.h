@@ -60,6 +60,9 @@ std::string describe_file(const ManifestTensor& t);
 // probes), float32 in PyTorch order.
 struct Probe {
   std::string pointer;  // "/layers/<i>/probe"
+  // As the manifest gives them (for the folder rule and messages), and
+  // resolved against the manifest's folder.
+  std::string input_text, output_text;
   std::filesystem::path input, output;
   std::vector<uint64_t> input_shape, output_shape;
 };
@@ -135,7 +138,7 @@ void check_tensor_files(Manifest& manifest, Diagnostics& diag,
                         const TensorFileOptions& options = {});
 
 // Checks that every probe file exists with the size its shape needs.
-void check_probe_files(const Manifest& manifest, Diagnostics& diag);
+void check_probe_files(const Manifest& manifest, Diagnostics& diag, bool allow_outside = false);
 
 // --fold-batchnorm: folds every batch_norm2d with "follows" into that conv
 // (W' = W·s, b' = (b − μ)·s + β with s = γ/√(σ² + ε), Apple's formula),
