@@ -14,7 +14,10 @@
 #include "check.h"
 #include "compile_hooks.h"
 #include "diagnostics.h"
+#include "fold.h"
 #include "manifest.h"
+#include "precision_plan.h"
+#include "tensor_files.h"
 
 #ifndef MPSB_VERSION_STRING
 #error "MPSB_VERSION_STRING must be defined by the build"

@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpsb/bundle.h"
@@ -28,6 +30,45 @@ struct Mapping {
   // network_order[manifest index] = position in the sorted layer vector.
   std::vector<uint32_t> network_order;
 };
+
+// Checks a bundle's bytes in the documented order (checker.cc). On success
+// sets *root and *network_order (network_order[manifest index] = position
+// in the sorted layer vector). `where` names the file in messages.
+Status check_bundle_bytes(const std::byte* data, uint64_t size, const std::string& where,
+                          const fb::Bundle** root, std::vector<uint32_t>* network_order);
+
+// The string, with bytes outside printable ASCII (and ' and \) as \xNN.
+inline std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      out += char(c);
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+inline std::string_view view(const flatbuffers::String* s) {
+  return s ? std::string_view(s->data(), s->size()) : std::string_view();
+}
+
+// "[2, 3, 4]".
+inline std::string shape_text(std::span<const uint64_t> shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// madvise(WILLNEED) (load) or madvise(DONTNEED) over a tensor's or a
+// layer's pages; a no-op for bundles held in memory. Data sources call these
+// with the Mapping, whose address does not change when its Bundle is moved.
+void advise(const Mapping& m, const Tensor& t, bool load);
+void advise(const Mapping& m, const Layer& l, bool load);
 
 struct Access {
   static const Mapping& mapping(const Bundle& b) { return *b.m_; }
