@@ -491,3 +491,125 @@ TEST(ManifestRobustnessTest, OddValuesInEveryFieldNeverCrash) {
 }
 
 }  // namespace
+
+// docs/LAYERS.md, "Limits on padding and dilation": the padding that once
+// wrapped the --check reference's output size, and the dilation maximum.
+TEST_F(ManifestErrorTest, PaddingBeyondTheKernel) {
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["padding"] = {1073774592u, 2147418112u};
+      },
+      "/layers/0/padding",
+      "padding [1073774592, 2147418112] exceeds dilation × (kernel_size − 1) = [2, 2]");
+}
+
+TEST_F(ManifestErrorTest, PaddingOneBeyondTheKernel) {
+  // 3x3 with dilation 2 takes padding 4, not 5.
+  expect_rejected(
+      [](ModelBuilder& m) {
+        m.layer(0)["dilation"] = 2;
+        m.layer(0)["padding"] = {4, 5};
+      },
+      "/layers/0/padding", "padding [4, 5] exceeds dilation × (kernel_size − 1) = [4, 4]");
+}
+
+TEST_F(ManifestErrorTest, DilationBeyondTheMaximum) {
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["dilation"] = 65536; }, "/layers/0/dilation",
+                  "dilation [65536, 65536] exceeds the maximum 65535");
+}
+
+// The manifest's text with the JSON value `marker` of layer 0's "padding"
+// replaced by `replacement`.
+std::string manifest_text_with(ModelBuilder& m, const std::string& marker,
+                               const std::string& replacement) {
+  std::string text = m.manifest().dump(2);
+  const size_t at = text.find(marker);
+  EXPECT_NE(at, std::string::npos);
+  text.replace(at, marker.size(), replacement);
+  return text;
+}
+
+TEST_F(ManifestErrorTest, NegativeZeroIsZero) {
+  for (const char* zero : {"-0", "[-0, 1]", "-0.0"}) {
+    SCOPED_TRACE(zero);
+    model_.layer(0)["padding"] = 12345;
+    write_file(model_.path("manifest.json"), manifest_text_with(model_, "12345", zero));
+    const auto report = mpsbc::compile(model_.options("zero.mpsb"));
+    ASSERT_TRUE(report.ok()) << (report.diagnostics.empty() ? "" : report.diagnostics[0].message);
+    auto b = mpsb::Bundle::open(model_.path("zero.mpsb").string());
+    ASSERT_TRUE(b.ok()) << b.message();
+    EXPECT_EQ(b->find("conv1")->conv().padding_h, 0u);
+  }
+}
+
+TEST_F(ManifestErrorTest, DuplicateKeyNamesBoth) {
+  model_.layer(0)["padding"] = 54321;
+  size_t position = 0;
+  for (auto it = model_.layer(0).begin(); it.key() != "padding"; ++it) ++position;
+  write_file(model_.path("manifest.json"),
+             manifest_text_with(model_, "54321", "1,\n      \"padding\": 0"));
+  const auto report = mpsbc::compile(model_.options("dup.mpsb"));
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  const auto errors = errors_of(report);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].pointer, "/layers/0/padding");
+  EXPECT_EQ(errors[0].text, "duplicate key \"padding\": members " + std::to_string(position) +
+                                " and " + std::to_string(position + 1) +
+                                " of /layers/0 are both /layers/0/padding; a key may appear "
+                                "once per object");
+  EXPECT_FALSE(std::filesystem::exists(model_.path("dup.mpsb")));
+}
+
+TEST_F(ManifestErrorTest, DuplicateTopLevelKey) {
+  std::string text = model_.manifest().dump(2);
+  text.insert(text.rfind('}'), ",\n  \"format\": \"mpsb.manifest/1\"");
+  write_file(model_.path("manifest.json"), text);
+  const auto report = mpsbc::compile(model_.options("dup.mpsb"));
+  const auto errors = errors_of(report);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].pointer, "/format");
+  EXPECT_NE(errors[0].text.find("of the manifest are both /format"), std::string::npos)
+      << errors[0].text;
+}
+
+// Probe files follow the tensors' folder rule (docs/SECURITY.md), and no
+// message tells anything about a file outside the folder.
+TEST_F(ManifestErrorTest, ProbeOutsideTheFolderIsRefused) {
+  // 1221 bytes: a size no message may mention.
+  const auto secret = model_.dir().parent_path() / ("secret-" + model_.dir().filename().string());
+  write_file(secret, std::string(1221, 'x'));
+  model_.write_floats("out.bin", 32 * 2 * 2);
+  for (const std::string& input :
+       {"../" + secret.filename().string(), std::string("/etc/passwd")}) {
+    SCOPED_TRACE(input);
+    model_.layer(0)["probe"] = {{"input", input},
+                                {"input_shape", {1, 3, 4, 4}},
+                                {"output", "out.bin"},
+                                {"output_shape", {1, 32, 2, 2}}};
+    model_.write_manifest();
+    auto options = model_.options("probe.mpsb");
+    options.check = true;
+    const auto report = mpsbc::compile(options);
+    EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+    const auto errors = errors_of(report);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].pointer, "/layers/0/probe/input");
+    EXPECT_EQ(errors[0].text, "\"" + input + "\" " +
+                                  (input[0] == '/' ? "is an absolute path"
+                                                   : "climbs out of the manifest's folder") +
+                                  "; probe files must be inside the manifest's folder "
+                                  "(--allow-outside accepts it)");
+    for (const auto& d : report.diagnostics) {
+      EXPECT_EQ(d.message.find("1221"), std::string::npos) << d.message;
+      EXPECT_EQ(d.message.find("found"), std::string::npos) << d.message;
+    }
+    EXPECT_FALSE(std::filesystem::exists(model_.path("probe.mpsb")));
+    // --allow-outside reads it, and then says what it found.
+    options.allow_outside = true;
+    const auto allowed = mpsbc::compile(options);
+    ASSERT_FALSE(errors_of(allowed).empty());
+    EXPECT_NE(errors_of(allowed)[0].text.find("expected 192 bytes"), std::string::npos)
+        << errors_of(allowed)[0].text;
+  }
+  std::filesystem::remove(secret);
+}
