@@ -116,7 +116,7 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::strin
                 "fold each batch_norm2d that follows a conv into it (Apple's formula)");
   cmd->add_flag("--strict", options.strict, "treat MPS limits as errors instead of warnings");
   cmd->add_flag("--allow-outside", options.allow_outside,
-                "accept tensor paths that are absolute or leave the manifest's folder");
+                "accept tensor and probe paths that are absolute or leave the manifest's folder");
   cmd->add_flag("--allow-non-finite", options.allow_non_finite,
                 "accept NaN and infinite weights (an error by default)");
   cmd->add_option("--precision", precision_text,
