@@ -26,12 +26,6 @@
 #endif
 #endif
 
-#ifdef MPSB_TEST_ASAN
-// A failed allocation must reach the code as std::bad_alloc, as it does
-// without ASan, instead of ASan aborting the test.
-extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1"; }
-#endif
-
 namespace {
 
 using mpsb::testing::ModelBuilder;
@@ -137,6 +131,11 @@ TEST(HostileCheck, OutputShapeIsComparedBeforeRunning) {
 // conv with stride 2^24 on a 2x2 input: about 2^50 floats): out of memory is
 // an error naming the layer, not std::bad_alloc.
 TEST(HostileCheck, OutOfMemoryIsAnError) {
+#ifdef MPSB_TEST_ASAN
+  // ASan's operator new reports a failed allocation and aborts instead of
+  // throwing std::bad_alloc, whatever allocator_may_return_null says.
+  GTEST_SKIP() << "needs std::bad_alloc, which ASan's operator new never throws";
+#endif
   mpsb::testing::BundleSpec spec;
   spec.layers.push_back(mpsb::testing::conv_transpose_layer("up", 2, 4, 3, 1u << 24));
   spec.layers[0].conv.output_padding_h = spec.layers[0].conv.output_padding_w = 0;
