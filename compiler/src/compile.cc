@@ -13,6 +13,7 @@
 #include "bundle_writer.h"
 #include "check.h"
 #include "diagnostics.h"
+#include "fault_injection.h"
 #include "fold.h"
 #include "manifest.h"
 #include "precision_plan.h"
@@ -167,6 +168,10 @@ CompileReport check_manifest(const CompileOptions& options) {
 }
 
 CompileReport compile(const CompileOptions& options) {
+  return compile_with_fault(options, Mutation::kNone);
+}
+
+CompileReport compile_with_fault(const CompileOptions& options, Mutation mutation) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
@@ -179,7 +184,7 @@ CompileReport compile(const CompileOptions& options) {
       bool check_failed = false;
       WriteOptions write;
       write.jobs = options.jobs;
-      write.mutation = options.mutation;
+      write.mutation = mutation;
       write.progress = options.progress;
       if (options.check) {
         // Checked before the rename: a bundle that fails never replaces
