@@ -16,6 +16,7 @@
 #include "fault_injection.h"
 #include "fold.h"
 #include "manifest.h"
+#include "mpsb/kinds.h"
 #include "precision_plan.h"
 #include "tensor_files.h"
 
@@ -34,8 +35,7 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
     lr.kind = std::string(mpsb::to_string(l.kind));
     lr.tensor_count = l.tensors.size();
     for (const auto& t : l.tensors) lr.bytes += t.size;
-    if (l.kind == mpsb::LayerKind::kConv2d || l.kind == mpsb::LayerKind::kConvTranspose2d ||
-        l.kind == mpsb::LayerKind::kLinear) {
+    if (mpsb::kind_spec(l.kind).precision) {
       lr.precision = std::string(to_string(l.weight_precision));
       lr.precision_note = l.precision_note;
       lr.max_abs_error = l.weight_error.max_abs;
