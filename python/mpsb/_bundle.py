@@ -118,14 +118,21 @@ class Tensor:
         """A new, writable array in the source (PyTorch) shape and order.
 
         Inverted by the runtime's C++ layout module, the same code path as
-        ``mpsb-dump --extract``. The dtype is the stored one, so when it
-        equals ``source_dtype`` the bytes are exactly the exporter's ``.bin``
-        (``arr.tobytes()``); a float16 tensor compiled from float32 gives the
-        float16 values, a quantized one its uint8 codes. With ``verify``
-        (default) the layer's checksums are checked first, as --extract does.
+        ``mpsb-dump --extract``. The dtype is the source's whenever the
+        stored values give it back exactly (the same dtype, or float16 /
+        bfloat16 sources the compiler widened to float32), so ``arr.tobytes()``
+        is the exporter's ``.bin``; otherwise (float16 rounded from float32,
+        uint8 codes) it is the stored dtype. bfloat16 comes as uint16 bits.
+        With ``verify`` (default) the layer's checksums are checked first,
+        as --extract does.
         """
         raw = self._core.to_source(self._layer.sorted_index, self._i, verify)
-        return raw.view(self.numpy_dtype).reshape(self.source_shape)
+        arr = raw.view(self.numpy_dtype).reshape(self.source_shape)
+        if self.dtype == "float32" and self.source_dtype == "float16":
+            return arr.astype(np.float16)  # exact: the values were float16
+        if self.dtype == "float32" and self.source_dtype == "bfloat16":
+            return (arr.view(np.uint32) >> 16).astype(np.uint16)  # exact: the low bits are 0
+        return arr
 
     def __repr__(self) -> str:
         return "<mpsb.Tensor %s.%s %s %s %s>" % (self._layer.name, self.role, self.dtype,

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The PyTorch exporter and the Python package on current PyTorch from PyPI
+# (python/requirements-torch.txt), in a virtual environment kept between runs.
+#   scripts/test-torch.sh [--full] [WHEEL]
+# WHEEL: an mpsb wheel to install (scripts/test.sh passes the one it built);
+# without it the repository is built with `pip install .`.
+# Default: tests/pytorch/export_test.py and fidelity_test.py (the golden
+# exporter tests) and tests/pytorch/property_test.py. --full adds
+# precision_test.py (every model at float16 and uint8).
+# The venv lives in $MPSB_CACHE (default ~/.cache/mpsb), keyed by the hash of
+# the requirements, so a second run installs nothing; the first downloads
+# about 3 GB (PyPI's torch is the CUDA build) and needs about 6 GB of disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+full=0
+if [[ "${1:-}" == "--full" ]]; then full=1; shift; fi
+wheel="${1:-}"
+
+python="${MPSB_PYTHON:-python3}"
+reqs=(python/requirements-torch.txt python/requirements-test.txt)
+key=$(cat "${reqs[@]}" | sha256sum | cut -c1-12)
+venv="${MPSB_CACHE:-$HOME/.cache/mpsb}/venv-torch-$key"
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+  echo "test-torch: creating $venv (torch from PyPI)" >&2
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  SECONDS=0
+  "$python" -m venv "$venv.tmp"
+  "$venv.tmp/bin/pip" install -q --progress-bar off -r python/requirements-torch.txt
+  mv "$venv.tmp" "$venv"
+  echo "test-torch: installed in ${SECONDS}s, $(du -sh "$venv" | cut -f1)" >&2
+fi
+if [[ -n "$wheel" ]]; then
+  "$venv/bin/pip" install -q --force-reinstall --no-deps "$wheel"
+else
+  "$venv/bin/pip" install -q --force-reinstall --no-deps .
+fi
+"$venv/bin/python" -c "import torch; print('test-torch: torch', torch.__version__)"
+
+tools=$("$venv/bin/python" -c "import mpsb._tools as t; print(t.BIN)")
+work=build/torch-tests
+rm -rf "$work" && mkdir -p "$work"
+SECONDS=0
+"$venv/bin/python" tests/pytorch/export_test.py
+echo "test-torch: export_test ${SECONDS}s" >&2
+SECONDS=0
+"$venv/bin/python" tests/pytorch/fidelity_test.py --mpsbc "$tools/mpsbc" --dump "$tools/mpsb-dump" \
+  --work "$work/fidelity"
+echo "test-torch: fidelity_test ${SECONDS}s" >&2
+SECONDS=0
+# pytest exits 5 when it collected no test: a failure here too.
+"$venv/bin/python" -m pytest -q tests/pytorch/property_test.py
+echo "test-torch: property_test ${SECONDS}s" >&2
+if ((full)); then
+  SECONDS=0
+  "$venv/bin/python" tests/pytorch/precision_test.py --mpsbc "$tools/mpsbc" \
+    --dump "$tools/mpsb-dump" --work "$work/precision"
+  echo "test-torch: precision_test ${SECONDS}s" >&2
+fi
