@@ -7,29 +7,14 @@
 # Default: tests/pytorch/export_test.py and fidelity_test.py (the golden
 # exporter tests) and tests/pytorch/property_test.py. --full adds
 # precision_test.py (every model at float16 and uint8).
-# The venv lives in $MPSB_CACHE (default ~/.cache/mpsb), keyed by the hash of
-# the requirements, so a second run installs nothing; the first downloads
-# about 3 GB (PyPI's torch is the CUDA build) and needs about 6 GB of disk.
+# The venv is scripts/torch-venv.sh's (cached; the first run downloads ~3 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 full=0
 if [[ "${1:-}" == "--full" ]]; then full=1; shift; fi
 wheel="${1:-}"
 
-python="${MPSB_PYTHON:-python3}"
-reqs=(python/requirements-torch.txt python/requirements-test.txt)
-key=$(cat "${reqs[@]}" | sha256sum | cut -c1-12)
-venv="${MPSB_CACHE:-$HOME/.cache/mpsb}/venv-torch-$key"
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import torch, torchvision" 2>/dev/null; then
-  echo "test-torch: creating $venv (torch from PyPI)" >&2
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  SECONDS=0
-  "$python" -m venv "$venv.tmp"
-  "$venv.tmp/bin/pip" install -q --progress-bar off -r python/requirements-torch.txt
-  mv "$venv.tmp" "$venv"
-  echo "test-torch: installed in ${SECONDS}s, $(du -sh "$venv" | cut -f1)" >&2
-fi
+venv=$(scripts/torch-venv.sh)
 if [[ -n "$wheel" ]]; then
   "$venv/bin/pip" install -q --force-reinstall --no-deps "$wheel"
 else
