@@ -25,12 +25,13 @@ ctest --test-dir build-clang --output-on-failure -j"$jobs" -LE python
 # --- Python package and current PyTorch (issue 17) -----------------------------
 # The wheel from pyproject.toml (the extension over the runtime, mpsbc,
 # mpsb-dump, the exporter) in a fresh build/venv, and tests/python there.
-# Then the exporter's golden tests and the property tests on current torch
-# from PyPI, in a venv cached in ~/.cache/mpsb (first run: ~2 min and ~3 GB
-# of downloads; later runs install nothing). MPSB_SKIP_TORCH2=1 skips that.
+# Then the exporter's golden, fidelity and precision tests and the property
+# tests on current torch from PyPI, in a venv cached in ~/.cache/mpsb (first
+# run: ~2 min and ~3 GB of downloads; later runs install nothing; the tests
+# take ~4 min). MPSB_SKIP_TORCH2=1 skips that.
 scripts/test-python.sh
 if [[ "${MPSB_SKIP_TORCH2:-0}" != 1 ]]; then
-  scripts/test-torch.sh "$(ls build/wheel/mpsb-*.whl)"
+  scripts/test-torch.sh --full "$(ls build/wheel/mpsb-*.whl)"
 fi
 # --- end of the Python stage ----------------------------------------------------
 

@@ -2,7 +2,7 @@
 """Runs the README's Python walk-through and prints it as Markdown, each cell
 followed by what it really printed.
 
-  python python/walkthrough.py > build/walkthrough.md
+  python examples/python_walkthrough.py > build/walkthrough.md
   (in a venv with torch, torchvision and mpsb: scripts/torch-venv.sh's)
 
 The README section "Python: `pip install .`" is this script's output.
@@ -58,7 +58,8 @@ print("file sizes: %.1f MB vs %.1f MB" % (b.file_size / 1e6, h.file_size / 1e6))
 worst = []
 for (key, t32), (_, t16) in zip(b.tensors(), h.tensors()):
     x, y = t32.to_source().astype(np.float32), t16.to_source().astype(np.float32)
-    worst.append((float(np.abs(x - y).max() / np.abs(x).max()), key, t16.dtype))
+    scale = np.abs(x).max() or 1.0  # all-zero tensors (fresh batch-norm biases) compare absolutely
+    worst.append((float(np.abs(x - y).max() / scale), key, t16.dtype))
 for err, key, dtype in sorted(worst, reverse=True)[:3]:
     print("%-24s stored %-8s max rel diff %.2e" % (key, dtype, err))
 """),
