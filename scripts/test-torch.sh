@@ -5,7 +5,8 @@
 # WHEEL: an mpsb wheel to install (scripts/test.sh passes the one it built);
 # without it the repository is built with `pip install .`.
 # Default: tests/pytorch/export_test.py and fidelity_test.py (the golden
-# exporter tests) and tests/pytorch/property_test.py. --full adds
+# exporter tests), tests/pytorch/property_test.py and package_test.py (the
+# commands of the installed wheel). --full adds
 # precision_test.py (every model at float16 and uint8).
 # The venv is scripts/torch-venv.sh's (cached; the first run downloads ~3 GB).
 set -euo pipefail
@@ -34,8 +35,8 @@ SECONDS=0
 echo "test-torch: fidelity_test ${SECONDS}s" >&2
 SECONDS=0
 # pytest exits 5 when it collected no test: a failure here too.
-"$venv/bin/python" -m pytest -q tests/pytorch/property_test.py
-echo "test-torch: property_test ${SECONDS}s" >&2
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/pytorch/property_test.py tests/pytorch/package_test.py
+echo "test-torch: property_test + package_test ${SECONDS}s" >&2
 if ((full)); then
   SECONDS=0
   "$venv/bin/python" tests/pytorch/precision_test.py --mpsbc "$tools/mpsbc" \
