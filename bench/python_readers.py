@@ -4,7 +4,7 @@
   bench/python_readers.py [--mpsbc PATH] [--work DIR] [--reps N]
   (scripts/bench-python.sh runs it in the venv it needs)
 
-Writes ResNet-50's tensors (bench/gen_model.py resnet50: 161 float32 tensors,
+Writes ResNet-50's tensors (bench/gen_model.py resnet50: 267 float32 tensors,
 ~102 MB) once, then stores them as
   .mpsb         mpsbc compile of the manifest (weights in MPS layout)
   .safetensors  safetensors.numpy.save_file
