@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the path of a virtual environment with current PyTorch from PyPI
 # (python/requirements-torch.txt), creating it first when missing. It lives
-# in $MPSB_CACHE (default ~/.cache/mpsb), keyed by the hash of the
+# in $MPSB_CACHE (default $XDG_CACHE_HOME/mpsb, or ~/.cache/mpsb), keyed by the hash of the
 # requirements, so later runs install nothing. The first run downloads about
 # 3 GB (PyPI's Linux torch is the CUDA build, with its nvidia-* wheels) and
 # takes about 6 GB of disk. Used by scripts/test-torch.sh and
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${MPSB_PYTHON:-python3}"
 key=$(cat python/requirements-torch.txt python/requirements-test.txt | sha256sum | cut -c1-12)
-venv="${MPSB_CACHE:-$HOME/.cache/mpsb}/venv-torch-$key"
+venv="${MPSB_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/mpsb}/venv-torch-$key"
 if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   echo "torch-venv: creating $venv (torch from PyPI)" >&2
   rm -rf "$venv"
