@@ -45,21 +45,26 @@ class LinearParams:
 
 @dataclass(frozen=True)
 class NormParams:
-    """Parameters of a batch_norm2d or instance_norm2d layer."""
+    """Parameters of a normalization layer (batch, instance or group norm);
+    for a prelu layer, ``num_features`` is its channel count."""
 
     num_features: int
     eps: float
+    num_groups: int = 0  # group_norm only
 
 
 Params = Union[ConvParams, LinearParams, NormParams, None]
 
 
 def _params(kind: str, d: dict) -> Params:
-    if kind in ("conv2d", "conv_transpose2d"):
+    # The C++ side names the kind's parameter table (runtime/include/mpsb/kinds.h).
+    d = dict(d)
+    table = d.pop("table", None)
+    if table == "conv":
         return ConvParams(**d)
-    if kind == "linear":
+    if table == "linear":
         return LinearParams(**d)
-    if kind in ("batch_norm2d", "instance_norm2d"):
+    if table == "norm":
         return NormParams(**d)
     return None
 
@@ -143,6 +148,7 @@ class Layer:
     """One layer: its kind, activation, parameters and tensors."""
 
     __slots__ = ("name", "index", "sorted_index", "kind", "activation", "activation_alpha",
+                 "activation_beta",
                  "quantization", "params", "tensors")
 
     def __init__(self, core: _core.Bundle, d: dict) -> None:
@@ -154,6 +160,7 @@ class Layer:
         self.kind: str = d["kind"]
         self.activation: str = d["activation"]
         self.activation_alpha: float = d["activation_alpha"]
+        self.activation_beta: float = d["activation_beta"]
         self.quantization: str = d["quantization"]
         self.params: Params = _params(self.kind, d["params"])
         self.tensors: Tuple[Tensor, ...] = tuple(

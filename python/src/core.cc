@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "mpsb/bundle.h"
+#include "mpsb/kinds.h"
 #include "mpsb/result.h"
 #include "mpsb/types.h"
 #include "mpsbc/layout.h"
@@ -72,12 +73,14 @@ nb::dict tensor_info(const mpsb::Tensor& t, uint64_t segment_offset) {
   return d;
 }
 
+// The layer's parameter table, by the kind's entry in mpsb/kinds.h; the
+// switch fails to build when a table is added and not handled here.
 nb::dict params(const mpsb::Layer& l) {
   nb::dict d;
-  switch (l.kind()) {
-    case mpsb::LayerKind::kConv2d:
-    case mpsb::LayerKind::kConvTranspose2d: {
+  switch (mpsb::kind_spec(l.kind()).params) {
+    case mpsb::ParamTable::kConv: {
       const mpsb::ConvParams c = l.conv();
+      d["table"] = "conv";
       d["in_channels"] = c.in_channels;
       d["out_channels"] = c.out_channels;
       d["kernel"] = nb::make_tuple(c.kernel_h, c.kernel_w);
@@ -88,8 +91,9 @@ nb::dict params(const mpsb::Layer& l) {
       d["output_padding"] = nb::make_tuple(c.output_padding_h, c.output_padding_w);
       break;
     }
-    case mpsb::LayerKind::kLinear: {
+    case mpsb::ParamTable::kLinear: {
       const mpsb::LinearParams p = l.linear();
+      d["table"] = "linear";
       d["in_features"] = p.in_features;
       d["out_features"] = p.out_features;
       if (p.flattened())
@@ -98,16 +102,16 @@ nb::dict params(const mpsb::Layer& l) {
         d["input_chw"] = nb::none();
       break;
     }
-    case mpsb::LayerKind::kBatchNorm2d:
-    case mpsb::LayerKind::kInstanceNorm2d: {
+    case mpsb::ParamTable::kNorm:
+    case mpsb::ParamTable::kGroupNorm:
+    case mpsb::ParamTable::kChannels: {
       const mpsb::NormParams n = l.norm();
+      d["table"] = "norm";
       d["num_features"] = n.num_features;
       d["eps"] = n.eps;
+      d["num_groups"] = n.num_groups;
       break;
     }
-    default:
-      // A kind this binding does not know yet: no parameters, not an error.
-      break;
   }
   return d;
 }
@@ -120,6 +124,7 @@ nb::dict layer_info(const mpsb::Layer& l, size_t sorted_index, uint64_t segment_
   d["kind"] = mpsb::to_string(l.kind());
   d["activation"] = mpsb::to_string(l.activation());
   d["activation_alpha"] = l.activation_alpha();
+  d["activation_beta"] = l.activation_beta();
   d["quantization"] = mpsb::to_string(l.quantization());
   d["params"] = params(l);
   nb::list tensors;
