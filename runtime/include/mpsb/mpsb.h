@@ -215,8 +215,7 @@ typedef struct mpsb_neuron {
 } mpsb_neuron;
 
 /* MPSB_ERROR_WRONG_LAYER_KIND for batch, instance and group norm layers. */
-mpsb_status mpsb_layer_neuron(const mpsb_bundle* bundle, const mpsb_layer* layer,
-                              mpsb_neuron* out);
+mpsb_status mpsb_layer_neuron(const mpsb_bundle* bundle, const mpsb_layer* layer, mpsb_neuron* out);
 
 #define MPSB_MAX_RANK 8
 typedef struct mpsb_tensor_info {
