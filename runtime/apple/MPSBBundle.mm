@@ -175,6 +175,17 @@ std::optional<Source> SourceForLayer(const SharedBundle &bundle, NSString *name,
   return self;
 }
 
+// GNUstep's -[NSData init] forwards here (with no bytes), and NSData's own
+// version refuses subclasses; Apple's -init never calls it.
+- (instancetype)initWithBytesNoCopy:(void *)bytes
+                             length:(NSUInteger)length
+                       freeWhenDone:(BOOL)free {
+  (void)free;
+  _bytes = bytes;
+  _length = length;
+  return self;
+}
+
 - (void)dealloc {
   delete _owner;
   MPSB_SUPER_DEALLOC();
