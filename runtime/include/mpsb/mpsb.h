@@ -202,7 +202,7 @@ mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_lay
  * of a conv2d, conv_transpose2d or linear layer's fused activation
  * (MPSCNNConvolutionDescriptor.fusedNeuronDescriptor; type 0, none, when it
  * has none), or of a prelu layer. f(x) per Apple's header with these a, b,
- * c; docs/LAYERS.md gives each PyTorch form. */
+ * c; docs/APPLE.md lists the PyTorch form of each. */
 typedef struct mpsb_neuron {
   mpsb_activation activation;
   int32_t mps_neuron_type; /* MPSCNNNeuronType value: ReLU 1, ..., GeLU 15 */
