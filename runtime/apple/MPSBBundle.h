@@ -37,8 +37,8 @@
 //
 // Requires MetalPerformanceShaders from macOS 10.14 / iOS 12 / tvOS 12
 // (MPSNNNeuronDescriptor for the fused activation); group_norm needs
-// macOS 10.15 / iOS 13 (MPSCNNGroupNormalization), the gelu activation
-// macOS 11 / iOS 14 (MPSCNNNeuronTypeGeLU).
+// macOS 10.15 / iOS 13 (MPSCNNGroupNormalization), the gelu activation an
+// SDK whose MPSCNNNeuronType.h has MPSCNNNeuronTypeGeLU (= 15).
 
 #ifndef MPSB_APPLE_MPSBBUNDLE_H_
 #define MPSB_APPLE_MPSBBUNDLE_H_

@@ -57,9 +57,9 @@ typedef NS_ENUM(int32_t, MPSCNNNeuronType) {
   MPSCNNNeuronTypePower,        // f(x) = (a * x + b) ^ c
   MPSCNNNeuronTypeExponential,  // f(x) = c ^ (a * x + b)
   MPSCNNNeuronTypeLogarithm,    // f(x) = log_c(a * x + b)
-  // Apple's current header (macOS 11 / iOS 14 and later): GeLU = 15, then
-  // the count; older SDKs end at Logarithm with Count = 15.
-  MPSCNNNeuronTypeGeLU = 15,  // no parameters
+  // Apple's current header has GeLU = 15, then the count (16); older SDKs
+  // end at Logarithm with Count = 15.
+  MPSCNNNeuronTypeGeLU = 15,  // f(x) = (1.0 + erf(x * sqrt(0.5))) * 0.5 * x
   MPSCNNNeuronTypeCount,
 };
 
