@@ -675,6 +675,26 @@ void CheckOpenErrors(const std::string &dir) {
   std::remove(junk.c_str());
 
   CHECK([MPSBBundle bundleWithPath:NS(missing) error:NULL] == nil);  // NULL error is fine
+
+  // A norm gamma stored as float16 [C] (docs/SECURITY.md): -gamma would
+  // hand MPS C floats where 2C bytes exist, so the bundle never opens.
+  const std::string f16 = dir + "/f16_gamma.mpsb";
+  BundleSpec spec;
+  spec.layers.push_back(mpsb::testing::batch_norm_layer("bn", 8));
+  spec.layers[0].tensors[0].dtype = mpsb::DType::kFloat16;
+  const std::vector<uint8_t> bytes = mpsb::testing::build_bundle(spec);
+  {
+    std::ofstream out(f16, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  mpsb::Result<mpsb::Bundle> want_f16 = mpsb::Bundle::open(f16);
+  CHECK(!want_f16.ok() && want_f16.error() == mpsb::Error::kSizeMismatch);
+  error = nil;
+  CHECK([MPSBBundle bundleWithPath:NS(f16) error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_SIZE_MISMATCH);
+  CHECK(error != nil && Str([error localizedDescription]) == want_f16.message());
+  std::remove(f16.c_str());
 }
 
 }  // namespace

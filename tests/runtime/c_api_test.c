@@ -1,11 +1,14 @@
 /* Plain-C test of the C API (compiled as C11, no C++):
- *   c_api_test BUNDLE [KINDS_BUNDLE]
+ *   c_api_test BUNDLE [KINDS_BUNDLE [F16_GAMMA_BUNDLE]]
  * BUNDLE comes from `write_test_bundle OUT`: layers conv1 (4->8, 3x3, bias),
  * conv0 (8->8, 1x1, groups 2, no bias), bn1 (8 features), in that order.
  * KINDS_BUNDLE from `write_test_bundle OUT kinds`: gn (8 channels, 4 groups,
  * affine), gn_plain (8 channels, 2 groups), prelu (8 channels, one
  * parameter), conv_prelu (fused PReLU, 8 slopes), conv_elu (alpha 0.5),
  * conv_softplus (beta 2, threshold 20), conv_hardsigmoid, conv_gelu.
+ * F16_GAMMA_BUNDLE from `write_test_bundle OUT f16_gamma`: a batch norm
+ * whose gamma is float16 [C], which open must refuse (a norm descriptor
+ * would promise C floats where 2C bytes exist).
  * The expected MPS neurons are written out here from Apple's
  * MPSCNNNeuronType.h and PyTorch's definitions, not computed by the
  * library. */
@@ -125,8 +128,8 @@ int main(int argc, char** argv) {
   uint64_t segment_size = 0;
   const void* segment;
 
-  if (argc != 2 && argc != 3) {
-    fprintf(stderr, "usage: c_api_test BUNDLE [KINDS_BUNDLE]\n");
+  if (argc < 2 || argc > 4) {
+    fprintf(stderr, "usage: c_api_test BUNDLE [KINDS_BUNDLE [F16_GAMMA_BUNDLE]]\n");
     return 2;
   }
 
@@ -225,7 +228,13 @@ int main(int argc, char** argv) {
   mpsb_layer_purge(b, conv1);
   mpsb_bundle_free(b);
 
-  if (argc == 3) check_kinds(argv[2]);
+  if (argc >= 3) check_kinds(argv[2]);
+  if (argc >= 4) {
+    st = mpsb_bundle_open(argv[3], 0, &b, message, sizeof message);
+    CHECK(st == MPSB_ERROR_SIZE_MISMATCH);
+    CHECK(b == NULL);
+    CHECK(strstr(message, "layer 'bn' tensor 0: weight must be float32") != NULL);
+  }
 
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

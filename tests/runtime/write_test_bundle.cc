@@ -2,6 +2,8 @@
 //   write_test_bundle OUT          conv1, conv0, bn1
 //   write_test_bundle OUT kinds    group norms, a prelu layer and convs with
 //                                  each fused activation that has parameters
+//   write_test_bundle OUT f16_gamma  a batch norm whose gamma is float16 [C]
+//                                  (docs/SECURITY.md: must be refused)
 #include <cstdio>
 #include <cstring>
 
@@ -50,13 +52,17 @@ mpsb::testing::BundleSpec kinds_spec() {
 
 int main(int argc, char** argv) {
   const bool kinds = argc == 3 && std::strcmp(argv[2], "kinds") == 0;
-  if (argc != 2 && !kinds) {
-    std::fprintf(stderr, "usage: write_test_bundle OUT [kinds]\n");
+  const bool f16_gamma = argc == 3 && std::strcmp(argv[2], "f16_gamma") == 0;
+  if (argc != 2 && !kinds && !f16_gamma) {
+    std::fprintf(stderr, "usage: write_test_bundle OUT [kinds|f16_gamma]\n");
     return 2;
   }
   mpsb::testing::BundleSpec spec;
   if (kinds) {
     spec = kinds_spec();
+  } else if (f16_gamma) {
+    spec.layers.push_back(mpsb::testing::batch_norm_layer("bn", 8));
+    spec.layers[0].tensors[0].dtype = mpsb::DType::kFloat16;
   } else {
     spec.name = "c_api";
     spec.layers.push_back(mpsb::testing::conv_layer("conv1", 4, 8, 3));
