@@ -34,8 +34,7 @@ sys.path[:0] = [os.path.join(ROOT, "tools", "export"), HERE]
 
 import models  # noqa: E402
 import mpsb_export  # noqa: E402
-
-ROLES = ("weight", "bias", "running_mean", "running_var")
+from mpsb_export.layers import TENSOR_ROLES as ROLES  # noqa: E402
 FOLD_MODELS = ("resnet18",)
 COMMAND_TIMEOUT = 900  # seconds; alexnet's 230 MB are the slowest
 
