@@ -345,6 +345,11 @@ Examples:
 
   auto* kinds = app.add_subcommand(
       "kinds", "print the layer kinds and fused activations a manifest can use (mpsb/kinds.h)");
+  kinds->footer(std::string(R"(Examples:
+  mpsbc kinds
+  mpsbc kinds --json | jq '.activations[].name'
+
+)") + kExitCodes);
   bool kinds_as_json = false;
   kinds->add_flag("--json", kinds_as_json,
                   "print every kind's fields with defaults and tensor roles, and every "
