@@ -13,6 +13,7 @@
 
 #include "bundle_plan.h"
 #include "diagnostics.h"
+#include "fault_injection.h"
 #include "manifest.h"
 
 namespace mpsbc {
@@ -41,8 +42,8 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
 // identity (device, inode, size, modification and change time) differs from
 // the one check_tensor_files() recorded, is an error, not another bundle.
 struct WriteOptions {
-  unsigned jobs = 0;  // 0: one per core
-  CompileOptions::Mutation mutation = CompileOptions::Mutation::kNone;
+  unsigned jobs = 0;                    // 0: one per core
+  Mutation mutation = Mutation::kNone;  // tests only (fault_injection.h)
   // Called with the complete, synced temporary file before it replaces the
   // output; returning false abandons the write (nothing is replaced).
   std::function<bool(const std::string& temp_path)> before_commit;

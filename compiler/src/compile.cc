@@ -14,8 +14,10 @@
 #include "check.h"
 #include "compile_hooks.h"
 #include "diagnostics.h"
+#include "fault_injection.h"
 #include "fold.h"
 #include "manifest.h"
+#include "mpsb/kinds.h"
 #include "precision_plan.h"
 #include "tensor_files.h"
 
@@ -34,8 +36,7 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
     lr.kind = std::string(mpsb::to_string(l.kind));
     lr.tensor_count = l.tensors.size();
     for (const auto& t : l.tensors) lr.bytes += t.size;
-    if (l.kind == mpsb::LayerKind::kConv2d || l.kind == mpsb::LayerKind::kConvTranspose2d ||
-        l.kind == mpsb::LayerKind::kLinear) {
+    if (mpsb::kind_spec(l.kind).precision) {
       lr.precision = std::string(to_string(l.weight_precision));
       lr.precision_note = l.precision_note;
       lr.max_abs_error = l.weight_error.max_abs;
@@ -174,6 +175,12 @@ CompileReport check_manifest(const CompileOptions& options) {
 
 CompileReport compile(const CompileOptions& options) { return compile_with_hooks(options, {}); }
 
+CompileReport compile_with_fault(const CompileOptions& options, Mutation mutation) {
+  CompileHooks hooks;
+  hooks.mutation = mutation;
+  return compile_with_hooks(options, hooks);
+}
+
 CompileReport compile_with_hooks(const CompileOptions& options, const CompileHooks& hooks) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
@@ -187,7 +194,7 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
       bool check_failed = false;
       WriteOptions write;
       write.jobs = options.jobs;
-      write.mutation = options.mutation;
+      write.mutation = hooks.mutation;
       write.progress = options.progress;
       write.allow_non_finite = options.allow_non_finite;
       write.before_stream = hooks.before_stream;

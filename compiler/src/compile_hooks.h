@@ -6,11 +6,15 @@
 
 #include <functional>
 
+#include "fault_injection.h"
 #include "mpsbc/compile.h"
+#include "mpsbc/report.h"
 
 namespace mpsbc {
 
 struct CompileHooks {
+  // fault_injection.h.
+  Mutation mutation = Mutation::kNone;
   // After every input was validated and the temporary output exists, before
   // the first .bin is read for the bundle.
   std::function<void()> before_stream;
