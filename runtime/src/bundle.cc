@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "bundle_internal.h"
 #include "mpsb/fb/bundle_generated.h"
+#include "tensor_ranges.h"
 
 namespace mpsb {
 namespace {
@@ -46,20 +48,7 @@ bool mul_ok(uint64_t* acc, uint64_t v) {
   return true;
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
-      out += char(c);
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+using internal::printable;
 
 std::string_view view(const flatbuffers::String* s) {
   return s ? std::string_view(s->data(), s->size()) : std::string_view();
@@ -388,9 +377,26 @@ class Checker {
   uint64_t segment_size_ = 0;
 };
 
-uint64_t hash(const void* p, size_t n) { return XXH3_64bits(p, n); }
+std::atomic<uint64_t> g_bytes_hashed{0};
+
+uint64_t hash(const void* p, size_t n) {
+  g_bytes_hashed.fetch_add(n, std::memory_order_relaxed);
+  return XXH3_64bits(p, n);
+}
+
+// For "not a regular file (a FIFO)".
+std::string file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a file";
+}
 
 }  // namespace
+
+uint64_t internal::bytes_hashed() { return g_bytes_hashed.load(std::memory_order_relaxed); }
 
 internal::Mapping::~Mapping() {
   if (owned && data) munmap(const_cast<std::byte*>(data), size);
@@ -402,7 +408,10 @@ Bundle& Bundle::operator=(Bundle&&) noexcept = default;
 Bundle::~Bundle() = default;
 
 Result<Bundle> Bundle::open(const std::string& path, const OpenOptions& options) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+  // writer, forever; the type check below then refuses it. On a regular
+  // file the flag changes nothing (mmap ignores it).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return {Error::kIo, path + ": cannot open: " + std::strerror(errno)};
   struct stat st {};
   if (fstat(fd, &st) != 0) {
@@ -412,7 +421,7 @@ Result<Bundle> Bundle::open(const std::string& path, const OpenOptions& options)
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return {Error::kIo, path + ": not a regular file"};
+    return {Error::kIo, path + ": not a regular file (" + file_type_name(st.st_mode) + ")"};
   }
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < 12) {
@@ -447,6 +456,9 @@ Result<Bundle> Bundle::finish_open(std::unique_ptr<internal::Mapping> m,
                                    const OpenOptions& options) {
   Checker checker(m->data, m->size, m->path);
   if (Status s = checker.run(&m->network_order); !s) return {s.error(), s.message()};
+  if (Status s = internal::check_tensor_ranges(*checker.root(), m->path); !s) {
+    return {s.error(), s.message()};
+  }
   m->root = checker.root();
   m->segment = m->data + m->root->segment_offset();
   Bundle bundle(std::move(m));

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpsb/bundle.h"
@@ -28,6 +29,27 @@ struct Mapping {
   // network_order[manifest index] = position in the sorted layer vector.
   std::vector<uint32_t> network_order;
 };
+
+// `s` with every byte outside printable ASCII, and the quote and backslash,
+// written as \xNN: names from a bundle are attacker-controlled.
+inline std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      out += char(c);
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// Bytes hashed by verify() and verify_layer() in this process so far, all
+// bundles and threads together: lets tests count the work a check does.
+uint64_t bytes_hashed();
 
 struct Access {
   static const Mapping& mapping(const Bundle& b) { return *b.m_; }
