@@ -25,4 +25,4 @@ ctest --test-dir build-clang --output-on-failure -j"$jobs" -LE python
 # Hostile input (docs/SECURITY.md): the suite under ASan+UBSan and the
 # threaded tests under TSan, then each libFuzzer target for 60 s.
 scripts/sanitize.sh
-scripts/fuzz.sh 60
+scripts/fuzz.sh 45
