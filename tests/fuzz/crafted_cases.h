@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -140,6 +141,19 @@ inline std::vector<fuzz::FuzzFile> manifest_folder(const nlohmann::json& m, uint
           {"x.bin", floats(50, 1.0f)},
           {"y.bin", floats(100, 0.25f)},
           {"options", {options}}};
+}
+
+// Found by fuzz_compile in its first minute (docs/SECURITY.md): a NaN
+// weight with --allow-non-finite at --precision uint8-linear (options byte
+// 2 | 8) converted NaN to uint8, undefined behaviour (UBSan: "-nan is
+// outside the range of representable values of type 'unsigned char'").
+inline std::vector<fuzz::FuzzFile> nan_weight_uint8_linear_folder() {
+  auto files = manifest_folder(manifest(nlohmann::json::array({conv_manifest_layer(1, 1)})), 2 | 8);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (auto& f : files) {
+    if (f.name == "w.bin") std::memcpy(f.bytes.data() + 4 * 5, &nan, 4);
+  }
+  return files;
 }
 
 }  // namespace mpsb::crafted

@@ -177,6 +177,7 @@ void write_compile_folders(const std::filesystem::path& dir) {
         dir, std::string("crafted_padding_") + p.name,
         manifest_folder(manifest(json::array({mpsb::crafted::conv_manifest_layer(p.h, p.w)})), 0));
   }
+  write_folder(dir, "crafted_nan_uint8_linear", mpsb::crafted::nan_weight_uint8_linear_folder());
 }
 
 // fuzz_dump_check: the compile folders' manifest with the bundle beside it.
