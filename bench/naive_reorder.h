@@ -21,6 +21,9 @@ void naive_reorder(const mpsbc::TensorPlan& p, const T* src, T* dst) {
     case mpsb::Transform::kIdentity:
       for (uint64_t k = 0; k < p.element_count(); ++k) dst[k] = src[k];
       return;
+    case mpsb::Transform::kBroadcast:
+      for (uint64_t k = 0; k < p.element_count(); ++k) dst[k] = src[0];
+      return;
     case mpsb::Transform::kConvOIHWToOHWI: {
       const uint64_t O = s[0], I = s[1], H = s[2], W = s[3];
       for (uint64_t o = 0; o < O; ++o)

@@ -22,6 +22,7 @@
 
 #include "checked_math.h"
 #include "mpsb/fb/bundle_generated.h"
+#include "mpsb/kinds.h"
 #include "mpsbc/compile.h"
 #include "mpsbc/precision.h"
 
@@ -235,6 +236,8 @@ TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
       p.source_shape = {n * (t.plan.element_count() / dst[0])};
       p.stored_shape = p.source_shape;
       break;
+    case Transform::kBroadcast:  // synthesized whole (a vector of slopes)
+      break;
     case Transform::kConvOIHWToOHWI:
       p.source_shape[0] = p.stored_shape[0] = n;
       break;
@@ -335,6 +338,7 @@ bool read_piece(StreamJob& job, const Piece& piece, const ManifestTensor& t,
   // (offset, size) of each run and where it goes in `buf`.
   uint64_t runs = 1, run_bytes = (piece.last - piece.first) * row_bytes,
            first_offset = piece.first * row_bytes, run_stride = 0;
+  if (t.plan.transform == Transform::kBroadcast) run_bytes = t.source_size;  // one element, whole
   if (t.plan.transform == Transform::kConvTransposeToOHWIRotated && !piece.whole) {
     const auto& src = t.plan.source_shape;
     const uint64_t og = src[1], ig = t.plan.stored_shape[3], g = piece.first / og;
@@ -489,7 +493,9 @@ void stream_tensors(StreamJob& job, const std::string& output) {
     const uint64_t rows = piece.last - piece.first;
     const uint64_t row_bytes = t.size / t.plan.stored_shape[0];
     const uint64_t size = rows * row_bytes;
-    const uint64_t source_bytes = rows * (t.source_size / t.plan.stored_shape[0]);
+    const uint64_t source_bytes = t.plan.transform == Transform::kBroadcast
+                                      ? t.source_size
+                                      : rows * (t.source_size / t.plan.stored_shape[0]);
 
     if (source_bytes > SIZE_MAX || size > SIZE_MAX) {
       job.fail({k, true, t.pointer, false, file + ": too large for this machine's address space"});
@@ -517,7 +523,8 @@ void stream_tensors(StreamJob& job, const std::string& output) {
       }
       float* a = reinterpret_cast<float*>(floats.get());
       float* b = reinterpret_cast<float*>(floats.get() + half);
-      to_float(t.source_dtype, src.get(), a, static_cast<size_t>(n));
+      to_float(t.source_dtype, src.get(), a,
+               static_cast<size_t>(source_bytes / mpsb::dtype_size(t.source_dtype)));
       if (t.plan.transform != Transform::kIdentity) {
         apply(plan, a, b, sizeof(float));
         mutate(job.mutation, plan, reinterpret_cast<const std::byte*>(a),
@@ -612,6 +619,44 @@ std::optional<uint64_t> hash_segment(StreamJob& job, uint64_t segment_size, std:
   return XXH3_64bits_digest(segment);
 }
 
+// The metadata is written with ForceDefaults, so that every field is
+// present and a reader sees the same bytes for the same values. Fields added
+// to the schema after format 1 first shipped (Layer.activation_beta,
+// NormParams.num_groups) are written only where they apply, so that a
+// bundle that does not use them keeps the bytes it had. The order of the
+// add_ calls is the generated Create function's.
+flatbuffers::Offset<fb::NormParams> create_norm_params(flatbuffers::FlatBufferBuilder& fbb,
+                                                       const mpsb::NormParams& n) {
+  fb::NormParamsBuilder b(fbb);
+  if (n.num_groups != 0) b.add_num_groups(n.num_groups);
+  b.add_eps(n.eps);
+  b.add_num_features(n.num_features);
+  return b.Finish();
+}
+
+flatbuffers::Offset<fb::Layer> create_layer(
+    flatbuffers::FlatBufferBuilder& fbb, const ManifestLayer& l,
+    flatbuffers::Offset<flatbuffers::String> name, flatbuffers::Offset<fb::ConvParams> conv,
+    flatbuffers::Offset<fb::LinearParams> linear, flatbuffers::Offset<fb::NormParams> norm,
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Tensor>>> tensors) {
+  fb::LayerBuilder b(fbb);
+  b.add_weight_noise_energy(l.weight_noise_energy);
+  b.add_weight_signal_energy(l.weight_signal_energy);
+  b.add_weight_max_abs_error(l.weight_error.max_abs);
+  if (l.activation_beta != 0) b.add_activation_beta(l.activation_beta);
+  b.add_tensors(tensors);
+  b.add_activation_alpha(l.activation_alpha);
+  b.add_norm(norm);
+  b.add_linear(linear);
+  b.add_conv(conv);
+  b.add_index(l.index);
+  b.add_name(name);
+  b.add_quantization(as_fb<fb::Quantization>(quantization(l.weight_precision)));
+  b.add_activation(as_fb<fb::Activation>(l.activation));
+  b.add_kind(as_fb<fb::LayerKind>(l.kind));
+  return b.Finish();
+}
+
 }  // namespace
 
 bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* out,
@@ -652,16 +697,15 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
     flatbuffers::Offset<fb::ConvParams> conv = 0;
     flatbuffers::Offset<fb::LinearParams> linear = 0;
     flatbuffers::Offset<fb::NormParams> norm = 0;
-    switch (l.kind) {
-      case mpsb::LayerKind::kConv2d:
-      case mpsb::LayerKind::kConvTranspose2d: {
+    switch (mpsb::kind_spec(l.kind).params) {
+      case mpsb::ParamTable::kConv: {
         const auto& c = l.conv;
         conv = fb::CreateConvParams(fbb, c.in_channels, c.out_channels, c.kernel_h, c.kernel_w,
                                     c.stride_h, c.stride_w, c.padding_h, c.padding_w, c.dilation_h,
                                     c.dilation_w, c.groups, c.output_padding_h, c.output_padding_w);
         break;
       }
-      case mpsb::LayerKind::kLinear: {
+      case mpsb::ParamTable::kLinear: {
         flatbuffers::Offset<flatbuffers::Vector<uint32_t>> input_shape = 0;
         if (l.linear.flattened()) {
           const std::vector<uint32_t> chw = {l.linear.input_c, l.linear.input_h, l.linear.input_w};
@@ -671,17 +715,14 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
             fb::CreateLinearParams(fbb, l.linear.in_features, l.linear.out_features, input_shape);
         break;
       }
-      case mpsb::LayerKind::kBatchNorm2d:
-      case mpsb::LayerKind::kInstanceNorm2d:
-        norm = fb::CreateNormParams(fbb, l.norm.num_features, l.norm.eps);
+      case mpsb::ParamTable::kNorm:
+      case mpsb::ParamTable::kGroupNorm:
+      case mpsb::ParamTable::kChannels:
+        norm = create_norm_params(fbb, l.norm);
         break;
     }
     auto name = fbb.CreateString(l.name);
-    layers.push_back(fb::CreateLayer(fbb, name, l.index, as_fb<fb::LayerKind>(l.kind), conv, linear,
-                                     norm, as_fb<fb::Activation>(l.activation), l.activation_alpha,
-                                     as_fb<fb::Quantization>(quantization(l.weight_precision)),
-                                     tensor_vec, l.weight_error.max_abs, l.weight_signal_energy,
-                                     l.weight_noise_energy));
+    layers.push_back(create_layer(fbb, l, name, conv, linear, norm, tensor_vec));
   }
   // Already in key order (plan.sorted_layers); CreateVectorOfSortedTables
   // would sort again with the same comparison.

@@ -7,6 +7,7 @@
 #include "checked_math.h"
 #include "mpsbc/precision.h"
 #include "mpsbc/reference.h"
+#include "tensor_files.h"
 
 namespace mpsbc {
 namespace {

@@ -13,7 +13,10 @@
 #include "bundle_writer.h"
 #include "check.h"
 #include "diagnostics.h"
+#include "fold.h"
 #include "manifest.h"
+#include "precision_plan.h"
+#include "tensor_files.h"
 
 #ifndef MPSB_VERSION_STRING
 #error "MPSB_VERSION_STRING must be defined by the build"

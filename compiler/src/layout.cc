@@ -38,6 +38,12 @@ Walk make_walk(const TensorPlan& p) {
       w.dims[0] = p.element_count();
       w.strides[0] = 1;
       break;
+    case Transform::kBroadcast:
+      // Every stored element is source element 0.
+      w.rank = 1;
+      w.dims[0] = p.element_count();
+      w.strides[0] = 0;
+      break;
     case Transform::kConvOIHWToOHWI: {
       const int64_t o = s[0], ig = s[1], kh = s[2], kw = s[3];
       w.rank = 4;
@@ -647,6 +653,7 @@ Shape shape_of(const TensorPlan& p) {
   const auto& dst = p.stored_shape;
   switch (p.transform) {
     case Transform::kIdentity:
+    case Transform::kBroadcast:  // apply() and invert() handle it before
       break;
     case Transform::kConvOIHWToOHWI:
       s.outer = src[0], s.inner = src[1], s.spatial = src[2] * src[3];
@@ -701,6 +708,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
   const ptrdiff_t in_ch = ptrdiff_t(s.inner), sp = ptrdiff_t(s.spatial);
   switch (s.transform) {
     case Transform::kIdentity:
+    case Transform::kBroadcast:
       break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kLinearFlattenToOHWC:
@@ -819,6 +827,11 @@ TensorPlan plan_vector(uint64_t n) {
   return {Transform::kIdentity, TensorLayout::kVector, {n}, TensorLayout::kVector, {n}};
 }
 
+TensorPlan plan_broadcast(uint64_t source_n, uint64_t n) {
+  if (source_n == n) return plan_vector(n);
+  return {Transform::kBroadcast, TensorLayout::kVector, {1}, TensorLayout::kVector, {n}};
+}
+
 std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout source_layout,
                                            std::span<const uint64_t> src,
                                            TensorLayout stored_layout,
@@ -848,6 +861,13 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
       // Same elements in the same order; only the shape's grouping differs.
       if (src.empty() || dst.empty() || *src_count != *dst_count) {
         return fail(why, "identity transform with differing element counts"), std::nullopt;
+      }
+      return p;
+    case Transform::kBroadcast:
+      if (!layouts_are(TensorLayout::kVector, TensorLayout::kVector) || src.size() != 1 ||
+          src[0] != 1 || dst.size() != 1) {
+        return fail(why, "broadcast needs a one-element source vector and a stored vector"),
+               std::nullopt;
       }
       return p;
     case Transform::kConvOIHWToOHWI:
@@ -889,10 +909,21 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
 }
 
 void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size) {
+  if (plan.transform == Transform::kBroadcast) {
+    auto* out = static_cast<unsigned char*>(dst);
+    for (uint64_t i = 0; i < plan.element_count(); ++i) {
+      std::memcpy(out + i * elem_size, src, elem_size);
+    }
+    return;
+  }
   reorder_bytes(elem_size, shape_of(plan), src, dst, true);
 }
 
 void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size) {
+  if (plan.transform == Transform::kBroadcast) {
+    std::memcpy(src, stored, elem_size);  // the one source element
+    return;
+  }
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
 }
 

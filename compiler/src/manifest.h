@@ -1,7 +1,7 @@
 // The manifest (`mpsb.manifest/1`) as the compiler sees it after parsing and
 // validation: every layer with its parameters, and every tensor with its
-// source file and layout plan. DESIGN.md ("The manifest") gives the format;
-// this module enforces it.
+// source file and layout plan. docs/MANIFEST.md gives the format; the
+// fields and tensor roles of each layer kind come from mpsb/kinds.h.
 
 #ifndef MPSBC_MANIFEST_H_
 #define MPSBC_MANIFEST_H_
@@ -62,7 +62,9 @@ struct ManifestLayer {
   mpsb::LinearParams linear;
   mpsb::NormParams norm;
   mpsb::Activation activation = mpsb::Activation::kNone;
+  // The activation's parameters in kinds.h's order (activation_spec).
   float activation_alpha = 0.0f;
+  float activation_beta = 0.0f;
   std::optional<Probe> probe;
   // The manifest's "precision" for this layer's weight, if it sets one.
   std::optional<Precision> precision;
@@ -99,56 +101,6 @@ struct Manifest {
 // the manifest, which is only usable if `diag` holds no errors. Sets *io_error
 // when the file itself could not be read.
 std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& diag, bool* io_error);
-
-struct TensorFileOptions {
-  // Accept tensor paths that are absolute or climb out of the manifest's
-  // folder with "..". Off by default: a manifest from elsewhere must not be
-  // able to read arbitrary files into a bundle.
-  bool allow_outside = false;
-  // Accept NaN and infinite weights. Off by default: they are almost always
-  // a training or export bug, and MPS would propagate them silently.
-  bool allow_non_finite = false;
-};
-
-// Checks that every tensor's file exists, is a readable regular file inside
-// the manifest's folder, has exactly the byte size its shape and dtype need,
-// and (reading it) holds only finite values; `options` relaxes the last two.
-void check_tensor_files(const Manifest& manifest, Diagnostics& diag,
-                        const TensorFileOptions& options = {});
-
-// Checks that every probe file exists with the size its shape needs.
-void check_probe_files(const Manifest& manifest, Diagnostics& diag);
-
-// --fold-batchnorm: folds every batch_norm2d with "follows" into that conv
-// (W' = W·s, b' = (b − μ)·s + β with s = γ/√(σ² + ε), Apple's formula),
-// removes it and renumbers the layers. Reads the batch norms' vectors, so
-// check_tensor_files() must have passed.
-bool fold_batchnorm(Manifest& manifest, Diagnostics& diag);
-
-struct PrecisionOptions {
-  Precision precision = Precision::kFloat32;  // for layers without their own
-  bool allow_overflow = false;                // clamp float16 overflow to ±65504
-};
-
-// Chooses each weight's stored precision (the layer's "precision", else
-// options.precision), applying what MPS cannot take: transposed convolutions
-// keep float32 weights (MPSCNNConvolutionTranspose takes float32 only) and
-// depthwise convolutions do not take uint8 (float16 instead), each with a
-// note. Sets every tensor's stored dtype and size (vectors widen to float32)
-// and adds the uint8 ranges or lookup table tensors, to be filled by
-// measure_precision().
-void plan_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag);
-
-// Reads every weight stored at a lower precision than float32, converts it
-// as the writer will (after any batch-norm folding) and records the error;
-// fits the uint8 ranges and lookup tables. float16 overflow is an error
-// naming the layer and the count unless options.allow_overflow; values
-// flushed to zero are a warning. Holds one tensor (as floats) at a time.
-bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag);
-
-// Reads a float32 file of exactly `count` values.
-bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<float>* out,
-                 std::string* error);
 
 }  // namespace mpsbc
 

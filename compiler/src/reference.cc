@@ -242,6 +242,62 @@ Result<FeatureMap> run_norm(const Layer& layer, const FeatureMap& input, bool in
   return out;
 }
 
+// nn.GroupNorm: mean and biased variance over each group's C/G channels
+// and all H x W, then the per-channel affine.
+Result<FeatureMap> run_group_norm(const Layer& layer, const FeatureMap& input) {
+  const mpsb::NormParams p = layer.norm();
+  if (input.shape.size() != 4 || input.shape[1] != p.num_features || p.num_groups == 0) {
+    return fail(layer, "probe input is not [N, " + std::to_string(p.num_features) + ", H, W]");
+  }
+  const uint64_t n = input.shape[0], c = p.num_features, hw = input.shape[2] * input.shape[3];
+  const uint64_t per = c / p.num_groups;
+  const auto gamma = vector_or(layer, TensorRole::kWeight, c, 1.0f);
+  const auto beta = vector_or(layer, TensorRole::kBias, c, 0.0f);
+  FeatureMap out{input.shape, std::vector<float>(input.data.size())};
+  for (uint64_t b = 0; b < n; ++b) {
+    for (uint64_t g = 0; g < p.num_groups; ++g) {
+      const float* src = &input.data[(b * c + g * per) * hw];
+      const uint64_t count = per * hw;
+      double s = 0, s2 = 0;
+      for (uint64_t i = 0; i < count; ++i) s += src[i];
+      const double mu = s / double(count);
+      for (uint64_t i = 0; i < count; ++i) s2 += (src[i] - mu) * (src[i] - mu);
+      const double inv = 1.0 / std::sqrt(s2 / double(count) + double(p.eps));
+      for (uint64_t k = 0; k < per; ++k) {
+        const uint64_t ch = g * per + k;
+        const float* x = src + k * hw;
+        float* dst = &out.data[(b * c + ch) * hw];
+        for (uint64_t i = 0; i < hw; ++i) dst[i] = float((x[i] - mu) * inv * gamma[ch] + beta[ch]);
+      }
+    }
+  }
+  return out;
+}
+
+// x >= 0 ? x : a[c] * x, with c the channel of each element: dimension 1 of
+// [N, C, H, W] or [N, C].
+void prelu(const std::vector<float>& a, FeatureMap* map) {
+  const auto& shape = map->shape;
+  const uint64_t c = shape.size() > 1 ? shape[1] : 1;
+  uint64_t inner = 1;
+  for (size_t i = 2; i < shape.size(); ++i) inner *= shape[i];
+  if (a.size() < c) return;  // the checker guarantees one slope per channel
+  for (uint64_t i = 0; i < map->data.size(); ++i) {
+    float& x = map->data[i];
+    if (x < 0) x *= a[(i / inner) % c];
+  }
+}
+
+Result<FeatureMap> run_prelu(const Layer& layer, const FeatureMap& input) {
+  const uint64_t c = layer.norm().num_features;
+  if (input.shape.size() < 2 || input.shape[1] != c) {
+    return fail(layer, "probe input does not have " + std::to_string(c) + " channels");
+  }
+  FeatureMap out = input;
+  prelu(vector_or(layer, TensorRole::kWeight, c, 0.0f), &out);
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<float>> decode_weights(const Layer& layer) {
@@ -291,12 +347,22 @@ Result<FeatureMap> run_reference(const Layer& layer, const FeatureMap& input) {
       return run_norm(layer, input, false);
     case LayerKind::kInstanceNorm2d:
       return run_norm(layer, input, true);
+    case LayerKind::kGroupNorm:
+      return run_group_norm(layer, input);
+    case LayerKind::kPReLU:
+      return run_prelu(layer, input);
   }
   return fail(layer, "unknown layer kind");
 }
 
 void apply_activation(const Layer& layer, FeatureMap* map) {
   const float a = layer.activation_alpha();
+  const float b = layer.activation_beta();
+  if (layer.activation() == mpsb::Activation::kPReLU) {
+    const uint64_t c = map->shape.size() > 1 ? map->shape[1] : 1;
+    prelu(vector_or(layer, TensorRole::kActivationWeight, c, 0.0f), map);
+    return;
+  }
   for (float& x : map->data) {
     switch (layer.activation()) {
       case mpsb::Activation::kNone:
@@ -316,6 +382,21 @@ void apply_activation(const Layer& layer, FeatureMap* map) {
       case mpsb::Activation::kTanh:
         x = std::tanh(x);
         break;
+      case mpsb::Activation::kELU:
+        x = x >= 0 ? x : float(double(a) * std::expm1(double(x)));
+        break;
+      case mpsb::Activation::kHardSigmoid:
+        x = std::clamp(float(double(x) / 6.0 + 0.5), 0.0f, 1.0f);
+        break;
+      case mpsb::Activation::kSoftplus:
+        // PyTorch's form: linear once beta * x passes the threshold.
+        x = double(a) * x > double(b) ? x : float(std::log1p(std::exp(double(a) * x)) / a);
+        break;
+      case mpsb::Activation::kGELU:
+        x = float(0.5 * x * (1.0 + std::erf(double(x) / std::sqrt(2.0))));
+        break;
+      case mpsb::Activation::kPReLU:
+        break;  // above: it needs the channel of each element
     }
   }
 }

@@ -123,34 +123,16 @@ std::optional<Source> SourceForLayer(const SharedBundle &bundle, NSString *name,
   return std::move(source).value();
 }
 
-// The fused activation as MPS's neuron descriptor (MPSCNNNeuronType.h):
-//   ReLU   f(x) = x >= 0 ? x : a * x   (a = 0: ReLU; a = slope: LeakyReLU)
-//   ReLUN  f(x) = min(x >= 0 ? x : a * x, b)   (a = 0, b = 6: ReLU6)
-//   Sigmoid f(x) = 1 / (1 + e^-x)
-//   TanH   f(x) = a * tanh(b * x)      (a = b = 1: PyTorch's Tanh)
-// nil for no activation: the descriptor's default is MPSCNNNeuronTypeNone.
-MPSNNNeuronDescriptor *NeuronFor(mpsb::Activation a, float alpha) {
-  switch (a) {
-    case mpsb::Activation::kNone:
-      return nil;
-    case mpsb::Activation::kReLU:
-      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLU a:0.0f b:0.0f];
-    case mpsb::Activation::kReLU6:
-      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLUN
-                                                              a:0.0f
-                                                              b:6.0f];
-    case mpsb::Activation::kLeakyReLU:
-      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeReLU
-                                                              a:alpha
-                                                              b:0.0f];
-    case mpsb::Activation::kSigmoid:
-      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeSigmoid
-                                                              a:0.0f
-                                                              b:0.0f];
-    case mpsb::Activation::kTanh:
-      return [MPSNNNeuronDescriptor cnnNeuronDescriptorWithType:MPSCNNNeuronTypeTanH a:1.0f b:1.0f];
-  }
-  return nil;
+// The fused activation as MPS's neuron descriptor; mpsb::neuron computes
+// the type and its a, b (MPSCNNNeuronType.h). nil for no activation: the
+// descriptor's default is MPSCNNNeuronTypeNone.
+MPSNNNeuronDescriptor *NeuronFor(const mpsb::Layer &layer) {
+  const auto n = mpsb::neuron(layer);
+  if (!n.ok() || n->activation == mpsb::Activation::kNone) return nil;
+  return [MPSNNNeuronDescriptor
+      cnnNeuronDescriptorWithType:static_cast<MPSCNNNeuronType>(n->mps_neuron_type)
+                                a:n->a
+                                b:n->b];
 }
 
 bool IsDepthwise(const mpsb::ConvolutionSource &s) {
@@ -179,7 +161,7 @@ MPSCNNConvolutionDescriptor *NewDescriptor(const mpsb::ConvolutionSource &s) {
   d.groups = depthwise ? 1 : s.groups();
   // fusedNeuronDescriptor replaces -setNeuronType:parameterA:parameterB:,
   // deprecated since macOS 10.13.4 / iOS 11.3.
-  MPSNNNeuronDescriptor *neuron = NeuronFor(s.activation(), s.activation_alpha());
+  MPSNNNeuronDescriptor *neuron = NeuronFor(s.layer());
   if (neuron != nil) d.fusedNeuronDescriptor = neuron;
   return MPSB_RETAIN(d);
 }

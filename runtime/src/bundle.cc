@@ -22,360 +22,10 @@
 #include "tensor_ranges.h"
 
 namespace mpsb {
-namespace {
-
-constexpr uint32_t kFormatVersion = 1;
-// FlatBuffers 2.0.8 addresses at most 2 GiB; its Verifier does not enforce
-// that in release builds, so open() does.
-constexpr uint64_t kMaxMetadataSize = (uint64_t{1} << 31) - 1;
-constexpr uint64_t kMaxSegmentAlignment = uint64_t{1} << 30;
-// Data sources hand out float* (and MPS reads 16-byte vectors), so every
-// tensor must start at least 16-byte aligned; with a smaller alignment a
-// crafted file could make bias_terms() a misaligned float*. mpsbc never
-// writes less (its kMinTensorAlignment).
-constexpr uint64_t kMinTensorAlignment = 16;
-// Deeper than any valid bundle (Bundle > Layer > Tensor > shape).
-constexpr uint32_t kMaxDepth = 16;
-
-bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
-bool aligned_u64(const void* p) { return reinterpret_cast<uintptr_t>(p) % alignof(uint64_t) == 0; }
-
-// Multiplies into *acc, reporting overflow instead of wrapping.
-bool mul_ok(uint64_t* acc, uint64_t v) {
-  if (v != 0 && *acc > std::numeric_limits<uint64_t>::max() / v) return false;
-  *acc *= v;
-  return true;
-}
-
 using internal::printable;
+using internal::view;
 
-std::string_view view(const flatbuffers::String* s) {
-  return s ? std::string_view(s->data(), s->size()) : std::string_view();
-}
-
-template <typename E>
-bool enum_ok(E v, E max) {
-  return static_cast<uint32_t>(v) <= static_cast<uint32_t>(max);
-}
-
-// Checks one bundle held in memory, in the documented order. `where` names
-// the file in messages.
-class Checker {
- public:
-  Checker(const std::byte* data, uint64_t size, const std::string& where)
-      : data_(data), size_(size), where_(where) {}
-
-  Status run(std::vector<uint32_t>* network_order) {
-    if (Status s = check_envelope(); !s) return s;
-    if (Status s = check_bundle(); !s) return s;
-    return check_layers(network_order);
-  }
-
-  const fb::Bundle* root() const { return root_; }
-
- private:
-  Status fail(Error e, const std::string& what) const { return {e, where_ + ": " + what}; }
-
-  Status check_envelope() {
-    // Size prefix (4) + root offset (4) + identifier (4).
-    if (size_ < 12) {
-      return fail(Error::kTruncated,
-                  "file is " + std::to_string(size_) + " bytes, too small for an mpsb bundle");
-    }
-    if (!flatbuffers::BufferHasIdentifier(data_, fb::BundleIdentifier(), true)) {
-      return fail(Error::kBadIdentifier,
-                  "not an mpsb bundle (identifier is '" +
-                      printable(std::string_view(reinterpret_cast<const char*>(data_) + 8, 4)) +
-                      "', want 'MPSB')");
-    }
-    const uint64_t meta = flatbuffers::ReadScalar<uint32_t>(data_);
-    if (meta > kMaxMetadataSize) {
-      return fail(Error::kTooLarge, "metadata size " + std::to_string(meta) +
-                                        " exceeds the FlatBuffers limit of 2 GiB");
-    }
-    if (meta > size_ - 4) {
-      return fail(Error::kTruncated, "metadata needs " + std::to_string(meta + 4) +
-                                         " bytes but the file has " + std::to_string(size_));
-    }
-    metadata_size_ = 4 + meta;
-    // At most one table per 4 bytes of metadata: a bound the verifier can
-    // hold hostile input to without limiting large valid bundles.
-    const auto max_tables = static_cast<uint32_t>(std::min<uint64_t>(meta / 4 + 16, UINT32_MAX));
-    flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(data_), metadata_size_,
-                                   kMaxDepth, max_tables);
-    if (!fb::VerifySizePrefixedBundleBuffer(verifier)) {
-      return fail(Error::kVerifierFailed, "metadata failed FlatBuffers verification");
-    }
-    root_ = fb::GetSizePrefixedBundle(data_);
-    return Ok{};
-  }
-
-  Status check_bundle() {
-    const fb::Bundle& b = *root_;
-    if (b.format_version() == 0 || b.format_version() > kFormatVersion) {
-      return fail(Error::kUnsupportedVersion, "format version " +
-                                                  std::to_string(b.format_version()) +
-                                                  " is not supported (this reader supports " +
-                                                  std::to_string(kFormatVersion) + ")");
-    }
-    const uint64_t sa = b.segment_alignment(), ta = b.tensor_alignment();
-    if (!is_pow2(sa) || sa > kMaxSegmentAlignment) {
-      return fail(Error::kBadField,
-                  "segment_alignment " + std::to_string(sa) + " is not a power of two up to 1 GiB");
-    }
-    if (!is_pow2(ta) || ta < kMinTensorAlignment || ta > sa) {
-      return fail(Error::kBadField, "tensor_alignment " + std::to_string(ta) +
-                                        " is not a power of two from 16 up to segment_alignment");
-    }
-    const uint64_t off = b.segment_offset(), seg = b.segment_size();
-    if (off % sa != 0 || seg % sa != 0) {
-      return fail(Error::kMisaligned, "data segment at " + std::to_string(off) + " size " +
-                                          std::to_string(seg) + " is not aligned to " +
-                                          std::to_string(sa));
-    }
-    if (off < metadata_size_) {
-      return fail(Error::kBadSegment, "data segment at " + std::to_string(off) +
-                                          " overlaps the metadata (" +
-                                          std::to_string(metadata_size_) + " bytes)");
-    }
-    if (off > size_ || seg > size_ - off) {
-      return fail(Error::kTruncated, "data segment [" + std::to_string(off) + ", +" +
-                                         std::to_string(seg) + ") ends past the end of the file (" +
-                                         std::to_string(size_) + " bytes)");
-    }
-    if (off + seg != size_) {
-      return fail(Error::kBadSegment, "file has " + std::to_string(size_ - off - seg) +
-                                          " bytes after the data segment");
-    }
-    segment_offset_ = off;
-    segment_size_ = seg;
-    if (const auto* md = b.metadata()) {
-      for (flatbuffers::uoffset_t i = 1; i < md->size(); ++i) {
-        if (!(view(md->Get(i - 1)->key()) < view(md->Get(i)->key()))) {
-          return fail(Error::kUnsortedNames, "metadata keys are not sorted and unique at '" +
-                                                 printable(view(md->Get(i)->key())) + "'");
-        }
-      }
-    }
-    return Ok{};
-  }
-
-  Status check_layers(std::vector<uint32_t>* network_order) {
-    const auto& layers = *root_->layers();
-    const uint32_t n = layers.size();
-    network_order->assign(n, UINT32_MAX);
-    for (uint32_t i = 0; i < n; ++i) {
-      const fb::Layer* l = layers.Get(i);
-      const std::string_view name = view(l->name());
-      const std::string at = "layer '" + printable(name) + "'";
-      if (name.empty() || name.find('\0') != std::string_view::npos) {
-        return fail(Error::kBadField, "layer " + std::to_string(i) + " has an empty name or a NUL");
-      }
-      if (i > 0) {
-        const std::string_view prev = view(layers.Get(i - 1)->name());
-        if (prev == name) return fail(Error::kDuplicateName, at + " appears twice");
-        if (!(prev < name)) {
-          return fail(Error::kUnsortedNames,
-                      at + " is out of order (layers must be sorted by name)");
-        }
-      }
-      if (l->index() >= n || (*network_order)[l->index()] != UINT32_MAX) {
-        return fail(Error::kBadField,
-                    at + ": index " + std::to_string(l->index()) + " is out of range or repeated");
-      }
-      (*network_order)[l->index()] = i;
-      if (Status s = check_layer(*l, at); !s) return s;
-    }
-    return Ok{};
-  }
-
-  Status check_layer(const fb::Layer& l, const std::string& at) {
-    if (!enum_ok(l.kind(), fb::LayerKind::MAX) || !enum_ok(l.activation(), fb::Activation::MAX) ||
-        !enum_ok(l.quantization(), fb::Quantization::MAX)) {
-      return fail(Error::kBadField, at + ": kind, activation or quantization out of range");
-    }
-    // Expected stored shapes of weight and vectors, from the parameters, so
-    // that a data source can never hand MPS fewer bytes than it will read.
-    std::vector<uint64_t> weight_shape;
-    uint64_t vector_len = 0;
-    switch (l.kind()) {
-      case fb::LayerKind::Conv2d:
-      case fb::LayerKind::ConvTranspose2d: {
-        const fb::ConvParams* c = l.conv();
-        if (!c) return fail(Error::kBadField, at + ": conv parameters missing");
-        if (c->in_channels() == 0 || c->out_channels() == 0 || c->kernel_h() == 0 ||
-            c->kernel_w() == 0 || c->stride_h() == 0 || c->stride_w() == 0 ||
-            c->dilation_h() == 0 || c->dilation_w() == 0 || c->groups() == 0 ||
-            c->in_channels() % c->groups() != 0 || c->out_channels() % c->groups() != 0) {
-          return fail(Error::kBadField,
-                      at + ": conv parameters are zero or not divisible by groups");
-        }
-        weight_shape = {c->out_channels(), c->kernel_h(), c->kernel_w(),
-                        c->in_channels() / c->groups()};
-        vector_len = c->out_channels();
-        break;
-      }
-      case fb::LayerKind::Linear: {
-        const fb::LinearParams* p = l.linear();
-        if (!p || p->in_features() == 0 || p->out_features() == 0) {
-          return fail(Error::kBadField, at + ": linear parameters missing or zero");
-        }
-        const auto* is = p->input_shape();
-        if (is && is->size() != 0) {
-          uint64_t chw = 1;
-          bool ok = is->size() == 3;
-          for (uint32_t d : *is) ok = ok && d != 0 && mul_ok(&chw, d);
-          if (!ok || chw != p->in_features()) {
-            return fail(Error::kBadField, at + ": input_shape does not multiply to in_features");
-          }
-          weight_shape = {p->out_features(), is->Get(1), is->Get(2), is->Get(0)};
-        } else {
-          weight_shape = {p->out_features(), 1, 1, p->in_features()};
-        }
-        vector_len = p->out_features();
-        break;
-      }
-      case fb::LayerKind::BatchNorm2d:
-      case fb::LayerKind::InstanceNorm2d: {
-        const fb::NormParams* p = l.norm();
-        if (!p || p->num_features() == 0) {
-          return fail(Error::kBadField, at + ": norm parameters missing or zero");
-        }
-        vector_len = p->num_features();
-        break;
-      }
-    }
-    uint32_t roles_seen = 0;
-    const auto& tensors = *l.tensors();
-    for (uint32_t j = 0; j < tensors.size(); ++j) {
-      const fb::Tensor& t = *tensors.Get(j);
-      const std::string tat = at + " tensor " + std::to_string(j);
-      if (!enum_ok(t.role(), fb::TensorRole::MAX) || !enum_ok(t.dtype(), fb::DType::MAX) ||
-          !enum_ok(t.source_dtype(), fb::DType::MAX) ||
-          !enum_ok(t.layout(), fb::TensorLayout::MAX) ||
-          !enum_ok(t.source_layout(), fb::TensorLayout::MAX) ||
-          !enum_ok(t.transform(), fb::Transform::MAX)) {
-        return fail(Error::kBadField, tat + ": an enum field is out of range");
-      }
-      const uint32_t bit = 1u << static_cast<uint32_t>(t.role());
-      if (roles_seen & bit) {
-        return fail(Error::kBadField,
-                    tat + ": second tensor with role " +
-                        std::string(to_string(static_cast<TensorRole>(t.role()))));
-      }
-      roles_seen |= bit;
-      // Tensor::shape() hands out these vectors as spans of uint64_t, but
-      // the FlatBuffers Verifier only checks a vector's 4-byte length
-      // prefix for alignment: a crafted file can put the elements at 4 mod
-      // 8, and reading them would be a misaligned load (found by fuzzing).
-      if (!aligned_u64(t.shape()->data()) || !aligned_u64(t.source_shape()->data())) {
-        return fail(Error::kMisaligned, tat + ": shape vector is not 8-byte aligned");
-      }
-      uint64_t count = 1, source_count = 1;
-      bool ok = t.shape()->size() != 0 && t.source_shape()->size() != 0 && t.shape()->size() <= 8 &&
-                t.source_shape()->size() <= 8;
-      for (uint64_t d : *t.shape()) ok = ok && d != 0 && mul_ok(&count, d);
-      for (uint64_t d : *t.source_shape()) ok = ok && d != 0 && mul_ok(&source_count, d);
-      if (!ok || count != source_count) {
-        return fail(Error::kBadField, tat +
-                                          ": shape is empty, has a zero or overflows, or "
-                                          "differs in element count from its source shape");
-      }
-      uint64_t bytes = count;
-      if (!mul_ok(&bytes, dtype_size(static_cast<DType>(t.dtype()))) || bytes != t.size()) {
-        return fail(Error::kSizeMismatch, tat + ": size " + std::to_string(t.size()) +
-                                              " is not shape x dtype = " + std::to_string(bytes));
-      }
-      if (t.offset() % root_->tensor_alignment() != 0) {
-        return fail(Error::kMisaligned, tat + ": offset " + std::to_string(t.offset()) +
-                                            " is not a multiple of the tensor alignment " +
-                                            std::to_string(root_->tensor_alignment()));
-      }
-      if (t.size() > segment_size_ || t.offset() > segment_size_ - t.size()) {
-        return fail(Error::kTensorOutOfRange, tat + ": [" + std::to_string(t.offset()) + ", +" +
-                                                  std::to_string(t.size()) +
-                                                  ") lies outside the data segment (" +
-                                                  std::to_string(segment_size_) + " bytes)");
-      }
-      if (Status s = check_role_shape(t, tat, weight_shape, vector_len); !s) return s;
-    }
-    // Quantized weights come with what dequantizes them, and only then.
-    const fb::Tensor* weight = nullptr;
-    for (const fb::Tensor* t : tensors) {
-      if (t->role() == fb::TensorRole::Weight) weight = t;
-    }
-    const bool uint8_weight = weight && weight->dtype() == fb::DType::UInt8;
-    const bool has_ranges = roles_seen & (1u << uint32_t(fb::TensorRole::QuantRanges));
-    const bool has_table = roles_seen & (1u << uint32_t(fb::TensorRole::QuantLookupTable));
-    const bool consistent =
-        l.quantization() == fb::Quantization::None     ? !uint8_weight && !has_ranges && !has_table
-        : l.quantization() == fb::Quantization::Linear ? uint8_weight && has_ranges && !has_table
-                                                       : uint8_weight && has_table && !has_ranges;
-    if (!consistent) {
-      return fail(Error::kBadField,
-                  at + ": quantization " +
-                      std::string(to_string(static_cast<Quantization>(l.quantization()))) +
-                      " does not match its weight dtype and quantization tables");
-    }
-    if (weight && weight->dtype() == fb::DType::BFloat16) {
-      return fail(Error::kBadField, at + ": bfloat16 weights (MPS takes float32, float16, uint8)");
-    }
-    const bool needs_weight = l.kind() == fb::LayerKind::Conv2d ||
-                              l.kind() == fb::LayerKind::ConvTranspose2d ||
-                              l.kind() == fb::LayerKind::Linear;
-    if (needs_weight && !(roles_seen & 1u)) {
-      return fail(Error::kBadField, at + ": has no weight tensor");
-    }
-    if (l.kind() == fb::LayerKind::BatchNorm2d && (roles_seen & 0b1100u) != 0b1100u) {
-      return fail(Error::kBadField, at + ": batch norm needs running_mean and running_var");
-    }
-    return Ok{};
-  }
-
-  Status check_role_shape(const fb::Tensor& t, const std::string& tat,
-                          const std::vector<uint64_t>& weight_shape, uint64_t vector_len) {
-    const auto& shape = *t.shape();
-    auto shape_is = [&](const std::vector<uint64_t>& want) {
-      return shape.size() == want.size() && std::equal(shape.begin(), shape.end(), want.begin());
-    };
-    switch (t.role()) {
-      case fb::TensorRole::Weight:
-        if (!weight_shape.empty() ? !shape_is(weight_shape) : !shape_is({vector_len})) {
-          return fail(Error::kSizeMismatch, tat + ": weight shape does not match the layer");
-        }
-        break;
-      case fb::TensorRole::Bias:
-      case fb::TensorRole::RunningMean:
-      case fb::TensorRole::RunningVar:
-        if (!shape_is({vector_len}) || t.dtype() != fb::DType::Float32) {
-          return fail(Error::kSizeMismatch,
-                      tat + ": vector must be " + std::to_string(vector_len) + " float32 values");
-        }
-        break;
-      case fb::TensorRole::QuantRanges:
-        if (weight_shape.empty() || !shape_is({weight_shape[0], 2}) ||
-            t.dtype() != fb::DType::Float32) {
-          return fail(Error::kSizeMismatch, tat + ": ranges must be [out][2] float32");
-        }
-        break;
-      case fb::TensorRole::QuantLookupTable:
-        if (!shape_is({256}) || t.dtype() != fb::DType::Float32) {
-          return fail(Error::kSizeMismatch, tat + ": lookup table must be 256 float32 values");
-        }
-        break;
-    }
-    return Ok{};
-  }
-
-  const std::byte* data_;
-  uint64_t size_;
-  const std::string& where_;
-  const fb::Bundle* root_ = nullptr;
-  uint64_t metadata_size_ = 0;
-  uint64_t segment_offset_ = 0;
-  uint64_t segment_size_ = 0;
-};
+namespace {
 
 std::atomic<uint64_t> g_bytes_hashed{0};
 
@@ -454,12 +104,14 @@ Result<Bundle> Bundle::from_memory(const void* data, size_t size, const OpenOpti
 
 Result<Bundle> Bundle::finish_open(std::unique_ptr<internal::Mapping> m,
                                    const OpenOptions& options) {
-  Checker checker(m->data, m->size, m->path);
-  if (Status s = checker.run(&m->network_order); !s) return {s.error(), s.message()};
-  if (Status s = internal::check_tensor_ranges(*checker.root(), m->path); !s) {
+  if (Status s =
+          internal::check_bundle_bytes(m->data, m->size, m->path, &m->root, &m->network_order);
+      !s) {
     return {s.error(), s.message()};
   }
-  m->root = checker.root();
+  if (Status s = internal::check_tensor_ranges(*m->root, m->path); !s) {
+    return {s.error(), s.message()};
+  }
   m->segment = m->data + m->root->segment_offset();
   Bundle bundle(std::move(m));
   if (options.verify_checksums) {
@@ -564,25 +216,24 @@ std::span<const std::byte> Bundle::metadata_bytes() const {
   return {m_->data, 4 + flatbuffers::ReadScalar<uint32_t>(m_->data)};
 }
 
-namespace {
-void advise(const internal::Mapping& m, const Tensor& t, int advice) {
+void internal::advise(const Mapping& m, const Tensor& t, bool load) {
   if (!m.owned || t.size() == 0) return;
   static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t begin = static_cast<uint64_t>(static_cast<const std::byte*>(t.data()) - m.data);
   const uint64_t start = begin / page * page;
   const uint64_t end = std::min<uint64_t>(m.size, begin + t.size());
-  madvise(const_cast<std::byte*>(m.data + start), end - start, advice);
+  madvise(const_cast<std::byte*>(m.data + start), end - start,
+          load ? MADV_WILLNEED : MADV_DONTNEED);
 }
-}  // namespace
 
-void Bundle::load(const Tensor& t) const { advise(*m_, t, MADV_WILLNEED); }
-void Bundle::purge(const Tensor& t) const { advise(*m_, t, MADV_DONTNEED); }
-void Bundle::load(const Layer& l) const {
-  for (size_t i = 0; i < l.tensor_count(); ++i) load(l.tensor(i));
+void internal::advise(const Mapping& m, const Layer& l, bool load) {
+  for (size_t i = 0; i < l.tensor_count(); ++i) advise(m, l.tensor(i), load);
 }
-void Bundle::purge(const Layer& l) const {
-  for (size_t i = 0; i < l.tensor_count(); ++i) purge(l.tensor(i));
-}
+
+void Bundle::load(const Tensor& t) const { internal::advise(*m_, t, true); }
+void Bundle::purge(const Tensor& t) const { internal::advise(*m_, t, false); }
+void Bundle::load(const Layer& l) const { internal::advise(*m_, l, true); }
+void Bundle::purge(const Layer& l) const { internal::advise(*m_, l, false); }
 
 std::string_view version() { return MPSB_VERSION_STRING; }
 
@@ -620,6 +271,7 @@ uint32_t Layer::index() const { return l_->index(); }
 LayerKind Layer::kind() const { return static_cast<LayerKind>(l_->kind()); }
 Activation Layer::activation() const { return static_cast<Activation>(l_->activation()); }
 float Layer::activation_alpha() const { return l_->activation_alpha(); }
+float Layer::activation_beta() const { return l_->activation_beta(); }
 Quantization Layer::quantization() const { return static_cast<Quantization>(l_->quantization()); }
 
 Layer::WeightError Layer::weight_error() const {
@@ -657,7 +309,7 @@ LinearParams Layer::linear() const {
 
 NormParams Layer::norm() const {
   NormParams p;
-  if (const fb::NormParams* n = l_->norm()) p = {n->num_features(), n->eps()};
+  if (const fb::NormParams* n = l_->norm()) p = {n->num_features(), n->eps(), n->num_groups()};
   return p;
 }
 

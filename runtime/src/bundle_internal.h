@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,8 +31,13 @@ struct Mapping {
   std::vector<uint32_t> network_order;
 };
 
-// `s` with every byte outside printable ASCII, and the quote and backslash,
-// written as \xNN: names from a bundle are attacker-controlled.
+// Checks a bundle's bytes in the documented order (checker.cc). On success
+// sets *root and *network_order (network_order[manifest index] = position
+// in the sorted layer vector). `where` names the file in messages.
+Status check_bundle_bytes(const std::byte* data, uint64_t size, const std::string& where,
+                          const fb::Bundle** root, std::vector<uint32_t>* network_order);
+
+// The string, with bytes outside printable ASCII (and ' and \) as \xNN.
 inline std::string printable(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
@@ -46,6 +52,23 @@ inline std::string printable(std::string_view s) {
   }
   return out;
 }
+
+inline std::string_view view(const flatbuffers::String* s) {
+  return s ? std::string_view(s->data(), s->size()) : std::string_view();
+}
+
+// "[2, 3, 4]".
+inline std::string shape_text(std::span<const uint64_t> shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// madvise(WILLNEED) (load) or madvise(DONTNEED) over a tensor's or a
+// layer's pages; a no-op for bundles held in memory. Data sources call these
+// with the Mapping, whose address does not change when its Bundle is moved.
+void advise(const Mapping& m, const Tensor& t, bool load);
+void advise(const Mapping& m, const Layer& l, bool load);
 
 // Bytes hashed by verify() and verify_layer() in this process so far, all
 // bundles and threads together: lets tests count the work a check does.

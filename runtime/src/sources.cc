@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "bundle_internal.h"
+#include "mpsb/kinds.h"
+
 namespace mpsb {
 namespace {
 
@@ -54,7 +57,8 @@ Result<ConvolutionSource> ConvolutionSource::from(const Bundle& bundle, const La
   // Bundle::open guarantees a weight whose shape matches the parameters.
   const std::optional<Tensor> w = layer.find(TensorRole::kWeight);
   if (!w) return {Error::kBadField, "layer '" + std::string(layer.name()) + "' has no weight"};
-  return ConvolutionSource(bundle, layer, p, *w, layer.find(TensorRole::kBias));
+  return ConvolutionSource(&internal::Access::mapping(bundle), layer, p, *w,
+                           layer.find(TensorRole::kBias));
 }
 
 int64_t ConvolutionSource::offset(uint32_t k, uint32_t d, uint32_t pad) const {
@@ -89,22 +93,18 @@ MPSDataType ConvolutionSource::kernel_weights_data_type() const {
 }
 
 bool ConvolutionSource::load() const {
-  bundle_->load(weights_);
-  if (bias_) bundle_->load(*bias_);
+  internal::advise(*mapping_, layer_, true);  // weights, bias and side tables
   return true;
 }
 
-void ConvolutionSource::purge() const {
-  bundle_->purge(weights_);
-  if (bias_) bundle_->purge(*bias_);
-}
+void ConvolutionSource::purge() const { internal::advise(*mapping_, layer_, false); }
 
 Result<BatchNormSource> BatchNormSource::from(const Bundle& bundle, const Layer& layer) {
   if (layer.kind() != LayerKind::kBatchNorm2d) {
     auto r = wrong_kind(layer, "a batch_norm2d");
     return {r.error(), r.message()};
   }
-  return BatchNormSource(bundle, layer, layer.norm());
+  return BatchNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
 }
 
 const float* BatchNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
@@ -115,28 +115,96 @@ const float* BatchNormSource::variance() const {
 }
 
 bool BatchNormSource::load() const {
-  bundle_->load(layer_);
+  internal::advise(*mapping_, layer_, true);
   return true;
 }
 
-void BatchNormSource::purge() const { bundle_->purge(layer_); }
+void BatchNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
 
 Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const Layer& layer) {
   if (layer.kind() != LayerKind::kInstanceNorm2d) {
     auto r = wrong_kind(layer, "an instance_norm2d");
     return {r.error(), r.message()};
   }
-  return InstanceNormSource(bundle, layer, layer.norm());
+  return InstanceNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
 }
 
 const float* InstanceNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
 const float* InstanceNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
 
 bool InstanceNormSource::load() const {
-  bundle_->load(layer_);
+  internal::advise(*mapping_, layer_, true);
   return true;
 }
 
-void InstanceNormSource::purge() const { bundle_->purge(layer_); }
+void InstanceNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
+
+Result<GroupNormSource> GroupNormSource::from(const Bundle& bundle, const Layer& layer) {
+  if (layer.kind() != LayerKind::kGroupNorm) {
+    auto r = wrong_kind(layer, "a group_norm");
+    return {r.error(), r.message()};
+  }
+  return GroupNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
+}
+
+const float* GroupNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
+const float* GroupNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+bool GroupNormSource::load() const {
+  internal::advise(*mapping_, layer_, true);
+  return true;
+}
+void GroupNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
+
+Result<Neuron> neuron(const Layer& layer) {
+  const KindSpec& kind = kind_spec(layer.kind());
+  Neuron n;
+  std::optional<Tensor> slopes;
+  if (kind.fused_activation) {
+    n.activation = layer.activation();
+    slopes = layer.find(TensorRole::kActivationWeight);
+  } else if (layer.kind() == LayerKind::kPReLU) {
+    n.activation = Activation::kPReLU;
+    slopes = layer.find(TensorRole::kWeight);
+  } else {
+    auto r = wrong_kind(layer, "a layer with a neuron (conv, linear or prelu)");
+    return {r.error(), r.message()};
+  }
+  n.mps_neuron_type = activation_spec(n.activation).mps_neuron_type;
+  const float alpha = layer.activation_alpha();
+  // a, b, c per MPSCNNNeuronType.h; docs/LAYERS.md has each PyTorch form.
+  switch (n.activation) {
+    case Activation::kNone:
+    case Activation::kReLU:  // f(x) = x >= 0 ? x : a * x with a = 0
+    case Activation::kSigmoid:
+    case Activation::kGELU:
+      break;
+    case Activation::kReLU6:  // ReLUN: min(x >= 0 ? x : a * x, b)
+      n.b = 6.0f;
+      break;
+    case Activation::kLeakyReLU:
+    case Activation::kELU:  // x >= 0 ? x : a * (exp(x) - 1)
+      n.a = alpha;
+      break;
+    case Activation::kTanh:  // a * tanh(b * x)
+      n.a = n.b = 1.0f;
+      break;
+    case Activation::kHardSigmoid:  // clamp(a * x + b, 0, 1)
+      n.a = 1.0f / 6.0f;
+      n.b = 0.5f;
+      break;
+    case Activation::kSoftplus:  // a * log(1 + exp(b * x)), PyTorch's 1/beta, beta
+      n.a = 1.0f / alpha;
+      n.b = alpha;
+      break;
+    case Activation::kPReLU:
+      if (!slopes) {
+        return {Error::kBadField, "layer '" + std::string(layer.name()) + "' has no PReLU slopes"};
+      }
+      n.data = static_cast<const float*>(slopes->data());
+      n.count = slopes->element_count();
+      break;
+  }
+  return n;
+}
 
 }  // namespace mpsb

@@ -18,9 +18,7 @@ struct Range {
 std::string describe(const fb::Bundle& root, const Range& r) {
   const fb::Layer* l = root.layers()->Get(r.layer);
   const fb::Tensor* t = l->tensors()->Get(r.tensor);
-  const auto* name = l->name();
-  return "layer '" + printable(std::string_view(name->data(), name->size())) + "' tensor " +
-         std::to_string(r.tensor) + " (" +
+  return "layer '" + printable(view(l->name())) + "' tensor " + std::to_string(r.tensor) + " (" +
          std::string(to_string(static_cast<TensorRole>(t->role()))) + ") [" +
          std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
 }

@@ -1,131 +1,78 @@
 #include "mpsb/types.h"
 
+#include <array>
+
 #include "mpsb/fb/bundle_generated.h"
+#include "mpsb/kinds.h"
 #include "mpsb/result.h"
 
 namespace mpsb {
 
-// The public enums mirror the schema's; a mismatch would silently misread files.
+// The public enums mirror the schema's; a mismatch would silently misread
+// files. Each count must reach the schema's last value, so a value added to
+// the schema fails here until the enum, its count and every table sized by
+// the count (kinds.h, the name tables below) have it.
+static_assert(kDTypeCount == size_t(fb::DType::MAX) + 1);
+static_assert(kTensorLayoutCount == size_t(fb::TensorLayout::MAX) + 1);
+static_assert(kTransformCount == size_t(fb::Transform::MAX) + 1);
+static_assert(kLayerKindCount == size_t(fb::LayerKind::MAX) + 1);
+static_assert(kTensorRoleCount == size_t(fb::TensorRole::MAX) + 1);
+static_assert(kActivationCount == size_t(fb::Activation::MAX) + 1);
+static_assert(kQuantizationCount == size_t(fb::Quantization::MAX) + 1);
 static_assert(int(DType::kUInt8) == int(fb::DType::UInt8));
 static_assert(int(TensorLayout::kLookupTable) == int(fb::TensorLayout::LookupTable));
-static_assert(int(Transform::kLinearFlattenToOHWC) == int(fb::Transform::LinearFlattenToOHWC));
-static_assert(int(LayerKind::kInstanceNorm2d) == int(fb::LayerKind::InstanceNorm2d));
-static_assert(int(TensorRole::kQuantLookupTable) == int(fb::TensorRole::QuantLookupTable));
-static_assert(int(Activation::kTanh) == int(fb::Activation::Tanh));
+static_assert(int(Transform::kBroadcast) == int(fb::Transform::Broadcast));
+static_assert(int(LayerKind::kGroupNorm) == int(fb::LayerKind::GroupNorm));
+static_assert(int(LayerKind::kPReLU) == int(fb::LayerKind::PReLU));
+static_assert(int(TensorRole::kActivationWeight) == int(fb::TensorRole::ActivationWeight));
+static_assert(int(Activation::kELU) == int(fb::Activation::ELU));
+static_assert(int(Activation::kPReLU) == int(fb::Activation::PReLU));
 static_assert(int(Quantization::kLookupTable) == int(fb::Quantization::LookupTable));
 
-std::string_view to_string(DType t) {
-  switch (t) {
-    case DType::kFloat32:
-      return "float32";
-    case DType::kFloat16:
-      return "float16";
-    case DType::kBFloat16:
-      return "bfloat16";
-    case DType::kUInt8:
-      return "uint8";
+namespace {
+
+template <size_t N>
+constexpr bool all_named(const std::array<std::string_view, N>& names) {
+  for (std::string_view n : names) {
+    if (n.empty()) return false;
   }
-  return "unknown";
+  return true;
 }
 
-std::string_view to_string(TensorLayout l) {
-  switch (l) {
-    case TensorLayout::kVector:
-      return "vector";
-    case TensorLayout::kOIHW:
-      return "oihw";
-    case TensorLayout::kIOHW:
-      return "iohw";
-    case TensorLayout::kOI:
-      return "oi";
-    case TensorLayout::kOHWI:
-      return "ohwi";
-    case TensorLayout::kOHWIRotated:
-      return "ohwi_rotated";
-    case TensorLayout::kRanges:
-      return "ranges";
-    case TensorLayout::kLookupTable:
-      return "lookup_table";
-  }
-  return "unknown";
+constexpr std::array<std::string_view, kDTypeCount> kDTypeNames = {"float32", "float16", "bfloat16",
+                                                                   "uint8"};
+constexpr std::array<std::string_view, kTensorLayoutCount> kLayoutNames = {
+    "vector", "oihw", "iohw", "oi", "ohwi", "ohwi_rotated", "ranges", "lookup_table"};
+constexpr std::array<std::string_view, kTransformCount> kTransformNames = {
+    "identity", "conv_oihw_to_ohwi", "conv_transpose_to_ohwi_rotated", "linear_flatten_to_ohwc",
+    "broadcast"};
+constexpr std::array<std::string_view, kTensorRoleCount> kRoleNames = {
+    "weight",           "bias", "running_mean", "running_var", "quant_ranges", "quant_lookup_table",
+    "activation_weight"};
+constexpr std::array<std::string_view, kQuantizationCount> kQuantizationNames = {"none", "linear",
+                                                                                 "lookup_table"};
+static_assert(all_named(kDTypeNames) && all_named(kLayoutNames) && all_named(kTransformNames) &&
+                  all_named(kRoleNames) && all_named(kQuantizationNames),
+              "every enum value needs a name");
+
+template <typename E, size_t N>
+std::string_view name_of(E v, const std::array<std::string_view, N>& names) {
+  const auto i = static_cast<size_t>(v);
+  return i < N ? names[i] : std::string_view("unknown");
 }
 
-std::string_view to_string(Transform t) {
-  switch (t) {
-    case Transform::kIdentity:
-      return "identity";
-    case Transform::kConvOIHWToOHWI:
-      return "conv_oihw_to_ohwi";
-    case Transform::kConvTransposeToOHWIRotated:
-      return "conv_transpose_to_ohwi_rotated";
-    case Transform::kLinearFlattenToOHWC:
-      return "linear_flatten_to_ohwc";
-  }
-  return "unknown";
-}
+}  // namespace
 
+std::string_view to_string(DType t) { return name_of(t, kDTypeNames); }
+std::string_view to_string(TensorLayout l) { return name_of(l, kLayoutNames); }
+std::string_view to_string(Transform t) { return name_of(t, kTransformNames); }
+std::string_view to_string(TensorRole r) { return name_of(r, kRoleNames); }
+std::string_view to_string(Quantization q) { return name_of(q, kQuantizationNames); }
 std::string_view to_string(LayerKind k) {
-  switch (k) {
-    case LayerKind::kConv2d:
-      return "conv2d";
-    case LayerKind::kConvTranspose2d:
-      return "conv_transpose2d";
-    case LayerKind::kLinear:
-      return "linear";
-    case LayerKind::kBatchNorm2d:
-      return "batch_norm2d";
-    case LayerKind::kInstanceNorm2d:
-      return "instance_norm2d";
-  }
-  return "unknown";
+  return static_cast<size_t>(k) < kLayerKindCount ? kind_spec(k).name : "unknown";
 }
-
-std::string_view to_string(TensorRole r) {
-  switch (r) {
-    case TensorRole::kWeight:
-      return "weight";
-    case TensorRole::kBias:
-      return "bias";
-    case TensorRole::kRunningMean:
-      return "running_mean";
-    case TensorRole::kRunningVar:
-      return "running_var";
-    case TensorRole::kQuantRanges:
-      return "quant_ranges";
-    case TensorRole::kQuantLookupTable:
-      return "quant_lookup_table";
-  }
-  return "unknown";
-}
-
 std::string_view to_string(Activation a) {
-  switch (a) {
-    case Activation::kNone:
-      return "none";
-    case Activation::kReLU:
-      return "relu";
-    case Activation::kReLU6:
-      return "relu6";
-    case Activation::kLeakyReLU:
-      return "leaky_relu";
-    case Activation::kSigmoid:
-      return "sigmoid";
-    case Activation::kTanh:
-      return "tanh";
-  }
-  return "unknown";
-}
-
-std::string_view to_string(Quantization q) {
-  switch (q) {
-    case Quantization::kNone:
-      return "none";
-    case Quantization::kLinear:
-      return "linear";
-    case Quantization::kLookupTable:
-      return "lookup_table";
-  }
-  return "unknown";
+  return static_cast<size_t>(a) < kActivationCount ? activation_spec(a).name : "unknown";
 }
 
 std::string_view to_string(Error e) {

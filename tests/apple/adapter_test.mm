@@ -214,6 +214,22 @@ void CheckNeuron(MPSCNNConvolutionDescriptor *d, const mpsb::Layer &layer, const
     case mpsb::Activation::kTanh:
       CHECK([n neuronType] == MPSCNNNeuronTypeTanH && [n a] == 1.0f && [n b] == 1.0f);
       break;
+    case mpsb::Activation::kELU:
+      CHECK([n neuronType] == MPSCNNNeuronTypeELU && [n a] == layer.activation_alpha());
+      break;
+    case mpsb::Activation::kHardSigmoid:
+      CHECK([n neuronType] == MPSCNNNeuronTypeHardSigmoid && [n a] == 1.0f / 6.0f && [n b] == 0.5f);
+      break;
+    case mpsb::Activation::kSoftplus:
+      CHECK([n neuronType] == MPSCNNNeuronTypeSoftPlus &&
+            [n a] == 1.0f / layer.activation_alpha() && [n b] == layer.activation_alpha());
+      break;
+    case mpsb::Activation::kGELU:
+      CHECK([n neuronType] == static_cast<MPSCNNNeuronType>(15));
+      break;
+    case mpsb::Activation::kPReLU:
+      CHECK([n neuronType] == MPSCNNNeuronTypePReLU);
+      break;
   }
 }
 
@@ -396,6 +412,9 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
       case mpsb::LayerKind::kBatchNorm2d:
         CheckBatchNorm(bundle, ref, layer);
         break;
+      case mpsb::LayerKind::kGroupNorm:
+      case mpsb::LayerKind::kPReLU:
+        break;  // served through the C++ views only, for now
       case mpsb::LayerKind::kInstanceNorm2d:
         CheckInstanceNorm(bundle, ref, layer);
         break;

@@ -74,7 +74,9 @@ const float kInf = std::numeric_limits<float>::infinity();
 
 std::vector<Case> catalogue() {
   const std::string kTypes =
-      "expected one of conv2d, conv_transpose2d, linear, batch_norm2d, instance_norm2d";
+      "expected one of conv2d, conv_transpose2d, linear, batch_norm2d, instance_norm2d, "
+      "group_norm, "
+      "prelu";
   std::vector<Case> c;
   auto add = [&](std::string name, std::function<std::string(ModelBuilder&)> edit,
                  std::string pointer, std::string text, ExitCode code = ExitCode::kBadInput) {
@@ -245,10 +247,11 @@ std::vector<Case> catalogue() {
       "/layers/2/input_shape", "C×H×W = 3×2×3 must equal in_features 12");
 
   // ---- Other fields.
-  add("UnknownActivation", edit([](ModelBuilder& m) { m.layer(0)["activation"] = "gelu"; }),
+  // SiLU and Hardswish have no MPS neuron.
+  add("UnknownActivation", edit([](ModelBuilder& m) { m.layer(0)["activation"] = "silu"; }),
       "/layers/0/activation",
       "expected one of \"none\", \"relu\", \"relu6\", \"leaky_relu\", \"sigmoid\", \"tanh\", "
-      "found string \"gelu\"");
+      "\"elu\", \"hardsigmoid\", \"softplus\", \"gelu\", \"prelu\", found string \"silu\"");
   add("BatchNormWithoutRunningVar",
       edit([](ModelBuilder& m) { m.add_batch_norm("bn", 16).erase("running_var"); }),
       "/layers/2/running_var", "missing; batch_norm2d needs a tensor file");

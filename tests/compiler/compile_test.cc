@@ -15,6 +15,7 @@
 #include "model_builder.h"
 #include "mpsb/bundle.h"
 #include "mpsb/fb/bundle_generated.h"
+#include "tensor_files.h"
 
 #define XXH_INLINE_ALL
 #include "xxhash.h"

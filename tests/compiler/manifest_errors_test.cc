@@ -237,8 +237,8 @@ TEST_F(ManifestErrorTest, UnknownLayerType) {
 }
 
 TEST_F(ManifestErrorTest, UnknownActivation) {
-  expect_rejected([](ModelBuilder& m) { m.layer(0)["activation"] = "gelu"; },
-                  "/layers/0/activation", "found string \"gelu\"");
+  expect_rejected([](ModelBuilder& m) { m.layer(0)["activation"] = "hardswish"; },
+                  "/layers/0/activation", "found string \"hardswish\"");
 }
 
 TEST_F(ManifestErrorTest, PaddingModeOtherThanZeros) {

@@ -5,6 +5,10 @@
 // so that most mutants pass the verifier and the digests and reach the
 // runtime's semantic checks, its data sources and verify().
 //
+// Shapes and dtypes are repaired from the layer-kind table (mpsb/kinds.h),
+// and enums range over the schema's values, so a kind, role or activation
+// added there is fuzzed without touching this file.
+//
 // Mutations pick values that sit on the checks' edges: every enum value and
 // one past the last, 0, 1, powers of two, 2^31 - 1, 2^32 - 1, the paddings
 // of docs/SECURITY.md's findings, another tensor's offset (aliasing). After
@@ -28,6 +32,7 @@
 #include <xxhash.h>
 
 #include "mpsb/fb/bundle_generated.h"
+#include "mpsb/kinds.h"
 #include "mpsb/types.h"
 
 namespace mpsb::fuzz {
@@ -53,7 +58,13 @@ struct LayerFields {
   std::optional<ConvFields> conv;
   std::optional<std::pair<uint32_t, uint32_t>> linear;  // in, out features
   std::vector<uint32_t> linear_input_shape;
-  std::optional<std::pair<uint32_t, float>> norm;  // num_features, eps
+  struct Norm {
+    uint32_t num_features = 1;
+    float eps = 1e-5f;
+    uint32_t num_groups = 0;
+  };
+  std::optional<Norm> norm;  // also a PReLU layer's channel count
+  float activation_beta = 0;
   std::vector<TensorFields> tensors;
   double weight_error[3] = {0, 0, 0};
 };
@@ -134,7 +145,10 @@ inline std::optional<BundleFields> decode_bundle(const uint8_t* data, size_t siz
       lf.linear = {p->in_features(), p->out_features()};
       lf.linear_input_shape = detail::vec<uint32_t>(p->input_shape());
     }
-    if (const fb::NormParams* n = l->norm()) lf.norm = {n->num_features(), n->eps()};
+    if (const fb::NormParams* n = l->norm()) {
+      lf.norm = LayerFields::Norm{n->num_features(), n->eps(), n->num_groups()};
+    }
+    lf.activation_beta = l->activation_beta();
     lf.weight_error[0] = l->weight_max_abs_error();
     lf.weight_error[1] = l->weight_signal_energy();
     lf.weight_error[2] = l->weight_noise_energy();
@@ -192,12 +206,14 @@ inline std::vector<uint8_t> encode_bundle(const BundleFields& f) {
                                       fbb.CreateVector(l.linear_input_shape));
     }
     flatbuffers::Offset<fb::NormParams> norm;
-    if (l.norm) norm = fb::CreateNormParams(fbb, l.norm->first, l.norm->second);
+    if (l.norm) {
+      norm = fb::CreateNormParams(fbb, l.norm->num_features, l.norm->eps, l.norm->num_groups);
+    }
     layers.push_back(fb::CreateLayer(
         fbb, fbb.CreateString(l.name), l.index, static_cast<fb::LayerKind>(l.kind), conv, linear,
         norm, static_cast<fb::Activation>(l.activation), l.activation_alpha,
         static_cast<fb::Quantization>(l.quantization), fbb.CreateVector(tensors), l.weight_error[0],
-        l.weight_error[1], l.weight_error[2]));
+        l.weight_error[1], l.weight_error[2], l.activation_beta));
   }
   std::vector<flatbuffers::Offset<fb::KeyValue>> md;
   for (const auto& [k, v] : f.metadata) {
@@ -396,7 +412,11 @@ class FieldMutator {
         l.quantization = enum_value<fb::Quantization>();
         break;
       case 3:
-        l.activation_alpha = interesting_float();
+        if (chance(1, 2)) {
+          l.activation_alpha = interesting_float();
+        } else {
+          l.activation_beta = interesting_float();
+        }
         break;
       case 4:
         l.index = interesting32(l.index);
@@ -429,11 +449,16 @@ class FieldMutator {
         }
         break;
       case 11:
-        if (!l.norm) l.norm = std::pair<uint32_t, float>{1, 1e-5f};
-        if (chance(1, 2)) {
-          l.norm->first = interesting32(l.norm->first);
-        } else {
-          l.norm->second = interesting_float();
+        if (!l.norm) l.norm = LayerFields::Norm{};
+        switch (pick(3)) {
+          case 0:
+            l.norm->num_features = interesting32(l.norm->num_features);
+            break;
+          case 1:
+            l.norm->num_groups = interesting32(l.norm->num_groups);
+            break;
+          default:
+            l.norm->eps = interesting_float();
         }
         break;
       case 12:
@@ -540,36 +565,53 @@ class FieldMutator {
     }
   }
 
-  // The stored shape each role must have for the layer's parameters (what
-  // docs/FORMAT.md §4 lists), or empty when the kind does not say.
-  static std::vector<uint64_t> expected_shape(const LayerFields& l, uint8_t role) {
-    uint64_t vector_len = 0;
-    std::vector<uint64_t> weight;
-    if (l.conv && (l.kind == uint8_t(fb::LayerKind::Conv2d) ||
-                   l.kind == uint8_t(fb::LayerKind::ConvTranspose2d))) {
+  // The stored shape and whether float32 is required, for each role of the
+  // layer's kind, from the layer-kind table (mpsb/kinds.h); an empty shape
+  // when the kind has no such role or its parameters are missing.
+  struct Expected {
+    std::vector<uint64_t> shape;
+    bool float32 = false;
+  };
+  static Expected expected(const LayerFields& l, uint8_t role) {
+    if (l.kind > static_cast<uint8_t>(fb::LayerKind::MAX) ||
+        role > static_cast<uint8_t>(fb::TensorRole::MAX)) {
+      return {};
+    }
+    const RoleSpec* spec = role_spec(static_cast<LayerKind>(l.kind), static_cast<TensorRole>(role));
+    if (!spec) return {};
+    uint64_t out = 0;
+    std::vector<uint64_t> kernel;
+    if (l.conv) {
       const uint32_t* v = l.conv->v;
-      const uint32_t groups = v[10] ? v[10] : 1;
-      weight = {v[1], v[2], v[3], v[0] / groups};
-      vector_len = v[1];
-    } else if (l.linear && l.kind == uint8_t(fb::LayerKind::Linear)) {
+      kernel = {v[1], v[2], v[3], v[0] / (v[10] ? v[10] : 1)};
+      out = v[1];
+    }
+    if (l.linear && l.kind == uint8_t(fb::LayerKind::Linear)) {
       const auto& s = l.linear_input_shape;
-      weight = s.size() == 3 ? std::vector<uint64_t>{l.linear->second, s[1], s[2], s[0]}
+      kernel = s.size() == 3 ? std::vector<uint64_t>{l.linear->second, s[1], s[2], s[0]}
                              : std::vector<uint64_t>{l.linear->second, 1, 1, l.linear->first};
-      vector_len = l.linear->second;
-    } else if (l.norm) {
-      vector_len = l.norm->first;
+      out = l.linear->second;
     }
-    switch (static_cast<fb::TensorRole>(role)) {
-      case fb::TensorRole::Weight:
-        if (!weight.empty()) return weight;
-        return vector_len ? std::vector<uint64_t>{vector_len} : std::vector<uint64_t>{};
-      case fb::TensorRole::QuantRanges:
-        return weight.empty() ? std::vector<uint64_t>{} : std::vector<uint64_t>{weight[0], 2};
-      case fb::TensorRole::QuantLookupTable:
-        return {256};
-      default:
-        return vector_len ? std::vector<uint64_t>{vector_len} : std::vector<uint64_t>{};
+    Expected e;
+    e.float32 = spec->dtype == StoredDType::kFloat32;
+    switch (spec->shape) {
+      case StoredShape::kKernel:
+        e.shape = kernel;
+        break;
+      case StoredShape::kOutChannels:
+        if (out) e.shape = {out};
+        break;
+      case StoredShape::kFeatures:
+        if (l.norm) e.shape = {l.norm->num_features};
+        break;
+      case StoredShape::kRanges:
+        if (out) e.shape = {out, 2};
+        break;
+      case StoredShape::kLookupTable:
+        e.shape = {256};
+        break;
     }
+    return e;
   }
 
   // Tensors bigger than this are left inconsistent rather than grown into.
@@ -594,11 +636,12 @@ class FieldMutator {
     for (LayerFields& l : f.layers) {
       for (TensorFields& t : l.tensors) {
         if (shapes) {
-          std::vector<uint64_t> want = expected_shape(l, t.role);
-          if (!want.empty()) {
-            t.shape = want;
-            if (t.source_shape.empty() || chance(1, 2)) t.source_shape = want;
+          const Expected want = expected(l, t.role);
+          if (!want.shape.empty()) {
+            t.shape = want.shape;
+            if (t.source_shape.empty() || chance(1, 2)) t.source_shape = want.shape;
           }
+          if (want.float32 && chance(3, 4)) t.dtype = uint8_t(fb::DType::Float32);
         }
         if (sizes) {
           uint64_t n = mpsb::dtype_size(static_cast<mpsb::DType>(t.dtype));

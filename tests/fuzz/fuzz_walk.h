@@ -15,6 +15,7 @@
 
 #include "fuzz_util.h"
 #include "mpsb/bundle.h"
+#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/mpsb.h"
 #include "mpsb/sources.h"
 
@@ -122,6 +123,36 @@ inline void walk_sources(const Bundle& b, const Layer& l) {
     n->load();
     n->purge();
   }
+  if (auto n = GroupNormSource::from(b, l); n.ok()) {
+    const size_t c = n->number_of_feature_channels();
+    require(n->number_of_groups() != 0 && c % n->number_of_groups() == 0,
+            "group norm groups divide the channels");
+    const std::pair<const float*, TensorRole> vectors[] = {{n->gamma(), TensorRole::kWeight},
+                                                           {n->beta(), TensorRole::kBias}};
+    for (const auto& [p, role] : vectors) {
+      if (!p) continue;
+      require_covered(l, role, p, c * 4, "a group norm vector");
+      touch_floats(p, c);
+    }
+    (void)n->epsilon(), (void)n->label();
+    n->load();
+    n->purge();
+  }
+  if (auto n = neuron(l); n.ok()) {
+    if (n->data) {
+      // One slope per channel: a prelu layer's own, or the fused PReLU's
+      // per output channel of a conv or linear layer.
+      const bool prelu_layer = l.kind() == LayerKind::kPReLU;
+      const uint64_t channels = prelu_layer                      ? l.norm().num_features
+                                : l.kind() == LayerKind::kLinear ? l.linear().out_features
+                                                                 : l.conv().out_channels;
+      require(n->count == channels, "a neuron has one slope per channel");
+      require_covered(l, prelu_layer ? TensorRole::kWeight : TensorRole::kActivationWeight, n->data,
+                      n->count * 4, "neuron() slopes");
+      touch_floats(n->data, n->count);
+    }
+    (void)n->mps_neuron_type, (void)n->a, (void)n->b, (void)n->c;
+  }
   if (auto n = InstanceNormSource::from(b, l); n.ok()) {
     const size_t c = n->number_of_feature_channels();
     const std::pair<const float*, TensorRole> vectors[] = {{n->gamma(), TensorRole::kWeight},
@@ -164,7 +195,7 @@ inline void walk(const Bundle& b) {
       walk_tensor(b, l.tensor(j));
       tensor_bytes += l.tensor(j).size();
     }
-    for (int r = 0; r <= static_cast<int>(TensorRole::kQuantLookupTable); ++r) {
+    for (int r = 0; r <= static_cast<int>(fb::TensorRole::MAX) + 1; ++r) {
       if (auto t = l.find(static_cast<TensorRole>(r))) walk_tensor(b, *t);
     }
     walk_sources(b, l);

@@ -5,9 +5,8 @@
 // structure-aware fuzz target (fuzz_bundle_fields) reports it within
 // seconds. The inputs are crafted_cases.h's, also fuzz seeds.
 //
-// The fix is the runtime checker's exact dtype and count per role; until it
-// is merged these tests fail, so tests/runtime/CMakeLists.txt registers them
-// DISABLED (remove that property when the checker refuses these files).
+// Fixed by the runtime checker's exact dtype and count per role, from the
+// layer-kind table (mpsb/kinds.h).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -21,13 +20,14 @@
 namespace mpsb {
 namespace {
 
-void expect_refused_everywhere(const std::vector<uint8_t>& bytes) {
+// `phrase`: what the message must say the layer breaks.
+void expect_refused_everywhere(const std::vector<uint8_t>& bytes, const std::string& phrase) {
   auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
   ASSERT_FALSE(r.ok()) << "a norm vector that is not float32 was accepted";
   EXPECT_TRUE(r.error() == Error::kSizeMismatch || r.error() == Error::kBadField)
       << to_string(r.error());
   EXPECT_EQ(r.message().rfind("<memory>: layer 'norm'", 0), 0u) << r.message();
-  EXPECT_NE(r.message().find("float32"), std::string::npos) << r.message();
+  EXPECT_NE(r.message().find(phrase), std::string::npos) << r.message();
 
   testing::TempDir dir;
   const std::string path = (dir / "norm.mpsb").string();
@@ -42,16 +42,18 @@ void expect_refused_everywhere(const std::vector<uint8_t>& bytes) {
 
 TEST(FuzzRegressionNormDtype, OpenRejectsBatchNormGammaStoredAsFloat16) {
   expect_refused_everywhere(
-      testing::build_bundle(crafted::norm_gamma_float16(LayerKind::kBatchNorm2d)));
+      testing::build_bundle(crafted::norm_gamma_float16(LayerKind::kBatchNorm2d)), "float32");
 }
 
 TEST(FuzzRegressionNormDtype, OpenRejectsInstanceNormGammaStoredAsFloat16) {
   expect_refused_everywhere(
-      testing::build_bundle(crafted::norm_gamma_float16(LayerKind::kInstanceNorm2d)));
+      testing::build_bundle(crafted::norm_gamma_float16(LayerKind::kInstanceNorm2d)), "float32");
 }
 
 TEST(FuzzRegressionNormDtype, OpenRejectsBatchNormGammaStoredAsUInt8WithLookupTable) {
-  expect_refused_everywhere(testing::build_bundle(crafted::norm_gamma_uint8_lut()));
+  // Refused for the table first: a batch norm has no quantization tables.
+  expect_refused_everywhere(testing::build_bundle(crafted::norm_gamma_uint8_lut()),
+                            "has no quant_lookup_table tensor");
 }
 
 }  // namespace

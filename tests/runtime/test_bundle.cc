@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include "mpsb/fb/bundle_generated.h"
+#include "mpsb/kinds.h"
 
 namespace mpsb::testing {
 namespace {
@@ -192,24 +193,24 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
     flatbuffers::Offset<fb::NormParams> norm;
     if (!l.omit_params) {
       const ConvParams& c = l.conv;
-      switch (l.kind) {
-        case LayerKind::kConv2d:
-        case LayerKind::kConvTranspose2d:
+      switch (kind_spec(l.kind).params) {
+        case ParamTable::kConv:
           conv =
               fb::CreateConvParams(fbb, c.in_channels, c.out_channels, c.kernel_h, c.kernel_w,
                                    c.stride_h, c.stride_w, c.padding_h, c.padding_w, c.dilation_h,
                                    c.dilation_w, c.groups, c.output_padding_h, c.output_padding_w);
           break;
-        case LayerKind::kLinear: {
+        case ParamTable::kLinear: {
           std::vector<uint32_t> shape;
           if (l.linear.flattened()) shape = {l.linear.input_c, l.linear.input_h, l.linear.input_w};
           linear = fb::CreateLinearParams(fbb, l.linear.in_features, l.linear.out_features,
                                           fbb.CreateVector(shape));
           break;
         }
-        case LayerKind::kBatchNorm2d:
-        case LayerKind::kInstanceNorm2d:
-          norm = fb::CreateNormParams(fbb, l.norm.num_features, l.norm.eps);
+        case ParamTable::kNorm:
+        case ParamTable::kGroupNorm:
+        case ParamTable::kChannels:
+          norm = fb::CreateNormParams(fbb, l.norm.num_features, l.norm.eps, l.norm.num_groups);
           break;
       }
     }

@@ -14,7 +14,7 @@
 //                    transposed conv does)
 //   Linear after flatten of [C][H][W]: [out][C*H*W] -> [out][H][W][C]
 //   Linear on a vector: [out][in] -> [out][1][1][in], same bytes
-//   vectors: unchanged
+//   vectors: unchanged; a one-element vector broadcast to [C] (PReLU)
 // All functions are pure and thread-safe.
 
 #ifndef MPSBC_LAYOUT_H_
@@ -51,6 +51,10 @@ TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups
 // input_chw empty: a plain vector input. Otherwise {C, H, W} with C*H*W == in.
 TensorPlan plan_linear_weight(uint64_t out, uint64_t in, std::span<const uint64_t> input_chw);
 TensorPlan plan_vector(uint64_t n);
+// A vector of n stored values from a source of source_n (1 or n): a
+// broadcast of the one value, or the vector unchanged. nn.PReLU with
+// num_parameters=1 has one slope; MPS takes one per feature channel.
+TensorPlan plan_broadcast(uint64_t source_n, uint64_t n);
 
 // Rebuilds the plan a compiler used from what a bundle records. Returns
 // nullopt (and sets *why) when the shapes do not fit the transform.

@@ -89,9 +89,12 @@ struct LinearParams {
   bool flattened() const { return input_c != 0; }
 };
 
+// Normalization parameters (batch, instance and group norm); for a PReLU
+// layer, num_features is its feature channels and the rest is unused.
 struct NormParams {
   uint32_t num_features = 0;
   float eps = 0;
+  uint32_t num_groups = 0;  // group norm: groups; 0 for the other kinds
 };
 
 // One layer. Cheap to copy.
@@ -103,7 +106,10 @@ class Layer {
   uint32_t index() const;
   LayerKind kind() const;
   Activation activation() const;
+  // The activation's parameters, in the order kinds.h lists them for it
+  // (negative_slope; alpha; beta and threshold). 0 when it has none.
   float activation_alpha() const;
+  float activation_beta() const;
   Quantization quantization() const;
 
   // What storing the weight at its precision changed, as the compiler
@@ -122,7 +128,7 @@ class Layer {
   ConvParams conv() const;
   // REQUIRES: kind() is kLinear.
   LinearParams linear() const;
-  // REQUIRES: kind() is kBatchNorm2d or kInstanceNorm2d.
+  // REQUIRES: kind_spec(kind()).params is kNorm, kGroupNorm or kChannels.
   NormParams norm() const;
 
   size_t tensor_count() const;

@@ -2,10 +2,14 @@
 // Bundle without copying.
 //
 // ConvolutionSource mirrors MPSCNNConvolutionDataSource together with the
-// MPSCNNConvolutionDescriptor values; BatchNormSource and InstanceNormSource
-// mirror MPSCNNBatchNormalizationDataSource and
-// MPSCNNInstanceNormalizationDataSource. Like Layer, they own nothing and are
-// valid while their Bundle lives; they are safe to use from many threads.
+// MPSCNNConvolutionDescriptor values; BatchNormSource, InstanceNormSource and
+// GroupNormSource mirror MPSCNNBatchNormalizationDataSource,
+// MPSCNNInstanceNormalizationDataSource and
+// MPSCNNGroupNormalizationDataSource; neuron() gives the MPS neuron of a
+// fused activation or a PReLU layer. Which kind is served by which is in
+// mpsb/kinds.h. Like Layer, they own nothing and are valid while the
+// mapping they point into lives: moving the Bundle keeps them valid,
+// destroying it does not. They are safe to use from many threads.
 
 #ifndef MPSB_SOURCES_H_
 #define MPSB_SOURCES_H_
@@ -41,6 +45,7 @@ class ConvolutionSource {
 
   // -label: the layer name. Points into the mapping.
   std::string_view label() const { return layer_.name(); }
+  const Layer& layer() const { return layer_; }
   LayerKind kind() const { return layer_.kind(); }
   bool transposed() const { return layer_.kind() == LayerKind::kConvTranspose2d; }
 
@@ -116,9 +121,10 @@ class ConvolutionSource {
   int64_t offset(uint32_t k, uint32_t d, uint32_t pad) const;
   uint64_t output_size(uint64_t in, uint32_t k, uint32_t s, uint32_t pad, uint32_t d,
                        uint32_t op) const;
-  ConvolutionSource(const Bundle& b, Layer l, ConvParams p, Tensor w, std::optional<Tensor> bias)
-      : bundle_(&b), layer_(l), p_(p), weights_(w), bias_(bias) {}
-  const Bundle* bundle_;
+  ConvolutionSource(const internal::Mapping* m, Layer l, ConvParams p, Tensor w,
+                    std::optional<Tensor> bias)
+      : mapping_(m), layer_(l), p_(p), weights_(w), bias_(bias) {}
+  const internal::Mapping* mapping_;
   Layer layer_;
   ConvParams p_;
   Tensor weights_;
@@ -141,8 +147,9 @@ class BatchNormSource {
   void purge() const;
 
  private:
-  BatchNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
-  const Bundle* bundle_;
+  BatchNormSource(const internal::Mapping* m, Layer l, NormParams n)
+      : mapping_(m), layer_(l), n_(n) {}
+  const internal::Mapping* mapping_;
   Layer layer_;
   NormParams n_;
 };
@@ -161,11 +168,56 @@ class InstanceNormSource {
   void purge() const;
 
  private:
-  InstanceNormSource(const Bundle& b, Layer l, NormParams n) : bundle_(&b), layer_(l), n_(n) {}
-  const Bundle* bundle_;
+  InstanceNormSource(const internal::Mapping* m, Layer l, NormParams n)
+      : mapping_(m), layer_(l), n_(n) {}
+  const internal::Mapping* mapping_;
   Layer layer_;
   NormParams n_;
 };
+
+// MPSCNNGroupNormalizationDataSource (nn.GroupNorm).
+class GroupNormSource {
+ public:
+  [[nodiscard]] static Result<GroupNormSource> from(const Bundle& bundle, const Layer& layer);
+  std::string_view label() const { return layer_.name(); }
+  uint32_t number_of_feature_channels() const { return n_.num_features; }
+  uint32_t number_of_groups() const { return n_.num_groups; }
+  float epsilon() const { return n_.eps; }
+  // number_of_feature_channels() floats in the mapping, or nullptr when
+  // PyTorch had no affine parameters (gamma 1, beta 0).
+  const float* gamma() const;
+  const float* beta() const;
+  bool load() const;
+  void purge() const;
+
+ private:
+  GroupNormSource(const internal::Mapping* m, Layer l, NormParams n)
+      : mapping_(m), layer_(l), n_(n) {}
+  const internal::Mapping* mapping_;
+  Layer layer_;
+  NormParams n_;
+};
+
+// An MPS neuron (MPSCNNNeuronType.h) that computes what PyTorch computes:
+// the type and its a, b, c (f(x) per Apple's header), and for PReLU one
+// slope per feature channel. Where it is the fused activation of a conv or
+// linear layer, MPSCNNConvolutionDescriptor.fusedNeuronDescriptor takes it;
+// a prelu layer is MPSCNNNeuronPReLU or an MPSNNNeuronDescriptor made with
+// cnnNeuronPReLUDescriptorWithData:noCopy:.
+struct Neuron {
+  Activation activation = Activation::kNone;
+  int32_t mps_neuron_type = 0;  // MPSCNNNeuronType value
+  float a = 0, b = 0, c = 0;
+  // PReLU: `count` floats in the mapping (one per feature channel);
+  // otherwise nullptr and 0.
+  const float* data = nullptr;
+  uint64_t count = 0;
+};
+
+// The neuron of a conv, transposed conv or linear layer's fused activation
+// (type none when it has none), or of a prelu layer; kWrongLayerKind for
+// the other kinds.
+[[nodiscard]] Result<Neuron> neuron(const Layer& layer);
 
 }  // namespace mpsb
 

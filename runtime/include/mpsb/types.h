@@ -33,6 +33,7 @@ enum class Transform : uint8_t {
   kConvOIHWToOHWI = 1,
   kConvTransposeToOHWIRotated = 2,
   kLinearFlattenToOHWC = 3,
+  kBroadcast = 4,  // a one-element source repeated to the stored length
 };
 
 enum class LayerKind : uint8_t {
@@ -41,6 +42,8 @@ enum class LayerKind : uint8_t {
   kLinear = 2,
   kBatchNorm2d = 3,
   kInstanceNorm2d = 4,
+  kGroupNorm = 5,
+  kPReLU = 6,
 };
 
 enum class TensorRole : uint8_t {
@@ -50,6 +53,7 @@ enum class TensorRole : uint8_t {
   kRunningVar = 3,
   kQuantRanges = 4,
   kQuantLookupTable = 5,
+  kActivationWeight = 6,  // per-output-channel slopes of a fused PReLU
 };
 
 enum class Activation : uint8_t {
@@ -59,9 +63,25 @@ enum class Activation : uint8_t {
   kLeakyReLU = 3,
   kSigmoid = 4,
   kTanh = 5,
+  kELU = 6,
+  kHardSigmoid = 7,
+  kSoftplus = 8,
+  kGELU = 9,
+  kPReLU = 10,
 };
 
 enum class Quantization : uint8_t { kNone = 0, kLinear = 1, kLookupTable = 2 };
+
+// How many values each enumeration has. types.cc ties each to the schema's
+// last value, so a value added to the schema but not here (or to a table
+// sized by these counts) fails the build.
+inline constexpr size_t kDTypeCount = 4;
+inline constexpr size_t kTensorLayoutCount = 8;
+inline constexpr size_t kTransformCount = 5;
+inline constexpr size_t kLayerKindCount = 7;
+inline constexpr size_t kTensorRoleCount = 7;
+inline constexpr size_t kActivationCount = 11;
+inline constexpr size_t kQuantizationCount = 3;
 
 // Bytes per element; 0 for a value outside the enum.
 constexpr size_t dtype_size(DType t) {
