@@ -51,7 +51,7 @@ def pair(v):
 
 
 def write_tensor(t, folder, filename):
-    # Exactly what DESIGN.md's manifest expects: raw little-endian float32 in
+    # Exactly what docs/MANIFEST.md expects: raw little-endian float32 in
     # PyTorch's own (contiguous) layout.
     t.detach().contiguous().numpy().astype("<f4").tofile(os.path.join(folder, filename))
     return filename

@@ -7,6 +7,9 @@
 #                               probe, bench/convt_probe.cc)
 #   scripts/bench.sh --large    plus compiling a 5 GiB model (several minutes,
 #                               ~11 GB of free disk in $TMPDIR; deleted after)
+# The Python readers (mpsb.open against safetensors, gguf and torch.load on
+# the same ResNet-50 weights) are scripts/bench-python.sh, which needs
+# current torch from PyPI in a venv (scripts/torch-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 large=0

@@ -9,7 +9,7 @@ packages=(cmake g++ make pkg-config libflatbuffers-dev flatbuffers-compiler nloh
           libcli11-dev libxxhash-dev libfmt-dev libfp16-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-torchvision
-             python3-numpy clang-14 libclang-rt-14-dev gobjc++ libgnustep-base-dev time)
+             python3-numpy python3-venv python3-dev clang-14 libclang-rt-14-dev gobjc++ libgnustep-base-dev time)
 fi
 
 missing=()

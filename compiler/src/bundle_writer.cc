@@ -23,8 +23,8 @@
 #include "checked_math.h"
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
-#include "mpsbc/compile.h"
 #include "mpsbc/precision.h"
+#include "mpsbc/report.h"
 
 #define XXH_INLINE_ALL
 #include "xxhash.h"
@@ -254,8 +254,7 @@ TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
 
 // Shared state of the workers that stream tensors into the segment.
 struct StreamJob {
-  StreamJob(const Manifest& m, const BundlePlan& p, int out_fd, uint64_t seg_offset,
-            CompileOptions::Mutation mut)
+  StreamJob(const Manifest& m, const BundlePlan& p, int out_fd, uint64_t seg_offset, Mutation mut)
       : manifest(m),
         plan(p),
         fd(out_fd),
@@ -268,7 +267,7 @@ struct StreamJob {
   const BundlePlan& plan;
   int fd;
   uint64_t segment_offset;
-  CompileOptions::Mutation mutation;
+  Mutation mutation;
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
   std::vector<uint64_t> checksums;  // per planned tensor; each written by one worker
@@ -408,11 +407,10 @@ void fold_rows(const ManifestTensor& t, uint64_t first, uint64_t last, float* da
   }
 }
 
-// Test-only faults (CompileOptions::Mutation): undo part of a correct
+// Test-only faults (fault_injection.h): undo part of a correct
 // transform in `stored` so that --check must fail.
-void mutate(CompileOptions::Mutation m, const TensorPlan& plan, const std::byte* src,
-            std::byte* stored, size_t elem) {
-  using Mutation = CompileOptions::Mutation;
+void mutate(Mutation m, const TensorPlan& plan, const std::byte* src, std::byte* stored,
+            size_t elem) {
   if (m == Mutation::kNoFlattenPermute && plan.transform == Transform::kLinearFlattenToOHWC) {
     std::memcpy(stored, src, plan.element_count() * elem);
   }

@@ -13,6 +13,7 @@
 
 #include "bundle_plan.h"
 #include "diagnostics.h"
+#include "fault_injection.h"
 #include "manifest.h"
 
 namespace mpsbc {
@@ -38,8 +39,8 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
 // *io_failure tells a system error from a .bin that changed since it was
 // checked.
 struct WriteOptions {
-  unsigned jobs = 0;  // 0: one per core
-  CompileOptions::Mutation mutation = CompileOptions::Mutation::kNone;
+  unsigned jobs = 0;                    // 0: one per core
+  Mutation mutation = Mutation::kNone;  // tests only (fault_injection.h)
   // Called with the complete, synced temporary file before it replaces the
   // output; returning false abandons the write (nothing is replaced).
   std::function<bool(const std::string& temp_path)> before_commit;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "checked_math.h"
+#include "mpsb/kinds.h"
 #include "mpsbc/precision.h"
 #include "mpsbc/reference.h"
 #include "tensor_files.h"
@@ -34,8 +35,7 @@ bool load(const std::filesystem::path& path, const std::vector<uint64_t>& shape,
 // tolerance depends on it (vectors-only layers count as float32).
 Precision stored_precision(const mpsb::Layer& layer) {
   const auto w = layer.find(mpsb::TensorRole::kWeight);
-  if (!w || layer.kind() == mpsb::LayerKind::kBatchNorm2d ||
-      layer.kind() == mpsb::LayerKind::kInstanceNorm2d) {
+  if (!w || !mpsb::kind_spec(layer.kind()).precision) {
     return Precision::kFloat32;
   }
   switch (layer.quantization()) {

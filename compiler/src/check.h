@@ -10,7 +10,7 @@
 #include "diagnostics.h"
 #include "manifest.h"
 #include "mpsb/bundle.h"
-#include "mpsbc/compile.h"
+#include "mpsbc/report.h"
 
 namespace mpsbc {
 

@@ -13,8 +13,10 @@
 #include "bundle_writer.h"
 #include "check.h"
 #include "diagnostics.h"
+#include "fault_injection.h"
 #include "fold.h"
 #include "manifest.h"
+#include "mpsb/kinds.h"
 #include "precision_plan.h"
 #include "tensor_files.h"
 
@@ -33,8 +35,7 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
     lr.kind = std::string(mpsb::to_string(l.kind));
     lr.tensor_count = l.tensors.size();
     for (const auto& t : l.tensors) lr.bytes += t.size;
-    if (l.kind == mpsb::LayerKind::kConv2d || l.kind == mpsb::LayerKind::kConvTranspose2d ||
-        l.kind == mpsb::LayerKind::kLinear) {
+    if (mpsb::kind_spec(l.kind).precision) {
       lr.precision = std::string(to_string(l.weight_precision));
       lr.precision_note = l.precision_note;
       lr.max_abs_error = l.weight_error.max_abs;
@@ -167,6 +168,10 @@ CompileReport check_manifest(const CompileOptions& options) {
 }
 
 CompileReport compile(const CompileOptions& options) {
+  return compile_with_fault(options, Mutation::kNone);
+}
+
+CompileReport compile_with_fault(const CompileOptions& options, Mutation mutation) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
@@ -179,7 +184,7 @@ CompileReport compile(const CompileOptions& options) {
       bool check_failed = false;
       WriteOptions write;
       write.jobs = options.jobs;
-      write.mutation = options.mutation;
+      write.mutation = mutation;
       write.progress = options.progress;
       if (options.check) {
         // Checked before the rename: a bundle that fails never replaces

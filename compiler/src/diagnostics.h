@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "mpsbc/compile.h"
+#include "mpsbc/report.h"
 
 namespace mpsbc {
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "field_reader.h"
+#include "mpsb/kinds.h"
 #include "tensor_files.h"
 
 namespace mpsbc {
@@ -30,7 +31,7 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
       continue;
     }
     ManifestLayer& conv = manifest.layers[it->second];
-    if (conv.kind != LayerKind::kConv2d && conv.kind != LayerKind::kConvTranspose2d) {
+    if (mpsb::kind_spec(conv.kind).params != mpsb::ParamTable::kConv) {
       diag.error(at, quote(bn.follows) + " is a " + std::string(mpsb::to_string(conv.kind)) +
                          "; only conv2d and conv_transpose2d fold a batch norm");
       ok = false;

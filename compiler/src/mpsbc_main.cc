@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "fault_injection.h"
 #include "mpsbc/compile.h"
 
 namespace {
@@ -207,10 +208,9 @@ Examples:
   }
 
   options.precision = *mpsbc::parse_precision(precision_text);
-  if (mutation == "no-rotation") options.mutation = mpsbc::CompileOptions::Mutation::kNoRotation;
-  if (mutation == "no-flatten-permute") {
-    options.mutation = mpsbc::CompileOptions::Mutation::kNoFlattenPermute;
-  }
+  mpsbc::Mutation fault = mpsbc::Mutation::kNone;
+  if (mutation == "no-rotation") fault = mpsbc::Mutation::kNoRotation;
+  if (mutation == "no-flatten-permute") fault = mpsbc::Mutation::kNoFlattenPermute;
   if (*check) {
     const auto report = mpsbc::check_manifest(options);
     const int rc = finish(report, json, quiet);
@@ -225,7 +225,7 @@ Examples:
   if (!quiet && ::isatty(STDERR_FILENO) == 1) {
     options.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
   }
-  const auto report = mpsbc::compile(options);
+  const auto report = mpsbc::compile_with_fault(options, fault);
   progress.clear();
   const int rc = finish(report, json, quiet);
   if (report.ok() && !json && !quiet) {

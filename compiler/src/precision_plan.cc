@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "mpsb/kinds.h"
 #include "tensor_files.h"
 
 namespace mpsbc {
@@ -18,9 +19,10 @@ void plan_precision(Manifest& manifest, const PrecisionOptions& options, Diagnos
       t.dtype = DType::kFloat32;
       t.size = t.plan.element_count() * 4;
     }
-    const bool has_weight = l.kind == LayerKind::kConv2d || l.kind == LayerKind::kConvTranspose2d ||
-                            l.kind == LayerKind::kLinear;
-    if (!has_weight || l.tensors.empty() || l.tensors[0].role != TensorRole::kWeight) continue;
+    // The kinds whose weight takes a precision (mpsb/kinds.h).
+    if (!mpsb::kind_spec(l.kind).precision || l.tensors.empty() ||
+        l.tensors[0].role != TensorRole::kWeight)
+      continue;
     const Precision asked = l.precision.value_or(options.precision);
     Precision p = asked;
     const bool depthwise =

@@ -11,6 +11,13 @@
 //                                       <MPSCNNBatchNormalizationDataSource>
 //   instance_norm2d                  -> MPSBInstanceNormalizationDataSource
 //                                       <MPSCNNInstanceNormalizationDataSource>
+//   group_norm                       -> MPSBGroupNormalizationDataSource
+//                                       <MPSCNNGroupNormalizationDataSource>
+//   prelu (and a fused activation)   -> MPSNNNeuronDescriptor
+//
+// A conv's fused activation is its descriptor's fusedNeuronDescriptor; a
+// PReLU's slopes (fused or a prelu layer) reach MPS as an NSData over the
+// mapping that keeps the mapping alive itself.
 //
 // Ownership: the mapping is held by a reference-counted owner that the
 // MPSBBundle and every data source (and every copy of one) share. Weights,
@@ -29,7 +36,9 @@
 // with no C++, so Swift imports it through a bridging header or module.
 //
 // Requires MetalPerformanceShaders from macOS 10.14 / iOS 12 / tvOS 12
-// (MPSNNNeuronDescriptor for the fused activation).
+// (MPSNNNeuronDescriptor for the fused activation); group_norm needs
+// macOS 10.15 / iOS 13 (MPSCNNGroupNormalization), the gelu activation an
+// SDK whose MPSCNNNeuronType.h has MPSCNNNeuronTypeGeLU (= 15).
 
 #ifndef MPSB_APPLE_MPSBBUNDLE_H_
 #define MPSB_APPLE_MPSBBUNDLE_H_
@@ -71,6 +80,7 @@ extern NSString *const MPSBErrorDomain;
 @class MPSBConvolutionDataSource;
 @class MPSBBatchNormalizationDataSource;
 @class MPSBInstanceNormalizationDataSource;
+@class MPSBGroupNormalizationDataSource;
 
 // Private C++ state of each class, defined in MPSBBundle.mm. The instance
 // variables are declared here, not in the @implementation, because GCC's
@@ -79,6 +89,7 @@ struct MPSBBundleState;
 struct MPSBConvolutionState;
 struct MPSBBatchNormState;
 struct MPSBInstanceNormState;
+struct MPSBGroupNormState;
 
 // An opened bundle. Immutable; safe to use from many threads.
 @interface MPSBBundle : NSObject {
@@ -130,6 +141,21 @@ struct MPSBInstanceNormState;
 - (MPSBInstanceNormalizationDataSource *MPSB_NULLABLE)
     instanceNormalizationDataSourceForLayer:(NSString *)layerName
                                       error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+- (MPSBGroupNormalizationDataSource *MPSB_NULLABLE)
+    groupNormalizationDataSourceForLayer:(NSString *)layerName
+                                   error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+
+// The MPS neuron of a prelu layer, for -[MPSCNNNeuronPReLU
+// initWithDevice:neuronDescriptor:] or an MPSNNGraph neuron node: made with
+// +[MPSNNNeuronDescriptor cnnNeuronPReLUDescriptorWithData:noCopy:] over
+// one slope per feature channel in the mapping (noCopy YES); the NSData
+// keeps the mapping alive as long as it lives. For a conv2d,
+// conv_transpose2d or linear layer, the neuron of its fused activation (the
+// descriptor's fusedNeuronDescriptor; type None when it has none).
+// MPSB_ERROR_WRONG_LAYER_KIND for the normalizations.
+- (MPSNNNeuronDescriptor *MPSB_NULLABLE)
+    neuronDescriptorForLayer:(NSString *)layerName
+                       error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
 
 @end
 
@@ -254,6 +280,35 @@ struct MPSBInstanceNormState;
 - (float *MPSB_NULLABLE)gamma;
 - (float *MPSB_NULLABLE)beta;
 // Always PyTorch's eps: MPS uses FLT_MIN when a source gives none.
+- (float)epsilon;
+- (NSString *MPSB_NULLABLE)label;
+// Not in the protocol; madvise hints over the layer's tensors.
+- (BOOL)load;
+- (void)purge;
+
+@end
+
+// MPSCNNGroupNormalizationDataSource over one group_norm layer, for
+// -[MPSCNNGroupNormalization initWithDevice:dataSource:].
+@interface MPSBGroupNormalizationDataSource : NSObject <MPSCNNGroupNormalizationDataSource> {
+ @private
+  struct MPSBGroupNormState *_state;
+  NSString *_label;
+}
+
+- (instancetype)init NS_UNAVAILABLE;
+
+- (NSUInteger)numberOfFeatureChannels;
+// PyTorch's num_groups. The protocol declares it readwrite; the bundle's γ
+// and β were trained for this grouping, so -setNumberOfGroups: keeps it and
+// ignores any other value.
+- (NSUInteger)numberOfGroups;
+- (void)setNumberOfGroups:(NSUInteger)numberOfGroups;
+// numberOfFeatureChannels floats: in the mapping, or owned ones / zeros
+// when PyTorch had affine=False.
+- (float *MPSB_NULLABLE)gamma;
+- (float *MPSB_NULLABLE)beta;
+// PyTorch's eps.
 - (float)epsilon;
 - (NSString *MPSB_NULLABLE)label;
 // Not in the protocol; madvise hints over the layer's tensors.

@@ -17,7 +17,8 @@
 //
 // Method contracts cited below are from Apple's MetalPerformanceShaders
 // headers (MPSCNNConvolution.h, MPSCNNBatchNormalization.h,
-// MPSCNNInstanceNormalization.h, MPSCNNNeuronType.h) as documented at
+// MPSCNNInstanceNormalization.h, MPSCNNGroupNormalization.h,
+// MPSCNNNeuron.h, MPSCNNNeuronType.h) as documented at
 // developer.apple.com/documentation/metalperformanceshaders.
 
 #import "MPSBBundle.h"
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "mpsb/bundle.h"
+#include "mpsb/kinds.h"
 #include "mpsb/result.h"
 #include "mpsb/sources.h"
 #include "mpsb/types.h"
@@ -68,6 +70,25 @@ static_assert(static_cast<uint32_t>(mpsb::MPSDataType::kUInt8) ==
 static_assert(static_cast<uint32_t>(mpsb::MPSWeightsLayout::kOHWI) ==
                   static_cast<uint32_t>(MPSCNNConvolutionWeightsLayoutOHWI),
               "MPSCNNConvolutionWeightsLayoutOHWI");
+
+// The neuron types kinds.h gives each activation are MPSCNNNeuronType
+// values; each must be the SDK's (or the stubs') value of that name.
+constexpr int32_t NeuronTypeOf(mpsb::Activation a) {
+  return mpsb::activation_spec(a).mps_neuron_type;
+}
+static_assert(NeuronTypeOf(mpsb::Activation::kNone) == MPSCNNNeuronTypeNone, "None");
+static_assert(NeuronTypeOf(mpsb::Activation::kReLU) == MPSCNNNeuronTypeReLU, "ReLU");
+static_assert(NeuronTypeOf(mpsb::Activation::kReLU6) == MPSCNNNeuronTypeReLUN, "ReLUN");
+static_assert(NeuronTypeOf(mpsb::Activation::kLeakyReLU) == MPSCNNNeuronTypeReLU, "ReLU");
+static_assert(NeuronTypeOf(mpsb::Activation::kSigmoid) == MPSCNNNeuronTypeSigmoid, "Sigmoid");
+static_assert(NeuronTypeOf(mpsb::Activation::kTanh) == MPSCNNNeuronTypeTanH, "TanH");
+static_assert(NeuronTypeOf(mpsb::Activation::kELU) == MPSCNNNeuronTypeELU, "ELU");
+static_assert(NeuronTypeOf(mpsb::Activation::kHardSigmoid) == MPSCNNNeuronTypeHardSigmoid,
+              "HardSigmoid");
+static_assert(NeuronTypeOf(mpsb::Activation::kSoftplus) == MPSCNNNeuronTypeSoftPlus, "SoftPlus");
+static_assert(NeuronTypeOf(mpsb::Activation::kGELU) == MPSCNNNeuronTypeGeLU, "GeLU");
+static_assert(NeuronTypeOf(mpsb::Activation::kPReLU) == MPSCNNNeuronTypePReLU, "PReLU");
+static_assert(mpsb::kActivationCount == 11, "a new activation needs its static_assert above");
 
 NSString *StringFromView(std::string_view s) {
   NSString *r = [[NSString alloc] initWithBytes:s.data()
@@ -123,16 +144,101 @@ std::optional<Source> SourceForLayer(const SharedBundle &bundle, NSString *name,
   return std::move(source).value();
 }
 
-// The fused activation as MPS's neuron descriptor; mpsb::neuron computes
-// the type and its a, b (MPSCNNNeuronType.h). nil for no activation: the
-// descriptor's default is MPSCNNNeuronTypeNone.
-MPSNNNeuronDescriptor *NeuronFor(const mpsb::Layer &layer) {
+}  // namespace
+
+// An NSData over bytes in the mapping that holds the mapping's owner, so
+// MPS (or the app) may keep it as long as it likes. NSData is a class
+// cluster: a subclass provides -bytes and -length (Foundation's NSData
+// documentation, "Subclassing Notes").
+@interface MPSBMappedData : NSData {
+ @private
+  SharedBundle *_owner;
+  const void *_bytes;
+  NSUInteger _length;
+}
+- (instancetype)initWithOwner:(const SharedBundle &)owner
+                        bytes:(const void *)bytes
+                       length:(NSUInteger)length;
+@end
+
+@implementation MPSBMappedData
+
+- (instancetype)initWithOwner:(const SharedBundle &)owner
+                        bytes:(const void *)bytes
+                       length:(NSUInteger)length {
+  self = [super init];
+  if (self != nil) {
+    _owner = new SharedBundle(owner);
+    _bytes = bytes;
+    _length = length;
+  }
+  return self;
+}
+
+// GNUstep's -[NSData init] forwards here (with no bytes), and NSData's own
+// version refuses subclasses; Apple's -init never calls it.
+- (instancetype)initWithBytesNoCopy:(void *)bytes
+                             length:(NSUInteger)length
+                       freeWhenDone:(BOOL)free {
+  (void)free;
+  _bytes = bytes;
+  _length = length;
+  return self;
+}
+
+- (void)dealloc {
+  delete _owner;
+  MPSB_SUPER_DEALLOC();
+}
+
+- (const void *)bytes {
+  return _bytes;
+}
+
+- (NSUInteger)length {
+  return _length;
+}
+
+// Immutable and owning nothing but a share of the mapping: a copy is
+// this object.
+- (id)copyWithZone:(NSZone *)zone {
+  (void)zone;
+  return MPSB_RETAIN(self);
+}
+
+@end
+
+namespace {
+
+// The MPS neuron of the layer's fused activation or of a prelu layer;
+// mpsb::neuron computes the type and its a, b, c (MPSCNNNeuronType.h). A
+// PReLU's slopes go to +[MPSNNNeuronDescriptor
+// cnnNeuronPReLUDescriptorWithData:noCopy:] as an MPSBMappedData with noCopy
+// YES: MPS then does not copy the bytes, so the NSData must keep them alive,
+// which MPSBMappedData does. nil and *error set for other kinds.
+MPSNNNeuronDescriptor *NeuronFor(const SharedBundle &bundle, const mpsb::Layer &layer,
+                                 NSError **error) {
   const auto n = mpsb::neuron(layer);
-  if (!n.ok() || n->activation == mpsb::Activation::kNone) return nil;
-  return [MPSNNNeuronDescriptor
+  if (!n.ok()) {
+    SetError(error, n.error(), n.message());
+    return nil;
+  }
+  if (n->activation == mpsb::Activation::kPReLU) {
+    MPSBMappedData *data =
+        [[MPSBMappedData alloc] initWithOwner:bundle
+                                        bytes:n->data
+                                       length:static_cast<NSUInteger>(n->count * sizeof(float))];
+    MPSNNNeuronDescriptor *d = [MPSNNNeuronDescriptor cnnNeuronPReLUDescriptorWithData:data
+                                                                                noCopy:true];
+    MPSB_RELEASE(data);
+    return d;
+  }
+  MPSNNNeuronDescriptor *d = [MPSNNNeuronDescriptor
       cnnNeuronDescriptorWithType:static_cast<MPSCNNNeuronType>(n->mps_neuron_type)
                                 a:n->a
                                 b:n->b];
+  [d setC:n->c];
+  return d;
 }
 
 bool IsDepthwise(const mpsb::ConvolutionSource &s) {
@@ -143,7 +249,8 @@ bool IsDepthwise(const mpsb::ConvolutionSource &s) {
 // A +1 descriptor. Apple: "MPS will not modify this object other than
 // perhaps to retain it", so one per data source is built up front and
 // returned on every -descriptor call.
-MPSCNNConvolutionDescriptor *NewDescriptor(const mpsb::ConvolutionSource &s) {
+MPSCNNConvolutionDescriptor *NewDescriptor(const SharedBundle &bundle,
+                                           const mpsb::ConvolutionSource &s) {
   const bool depthwise = IsDepthwise(s);
   // MPSCNNDepthWiseConvolutionDescriptor: "group must be 1", weights
   // [outputFeatureChannels][kH][kW], which is OHWI with in/groups = 1.
@@ -161,8 +268,11 @@ MPSCNNConvolutionDescriptor *NewDescriptor(const mpsb::ConvolutionSource &s) {
   d.groups = depthwise ? 1 : s.groups();
   // fusedNeuronDescriptor replaces -setNeuronType:parameterA:parameterB:,
   // deprecated since macOS 10.13.4 / iOS 11.3.
-  MPSNNNeuronDescriptor *neuron = NeuronFor(s.layer());
-  if (neuron != nil) d.fusedNeuronDescriptor = neuron;
+  // No activation keeps the descriptor's default, MPSCNNNeuronTypeNone.
+  if (s.activation() != mpsb::Activation::kNone) {
+    MPSNNNeuronDescriptor *neuron = NeuronFor(bundle, s.layer(), NULL);
+    if (neuron != nil) d.fusedNeuronDescriptor = neuron;
+  }
   return MPSB_RETAIN(d);
 }
 
@@ -214,6 +324,12 @@ struct MPSBInstanceNormState {
   AffineDefaults defaults;
 };
 
+struct MPSBGroupNormState {
+  SharedBundle bundle;
+  mpsb::GroupNormSource source;
+  AffineDefaults defaults;
+};
+
 // ---------------------------------------------------------------------------
 
 @interface MPSBBundle ()
@@ -231,6 +347,10 @@ struct MPSBInstanceNormState {
 
 @interface MPSBInstanceNormalizationDataSource ()
 - (instancetype)initWithInstanceNormState:(MPSBInstanceNormState *)state;
+@end
+
+@interface MPSBGroupNormalizationDataSource ()
+- (instancetype)initWithGroupNormState:(MPSBGroupNormState *)state;
 @end
 
 // ---------------------------------------------------------------------------
@@ -328,6 +448,21 @@ MPSB_UNAVAILABLE_INIT
       [[MPSBInstanceNormalizationDataSource alloc] initWithInstanceNormState:state]);
 }
 
+- (MPSBGroupNormalizationDataSource *)groupNormalizationDataSourceForLayer:(NSString *)layerName
+                                                                     error:(NSError **)error {
+  auto source = SourceForLayer<mpsb::GroupNormSource>(_state->bundle, layerName, error);
+  if (!source) return nil;
+  MPSBGroupNormState *state = new MPSBGroupNormState{
+      _state->bundle, *source, AffineDefaults(source->number_of_feature_channels())};
+  return MPSB_AUTORELEASE([[MPSBGroupNormalizationDataSource alloc] initWithGroupNormState:state]);
+}
+
+- (MPSNNNeuronDescriptor *)neuronDescriptorForLayer:(NSString *)layerName error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  if (!layer) return nil;
+  return NeuronFor(_state->bundle, *layer, error);
+}
+
 - (NSString *)description {
   return [NSString stringWithFormat:@"<MPSBBundle '%@': %lu layers, segment %lu bytes>", _name,
                                     (unsigned long)[_layerNames count],
@@ -351,7 +486,7 @@ MPSB_UNAVAILABLE_INIT
     return nil;
   }
   _state = state;
-  _descriptor = NewDescriptor(state->source);
+  _descriptor = NewDescriptor(state->bundle, state->source);
   _label = MPSB_RETAIN(StringFromView(state->source.label()));
   _kernelWeightsDataType = MPSDataTypeFloat16;
   [self setKernelWeightsDataType:kernelType];
@@ -637,6 +772,81 @@ MPSB_UNAVAILABLE_INIT
 }
 
 // -load / -purge (optional in the protocol).
+- (BOOL)load {
+  return _state->source.load() ? YES : NO;
+}
+
+- (void)purge {
+  _state->source.purge();
+}
+
+@end
+
+// ---------------------------------------------------------------------------
+
+@implementation MPSBGroupNormalizationDataSource
+
+MPSB_UNAVAILABLE_INIT
+
+// Takes ownership of `state`.
+- (instancetype)initWithGroupNormState:(MPSBGroupNormState *)state {
+  self = [super init];
+  if (self == nil) {
+    delete state;
+    return nil;
+  }
+  _state = state;
+  _label = MPSB_RETAIN(StringFromView(state->source.label()));
+  return self;
+}
+
+- (void)dealloc {
+  delete _state;
+  MPSB_RELEASE(_label);
+  MPSB_SUPER_DEALLOC();
+}
+
+// NSCopying: a new object sharing the mapping owner.
+- (id)copyWithZone:(NSZone *)zone {
+  return [[[self class] allocWithZone:zone] initWithGroupNormState:new MPSBGroupNormState(*_state)];
+}
+
+// numberOfFeatureChannels: the channels normalized, PyTorch's num_channels.
+- (NSUInteger)numberOfFeatureChannels {
+  return _state->source.number_of_feature_channels();
+}
+
+// numberOfGroups: Apple requires it to divide numberOfFeatureChannels;
+// Bundle::open has checked that it does.
+- (NSUInteger)numberOfGroups {
+  return _state->source.number_of_groups();
+}
+
+// The grouping is part of what was trained: a different value is ignored
+// (see the header).
+- (void)setNumberOfGroups:(NSUInteger)numberOfGroups {
+  (void)numberOfGroups;
+}
+
+// -gamma / -beta: the scale and bias terms, numberOfFeatureChannels each.
+- (float *)gamma {
+  return _state->defaults.gamma_or_ones(_state->source.gamma());
+}
+
+- (float *)beta {
+  return _state->defaults.beta_or_zeros(_state->source.beta());
+}
+
+// -epsilon (optional): PyTorch's eps.
+- (float)epsilon {
+  return _state->source.epsilon();
+}
+
+- (NSString *)label {
+  return _label;
+}
+
+// Not in the protocol; madvise hints over the layer's tensors.
 - (BOOL)load {
   return _state->source.load() ? YES : NO;
 }

@@ -21,8 +21,16 @@ struct mpsb_bundle {
 
 static_assert(MPSB_ERROR_MAP_FAILED == static_cast<int>(Error::kMapFailed));
 static_assert(MPSB_ERROR_NON_ZERO_PADDING == static_cast<int>(Error::kNonZeroPadding));
-static_assert(MPSB_ACTIVATION_TANH == static_cast<int>(mpsb::Activation::kTanh));
-static_assert(MPSB_LAYER_INSTANCE_NORM2D == static_cast<int>(mpsb::LayerKind::kInstanceNorm2d));
+// Each C enumeration's last value is the C++ count minus one, so a value
+// added to mpsb/types.h and not to mpsb.h fails here.
+constexpr size_t count_after(int last) { return static_cast<size_t>(last) + 1; }
+static_assert(count_after(MPSB_DTYPE_UINT8) == mpsb::kDTypeCount);
+static_assert(count_after(MPSB_LAYER_PRELU) == mpsb::kLayerKindCount);
+static_assert(count_after(MPSB_ROLE_ACTIVATION_WEIGHT) == mpsb::kTensorRoleCount);
+static_assert(count_after(MPSB_ACTIVATION_PRELU) == mpsb::kActivationCount);
+static_assert(MPSB_LAYER_GROUP_NORM == static_cast<int>(mpsb::LayerKind::kGroupNorm));
+static_assert(MPSB_ACTIVATION_ELU == static_cast<int>(mpsb::Activation::kELU));
+static_assert(MPSB_ACTIVATION_GELU == static_cast<int>(mpsb::Activation::kGELU));
 
 namespace {
 
@@ -227,12 +235,37 @@ mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_lay
     out->variance = bn->variance();
     return MPSB_OK;
   }
+  if (auto gn = mpsb::GroupNormSource::from(bundle->bundle, *l); gn.ok()) {
+    out->feature_channels = gn->number_of_feature_channels();
+    out->epsilon = gn->epsilon();
+    out->gamma = gn->gamma();
+    out->beta = gn->beta();
+    out->num_groups = gn->number_of_groups();
+    return MPSB_OK;
+  }
   auto in = mpsb::InstanceNormSource::from(bundle->bundle, *l);
   if (!in.ok()) return status_of(in.error());
   out->feature_channels = in->number_of_feature_channels();
   out->epsilon = in->epsilon();
   out->gamma = in->gamma();
   out->beta = in->beta();
+  return MPSB_OK;
+}
+
+mpsb_status mpsb_layer_neuron(const mpsb_bundle* bundle, const mpsb_layer* layer,
+                              mpsb_neuron* out) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  *out = {};
+  const auto n = mpsb::neuron(*l);
+  if (!n.ok()) return status_of(n.error());
+  out->activation = static_cast<mpsb_activation>(n->activation);
+  out->mps_neuron_type = n->mps_neuron_type;
+  out->a = n->a;
+  out->b = n->b;
+  out->c = n->c;
+  out->data = n->data;
+  out->count = n->count;
   return MPSB_OK;
 }
 

@@ -136,7 +136,82 @@ BundleSpec MakeSpec() {
   LayerSpec half = conv_layer("half", 4, 4, 3);
   half.tensors[0].dtype = DType::kFloat16;
   spec.layers.push_back(half);
+
+  // The newer activations, fused.
+  LayerSpec elu = conv_layer("elu", 4, 4, 1);
+  elu.activation = Activation::kELU;
+  elu.activation_alpha = 0.5f;
+  spec.layers.push_back(elu);
+  LayerSpec hardsigmoid = conv_layer("hardsigmoid", 4, 4, 1);
+  hardsigmoid.activation = Activation::kHardSigmoid;
+  spec.layers.push_back(hardsigmoid);
+  LayerSpec softplus = conv_layer("softplus", 4, 4, 1);
+  softplus.activation = Activation::kSoftplus;
+  softplus.activation_alpha = 2.0f;  // beta
+  softplus.activation_beta = 20.0f;  // threshold
+  spec.layers.push_back(softplus);
+  LayerSpec gelu = linear_layer("gelu", 6, 4);
+  gelu.activation = Activation::kGELU;
+  spec.layers.push_back(gelu);
+  LayerSpec fused_prelu = conv_layer("conv_prelu", 4, 8, 1);
+  fused_prelu.activation = Activation::kPReLU;
+  TensorSpec slopes;
+  slopes.role = TensorRole::kActivationWeight;
+  slopes.shape = {8};
+  slopes.bytes = FloatBytes({0.5f, -0.25f, 1.0f, 0.0f, 2.0f, 0.125f, -1.0f, 3.0f});
+  fused_prelu.tensors.push_back(slopes);
+  spec.layers.push_back(fused_prelu);
+
+  // Group norms (affine and not) and prelu layers (1 and C parameters).
+  LayerSpec gn = group_norm_layer("gn", 8, 4);
+  gn.norm.eps = 1e-3f;
+  spec.layers.push_back(gn);
+  spec.layers.push_back(group_norm_layer("gn_plain", 6, 3, false));
+  LayerSpec prelu1 = prelu_layer("prelu1", 8, 1);
+  prelu1.tensors[0].bytes = FloatBytes(std::vector<float>(8, 0.25f));
+  spec.layers.push_back(prelu1);
+  spec.layers.push_back(prelu_layer("prelu8", 8, 8));
   return spec;
+}
+
+// The MPS neuron each layer's activation must become, written out here from
+// Apple's MPSCNNNeuronType.h (f(x) with a, b) and PyTorch's definitions
+// rather than taken from mpsb::neuron: ReLU 1 (a = negative_slope for
+// LeakyReLU); ReLUN 11 (a 0, b 6) for ReLU6; Sigmoid 3; TanH 5 (a 1, b 1);
+// ELU 9 (a = alpha); HardSigmoid 4 (PyTorch's x/6 + 1/2 clamped: a 1/6,
+// b 1/2); SoftPlus 7 (PyTorch's 1/beta·log(1 + exp(beta·x)): a = 1/beta,
+// b = beta); GeLU 15; PReLU 10 with its slopes as data.
+struct WantNeuron {
+  const char *layer;
+  MPSCNNNeuronType type;
+  float a, b;
+};
+const WantNeuron kWantNeurons[] = {
+    {"conv1", MPSCNNNeuronTypeReLU, 0.0f, 0.0f},
+    {"dw", MPSCNNNeuronTypeReLUN, 0.0f, 6.0f},
+    {"grouped", MPSCNNNeuronTypeReLU, 0.125f, 0.0f},
+    {"sig", MPSCNNNeuronTypeSigmoid, 0.0f, 0.0f},
+    {"tanh", MPSCNNNeuronTypeTanH, 1.0f, 1.0f},
+    {"up", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"fc", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"fc_vector", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"q8", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"qlut", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"half", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"elu", MPSCNNNeuronTypeELU, 0.5f, 0.0f},
+    {"hardsigmoid", MPSCNNNeuronTypeHardSigmoid, 1.0f / 6.0f, 0.5f},
+    {"softplus", MPSCNNNeuronTypeSoftPlus, 0.5f, 2.0f},
+    {"gelu", MPSCNNNeuronTypeGeLU, 0.0f, 0.0f},
+    {"conv_prelu", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
+    {"prelu1", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
+    {"prelu8", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
+};
+
+const WantNeuron *WantFor(std::string_view layer) {
+  for (const WantNeuron &w : kWantNeurons) {
+    if (layer == w.layer) return &w;
+  }
+  return nullptr;
 }
 
 std::string Str(NSString *s) { return s ? std::string([s UTF8String]) : std::string("(nil)"); }
@@ -191,45 +266,30 @@ bool AllEqual(const float *p, size_t n, float v) {
   return true;
 }
 
-void CheckNeuron(MPSCNNConvolutionDescriptor *d, const mpsb::Layer &layer, const std::string &ctx) {
-  MPSNNNeuronDescriptor *n = [d fusedNeuronDescriptor];
+// A neuron descriptor against the hard-coded expectation, and for PReLU
+// its data against the slopes tensor: the same bytes, in place in the
+// mapping (no copy), one float per channel.
+void CheckNeuronDescriptor(MPSNNNeuronDescriptor *n, MPSBBundle *bundle, const mpsb::Layer &layer,
+                           const std::string &ctx) {
+  const WantNeuron *want = WantFor(layer.name());
+  CHECK(want != nullptr);
   CHECK(n != nil);
-  if (n == nil) return;
-  switch (layer.activation()) {
-    case mpsb::Activation::kNone:
-      CHECK([n neuronType] == MPSCNNNeuronTypeNone);
-      break;
-    case mpsb::Activation::kReLU:
-      CHECK([n neuronType] == MPSCNNNeuronTypeReLU && [n a] == 0.0f);
-      break;
-    case mpsb::Activation::kReLU6:
-      CHECK([n neuronType] == MPSCNNNeuronTypeReLUN && [n a] == 0.0f && [n b] == 6.0f);
-      break;
-    case mpsb::Activation::kLeakyReLU:
-      CHECK([n neuronType] == MPSCNNNeuronTypeReLU && [n a] == layer.activation_alpha());
-      break;
-    case mpsb::Activation::kSigmoid:
-      CHECK([n neuronType] == MPSCNNNeuronTypeSigmoid);
-      break;
-    case mpsb::Activation::kTanh:
-      CHECK([n neuronType] == MPSCNNNeuronTypeTanH && [n a] == 1.0f && [n b] == 1.0f);
-      break;
-    case mpsb::Activation::kELU:
-      CHECK([n neuronType] == MPSCNNNeuronTypeELU && [n a] == layer.activation_alpha());
-      break;
-    case mpsb::Activation::kHardSigmoid:
-      CHECK([n neuronType] == MPSCNNNeuronTypeHardSigmoid && [n a] == 1.0f / 6.0f && [n b] == 0.5f);
-      break;
-    case mpsb::Activation::kSoftplus:
-      CHECK([n neuronType] == MPSCNNNeuronTypeSoftPlus &&
-            [n a] == 1.0f / layer.activation_alpha() && [n b] == layer.activation_alpha());
-      break;
-    case mpsb::Activation::kGELU:
-      CHECK([n neuronType] == static_cast<MPSCNNNeuronType>(15));
-      break;
-    case mpsb::Activation::kPReLU:
-      CHECK([n neuronType] == MPSCNNNeuronTypePReLU);
-      break;
+  if (n == nil || want == nullptr) return;
+  CHECK([n neuronType] == want->type);
+  if (want->type == MPSCNNNeuronTypePReLU) {
+    const auto slopes =
+        layer.find(layer.kind() == mpsb::LayerKind::kPReLU ? mpsb::TensorRole::kWeight
+                                                           : mpsb::TensorRole::kActivationWeight);
+    CHECK(slopes.has_value());
+    NSData *data = [n data];
+    CHECK(data != nil);
+    if (!slopes || data == nil) return;
+    CHECK([data length] == slopes->element_count() * sizeof(float));
+    CHECK(SameTensor([data bytes], slopes, bundle));
+  } else {
+    CHECK([n a] == want->a);
+    CHECK([n b] == want->b);
+    CHECK([n data] == nil);
   }
 }
 
@@ -267,7 +327,12 @@ void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::L
   CHECK([d dilationRateX] == w.dilation_x());
   CHECK([d dilationRateY] == w.dilation_y());
   CHECK([d groups] == (depthwise ? 1u : w.groups()));
-  CheckNeuron(d, layer, ctx);
+  CheckNeuronDescriptor([d fusedNeuronDescriptor], bundle, layer, ctx);
+  // The same neuron by layer name.
+  NSError *neuron_error = nil;
+  CheckNeuronDescriptor([bundle neuronDescriptorForLayer:NS(layer.name()) error:&neuron_error],
+                        bundle, layer, ctx + " by name");
+  CHECK(neuron_error == nil);
 
   CHECK(SameTensor([src weights], w.weights_tensor(), bundle));
   CHECK([src weightsLength] == w.weights_tensor().size());
@@ -380,6 +445,45 @@ void CheckInstanceNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::
   [copy release];
 }
 
+void CheckGroupNorm(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
+  const std::string ctx = "gn " + std::string(layer.name());
+  NSError *error = nil;
+  MPSBGroupNormalizationDataSource *src =
+      [bundle groupNormalizationDataSourceForLayer:NS(layer.name()) error:&error];
+  CHECK(src != nil && error == nil);
+  if (src == nil) return;
+  mpsb::Result<mpsb::GroupNormSource> want = mpsb::GroupNormSource::from(ref, layer);
+  CHECK(want.ok());
+  if (!want.ok()) return;
+  const uint32_t n = want->number_of_feature_channels();
+  CHECK([src conformsToProtocol:@protocol(MPSCNNGroupNormalizationDataSource)]);
+  CHECK([src numberOfFeatureChannels] == n && n == layer.norm().num_features);
+  CHECK([src numberOfGroups] == want->number_of_groups() &&
+        [src numberOfGroups] == layer.norm().num_groups);
+  [src setNumberOfGroups:1];  // the trained grouping stays
+  CHECK([src numberOfGroups] == layer.norm().num_groups);
+  CHECK([src epsilon] == want->epsilon() && [src epsilon] == layer.norm().eps);
+  CHECK(Str([src label]) == std::string(layer.name()));
+  CheckAffine(src, bundle, layer, n, ctx);
+  CHECK([src load] == YES);
+  [src purge];
+  MPSBGroupNormalizationDataSource *copy = [src copy];
+  CHECK(copy != nil && copy != src && [copy numberOfFeatureChannels] == n);
+  CHECK([copy numberOfGroups] == [src numberOfGroups] && [copy epsilon] == [src epsilon]);
+  CHECK([copy gamma] == [src gamma] || AllEqual([copy gamma], n, 1.0f));
+  CHECK(Str([copy label]) == Str([src label]));
+  [copy release];
+}
+
+void CheckPReLULayer(MPSBBundle *bundle, const mpsb::Layer &layer) {
+  const std::string ctx = "prelu " + std::string(layer.name());
+  NSError *error = nil;
+  MPSNNNeuronDescriptor *n = [bundle neuronDescriptorForLayer:NS(layer.name()) error:&error];
+  CHECK(n != nil && error == nil);
+  CheckNeuronDescriptor(n, bundle, layer, ctx);
+  CHECK([n data] != nil && [[n data] length] == layer.norm().num_features * sizeof(float));
+}
+
 void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
   const std::string ctx = "bundle";
   mpsb::Result<mpsb::Bundle> ref_result = mpsb::Bundle::from_memory(bytes.data(), bytes.size());
@@ -413,8 +517,11 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
         CheckBatchNorm(bundle, ref, layer);
         break;
       case mpsb::LayerKind::kGroupNorm:
+        CheckGroupNorm(bundle, ref, layer);
+        break;
       case mpsb::LayerKind::kPReLU:
-        break;  // served through the C++ views only, for now
+        CheckPReLULayer(bundle, layer);
+        break;
       case mpsb::LayerKind::kInstanceNorm2d:
         CheckInstanceNorm(bundle, ref, layer);
         break;
@@ -437,6 +544,22 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
   CHECK([bundle instanceNormalizationDataSourceForLayer:@"conv1" error:&error] == nil);
   CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
   CHECK([bundle convolutionDataSourceForLayer:@"nope" error:NULL] == nil);  // NULL error is fine
+  error = nil;
+  CHECK([bundle groupNormalizationDataSourceForLayer:@"in" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  error = nil;
+  CHECK([bundle instanceNormalizationDataSourceForLayer:@"gn" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  error = nil;
+  CHECK([bundle convolutionDataSourceForLayer:@"prelu1" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  error = nil;
+  CHECK([bundle neuronDescriptorForLayer:@"gn" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK(error != nil && Str([error localizedDescription]).find("'gn'") != std::string::npos);
+  error = nil;
+  CHECK([bundle neuronDescriptorForLayer:@"nope" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
 }
 
 // The mapping lives exactly as long as the last object that shares it.
@@ -448,6 +571,10 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
   const mpsb::Layer conv1 = *ref.find("conv1");
   const mpsb::Tensor want_w = *conv1.find(mpsb::TensorRole::kWeight);
   const mpsb::Tensor want_b = *conv1.find(mpsb::TensorRole::kBias);
+  const mpsb::Tensor want_gamma = *ref.find("gn")->find(mpsb::TensorRole::kWeight);
+  const mpsb::Tensor want_prelu = *ref.find("prelu8")->find(mpsb::TensorRole::kWeight);
+  const mpsb::Tensor want_fused =
+      *ref.find("conv_prelu")->find(mpsb::TensorRole::kActivationWeight);
   const std::string file = Str(path);
 
   // On Linux /proc/self/maps shows whether the file is mapped; the checks
@@ -459,6 +586,9 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
   MPSBConvolutionDataSource *conv_copy = nil;
   MPSBBatchNormalizationDataSource *bn = nil;
   MPSBInstanceNormalizationDataSource *in_copy = nil;
+  MPSBGroupNormalizationDataSource *gn = nil;
+  MPSNNNeuronDescriptor *prelu = nil;
+  NSData *fused_slopes = nil;
   {
     NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
     MPSBBundle *bundle = [MPSBBundle bundleWithPath:path error:NULL];
@@ -468,8 +598,31 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
     conv_copy = [conv copyWithZone:NULL];  // +1, outlives conv and bundle
     bn = [[bundle batchNormalizationDataSourceForLayer:@"bn" error:NULL] retain];
     in_copy = [[bundle instanceNormalizationDataSourceForLayer:@"in" error:NULL] copy];
-    [pool drain];  // releases bundle and conv
+    gn = [[bundle groupNormalizationDataSourceForLayer:@"gn" error:NULL] retain];
+    prelu = [[bundle neuronDescriptorForLayer:@"prelu8" error:NULL] retain];
+    // Only the slopes' NSData of a fused PReLU: its data source, descriptor
+    // and neuron descriptor all go with the pool.
+    MPSBConvolutionDataSource *fused = [bundle convolutionDataSourceForLayer:@"conv_prelu"
+                                                                       error:NULL];
+    fused_slopes = [[[[fused descriptor] fusedNeuronDescriptor] data] retain];
+    [pool drain];  // releases bundle, conv and fused
   }
+  CHECK(gn != nil && prelu != nil && fused_slopes != nil);
+  if (gn == nil || prelu == nil || fused_slopes == nil) return;
+  CHECK(std::memcmp([gn gamma], want_gamma.data(), want_gamma.size()) == 0);
+  CHECK([gn numberOfGroups] == 4 && [gn epsilon] == 1e-3f);
+  CHECK([[prelu data] length] == want_prelu.size() &&
+        std::memcmp([[prelu data] bytes], want_prelu.data(), want_prelu.size()) == 0);
+  CHECK([fused_slopes length] == want_fused.size() &&
+        std::memcmp([fused_slopes bytes], want_fused.data(), want_fused.size()) == 0);
+  [gn release];
+  [prelu release];
+  if (before == 0) CHECK(MappingsOf(file) >= 1);  // the slopes' NSData holds it
+  // A copy of the NSData shares the owner too.
+  NSData *slopes_copy = [fused_slopes copy];
+  [fused_slopes release];
+  CHECK(std::memcmp([slopes_copy bytes], want_fused.data(), want_fused.size()) == 0);
+  [slopes_copy release];
   CHECK(conv_copy != nil && bn != nil && in_copy != nil);
   if (conv_copy == nil || bn == nil || in_copy == nil) return;
   if (before == 0) CHECK(MappingsOf(file) >= 1);
@@ -522,6 +675,26 @@ void CheckOpenErrors(const std::string &dir) {
   std::remove(junk.c_str());
 
   CHECK([MPSBBundle bundleWithPath:NS(missing) error:NULL] == nil);  // NULL error is fine
+
+  // A norm gamma stored as float16 [C] (docs/SECURITY.md): -gamma would
+  // hand MPS C floats where 2C bytes exist, so the bundle never opens.
+  const std::string f16 = dir + "/f16_gamma.mpsb";
+  BundleSpec spec;
+  spec.layers.push_back(mpsb::testing::batch_norm_layer("bn", 8));
+  spec.layers[0].tensors[0].dtype = mpsb::DType::kFloat16;
+  const std::vector<uint8_t> bytes = mpsb::testing::build_bundle(spec);
+  {
+    std::ofstream out(f16, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  mpsb::Result<mpsb::Bundle> want_f16 = mpsb::Bundle::open(f16);
+  CHECK(!want_f16.ok() && want_f16.error() == mpsb::Error::kSizeMismatch);
+  error = nil;
+  CHECK([MPSBBundle bundleWithPath:NS(f16) error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_SIZE_MISMATCH);
+  CHECK(error != nil && Str([error localizedDescription]) == want_f16.message());
+  std::remove(f16.c_str());
 }
 
 }  // namespace

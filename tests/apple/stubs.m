@@ -8,6 +8,18 @@
 @synthesize a = _a;
 @synthesize b = _b;
 @synthesize c = _c;
+@synthesize data = _data;
+
++ (MPSNNNeuronDescriptor *)cnnNeuronPReLUDescriptorWithData:(NSData *)data noCopy:(bool)noCopy {
+  MPSNNNeuronDescriptor *d = [self cnnNeuronDescriptorWithType:MPSCNNNeuronTypePReLU];
+  d->_data = noCopy ? [data retain] : [data copy];
+  return d;
+}
+
+- (void)dealloc {
+  [_data release];
+  [super dealloc];
+}
 
 + (MPSNNNeuronDescriptor *)cnnNeuronDescriptorWithType:(MPSCNNNeuronType)neuronType {
   return [self cnnNeuronDescriptorWithType:neuronType a:0.0f b:0.0f];
@@ -34,6 +46,7 @@
   d->_a = _a;
   d->_b = _b;
   d->_c = _c;
+  d->_data = [_data retain];
   return d;
 }
 @end

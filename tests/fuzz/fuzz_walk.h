@@ -238,13 +238,17 @@ inline void walk_c_api(const mpsb_bundle* b) {
         if (p) touch_floats(p, norm.feature_channels);
       }
     }
+    mpsb_neuron neuron;
+    if (mpsb_layer_neuron(b, l, &neuron) == MPSB_OK && neuron.data) {
+      touch_floats(neuron.data, neuron.count);
+    }
     mpsb_tensor_info info;
     for (size_t j = 0; j < mpsb_layer_tensor_count(b, l); ++j) {
       require(mpsb_layer_tensor(b, l, j, &info) == MPSB_OK, "tensor i < count");
       require(info.rank <= MPSB_MAX_RANK && info.source_rank <= MPSB_MAX_RANK, "rank");
       touch(info.data, info.size);
     }
-    for (int r = MPSB_ROLE_WEIGHT; r <= MPSB_ROLE_QUANT_LOOKUP_TABLE; ++r) {
+    for (int r = MPSB_ROLE_WEIGHT; r <= MPSB_ROLE_ACTIVATION_WEIGHT; ++r) {
       if (mpsb_layer_find_tensor(b, l, static_cast<mpsb_tensor_role>(r), &info) == MPSB_OK) {
         touch(info.data, info.size);
       }

@@ -1,6 +1,18 @@
-/* Plain-C test of the C API (compiled as C11, no C++): c_api_test BUNDLE.
- * The bundle comes from write_test_bundle: layers conv1 (4->8, 3x3, bias),
- * conv0 (8->8, 1x1, groups 2, no bias), bn1 (8 features), in that order. */
+/* Plain-C test of the C API (compiled as C11, no C++):
+ *   c_api_test BUNDLE [KINDS_BUNDLE [F16_GAMMA_BUNDLE]]
+ * BUNDLE comes from `write_test_bundle OUT`: layers conv1 (4->8, 3x3, bias),
+ * conv0 (8->8, 1x1, groups 2, no bias), bn1 (8 features), in that order.
+ * KINDS_BUNDLE from `write_test_bundle OUT kinds`: gn (8 channels, 4 groups,
+ * affine), gn_plain (8 channels, 2 groups), prelu (8 channels, one
+ * parameter), conv_prelu (fused PReLU, 8 slopes), conv_elu (alpha 0.5),
+ * conv_softplus (beta 2, threshold 20), conv_hardsigmoid, conv_gelu.
+ * F16_GAMMA_BUNDLE from `write_test_bundle OUT f16_gamma`: a batch norm
+ * whose gamma is float16 [C], which open must refuse (a norm descriptor
+ * would promise C floats where 2C bytes exist).
+ * The expected MPS neurons are written out here from Apple's
+ * MPSCNNNeuronType.h and PyTorch's definitions, not computed by the
+ * library. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +30,91 @@ static int passed = 0, failed = 0;
     }                                                                          \
   } while (0)
 
+/* The tensor of `role` in `layer`, or NULL. */
+static const void* tensor_data(const mpsb_bundle* b, const mpsb_layer* layer,
+                               mpsb_tensor_role role) {
+  mpsb_tensor_info info;
+  return mpsb_layer_find_tensor(b, layer, role, &info) == MPSB_OK ? info.data : NULL;
+}
+
+static void check_neuron(const mpsb_bundle* b, const char* name, mpsb_activation activation,
+                         int32_t type, float a, float bb) {
+  mpsb_neuron n;
+  const mpsb_layer* l = mpsb_bundle_find_layer(b, name);
+  CHECK(l != NULL);
+  CHECK(mpsb_layer_neuron(b, l, &n) == MPSB_OK);
+  CHECK(n.activation == activation);
+  CHECK(n.mps_neuron_type == type);
+  CHECK(fabsf(n.a - a) <= 1e-7f && fabsf(n.b - bb) <= 1e-7f);
+  CHECK(n.data == NULL && n.count == 0);
+  if (n.mps_neuron_type != type) fprintf(stderr, "  (layer %s)\n", name);
+}
+
+static void check_kinds(const char* path) {
+  char message[512];
+  mpsb_bundle* b = NULL;
+  mpsb_norm_descriptor norm;
+  mpsb_neuron n;
+  mpsb_conv_descriptor desc;
+  const mpsb_layer *gn, *gn_plain, *prelu, *conv_prelu;
+  const mpsb_status st = mpsb_bundle_open(path, MPSB_OPEN_VERIFY, &b, message, sizeof message);
+  CHECK(st == MPSB_OK);
+  if (st != MPSB_OK) {
+    fprintf(stderr, "open failed: %s\n", message);
+    return;
+  }
+  gn = mpsb_bundle_find_layer(b, "gn");
+  gn_plain = mpsb_bundle_find_layer(b, "gn_plain");
+  prelu = mpsb_bundle_find_layer(b, "prelu");
+  conv_prelu = mpsb_bundle_find_layer(b, "conv_prelu");
+  CHECK(gn && gn_plain && prelu && conv_prelu);
+  CHECK(mpsb_layer_kind_of(b, gn) == MPSB_LAYER_GROUP_NORM);
+  CHECK(mpsb_layer_kind_of(b, prelu) == MPSB_LAYER_PRELU);
+
+  /* Group norm: the descriptor's num_groups, gamma and beta in the mapping,
+   * no running statistics; NULL gamma and beta without affine. */
+  CHECK(mpsb_layer_norm_descriptor(b, gn, &norm) == MPSB_OK);
+  CHECK(norm.feature_channels == 8 && norm.num_groups == 4);
+  CHECK(norm.epsilon == 1e-5f);
+  CHECK(norm.gamma != NULL && (const void*)norm.gamma == tensor_data(b, gn, MPSB_ROLE_WEIGHT));
+  CHECK(norm.beta != NULL && (const void*)norm.beta == tensor_data(b, gn, MPSB_ROLE_BIAS));
+  CHECK(norm.mean == NULL && norm.variance == NULL);
+  CHECK(mpsb_layer_norm_descriptor(b, gn_plain, &norm) == MPSB_OK);
+  CHECK(norm.feature_channels == 8 && norm.num_groups == 2);
+  CHECK(norm.gamma == NULL && norm.beta == NULL);
+  CHECK(mpsb_layer_norm_descriptor(b, prelu, &norm) == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK(mpsb_layer_conv_descriptor(b, gn, &desc) == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK(mpsb_layer_neuron(b, gn, &n) == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK(mpsb_layer_neuron(b, NULL, &n) == MPSB_ERROR_INVALID_ARGUMENT);
+  CHECK(mpsb_layer_neuron(b, gn, NULL) == MPSB_ERROR_INVALID_ARGUMENT);
+
+  /* A prelu layer: MPSCNNNeuronTypePReLU (10), its 8 slopes in the mapping
+   * (one stored per channel, broadcast by the compiler from 1). */
+  CHECK(mpsb_layer_neuron(b, prelu, &n) == MPSB_OK);
+  CHECK(n.activation == MPSB_ACTIVATION_PRELU && n.mps_neuron_type == 10);
+  CHECK(n.count == 8 && (const void*)n.data == tensor_data(b, prelu, MPSB_ROLE_WEIGHT));
+  CHECK(mpsb_layer_tensor_count(b, prelu) == 1);
+
+  /* A fused PReLU: the slopes are the conv's activation_weight tensor. */
+  CHECK(mpsb_layer_neuron(b, conv_prelu, &n) == MPSB_OK);
+  CHECK(n.activation == MPSB_ACTIVATION_PRELU && n.mps_neuron_type == 10);
+  CHECK(n.count == 8 &&
+        (const void*)n.data == tensor_data(b, conv_prelu, MPSB_ROLE_ACTIVATION_WEIGHT));
+  CHECK(mpsb_layer_conv_descriptor(b, conv_prelu, &desc) == MPSB_OK);
+  CHECK(desc.activation == MPSB_ACTIVATION_PRELU);
+
+  /* MPSCNNNeuronType.h: ELU 9, f = x >= 0 ? x : a * (exp(x) - 1), a =
+   * PyTorch's alpha; SoftPlus 7, f = a * log(1 + exp(b * x)), PyTorch's
+   * (1 / beta) * log(1 + exp(beta * x)) so a = 1 / beta, b = beta;
+   * HardSigmoid 4, f = clamp(a * x + b, 0, 1), PyTorch's x / 6 + 1 / 2;
+   * GeLU 15, no parameters. */
+  check_neuron(b, "conv_elu", MPSB_ACTIVATION_ELU, 9, 0.5f, 0.0f);
+  check_neuron(b, "conv_softplus", MPSB_ACTIVATION_SOFTPLUS, 7, 0.5f, 2.0f);
+  check_neuron(b, "conv_hardsigmoid", MPSB_ACTIVATION_HARDSIGMOID, 4, 1.0f / 6.0f, 0.5f);
+  check_neuron(b, "conv_gelu", MPSB_ACTIVATION_GELU, 15, 0.0f, 0.0f);
+  mpsb_bundle_free(b);
+}
+
 int main(int argc, char** argv) {
   char message[512];
   mpsb_bundle* b = (mpsb_bundle*)1;
@@ -31,8 +128,8 @@ int main(int argc, char** argv) {
   uint64_t segment_size = 0;
   const void* segment;
 
-  if (argc != 2) {
-    fprintf(stderr, "usage: c_api_test BUNDLE\n");
+  if (argc < 2 || argc > 4) {
+    fprintf(stderr, "usage: c_api_test BUNDLE [KINDS_BUNDLE [F16_GAMMA_BUNDLE]]\n");
     return 2;
   }
 
@@ -123,9 +220,21 @@ int main(int argc, char** argv) {
   CHECK(mpsb_layer_find_tensor(b, conv1, MPSB_ROLE_WEIGHT, &info) == MPSB_OK);
   CHECK((const char*)info.data == (const char*)segment + info.offset);
 
+  /* A conv without activation has neuron type none; a batch norm none. */
+  check_neuron(b, "conv1", MPSB_ACTIVATION_NONE, 0, 0.0f, 0.0f);
+  CHECK(mpsb_layer_norm_descriptor(b, bn, &norm) == MPSB_OK && norm.num_groups == 0);
+
   mpsb_layer_load(b, conv1);
   mpsb_layer_purge(b, conv1);
   mpsb_bundle_free(b);
+
+  if (argc >= 3) check_kinds(argv[2]);
+  if (argc >= 4) {
+    st = mpsb_bundle_open(argv[3], 0, &b, message, sizeof message);
+    CHECK(st == MPSB_ERROR_SIZE_MISMATCH);
+    CHECK(b == NULL);
+    CHECK(strstr(message, "layer 'bn' tensor 0: weight must be float32") != NULL);
+  }
 
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

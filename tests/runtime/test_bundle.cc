@@ -87,6 +87,27 @@ LayerSpec instance_norm_layer(std::string name, uint32_t c, bool affine) {
   return l;
 }
 
+LayerSpec group_norm_layer(std::string name, uint32_t c, uint32_t groups, bool affine) {
+  LayerSpec l = instance_norm_layer(std::move(name), c, affine);
+  l.kind = LayerKind::kGroupNorm;
+  l.norm.num_groups = groups;
+  return l;
+}
+
+LayerSpec prelu_layer(std::string name, uint32_t c, uint32_t num_parameters) {
+  LayerSpec l;
+  l.name = std::move(name);
+  l.kind = LayerKind::kPReLU;
+  l.norm.num_features = c;
+  TensorSpec t;
+  t.role = TensorRole::kWeight;
+  t.shape = {c};
+  t.source_shape = {num_parameters};
+  t.transform = num_parameters == c ? Transform::kIdentity : Transform::kBroadcast;
+  l.tensors.push_back(t);
+  return l;
+}
+
 LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
                                uint32_t stride) {
   LayerSpec l;
@@ -214,11 +235,12 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
           break;
       }
     }
-    layers.push_back(
-        fb::CreateLayer(fbb, fbb.CreateString(l.name), l.index.value_or(static_cast<uint32_t>(i)),
-                        static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
-                        static_cast<fb::Activation>(l.activation), l.activation_alpha,
-                        static_cast<fb::Quantization>(l.quantization), fbb.CreateVector(tensors)));
+    layers.push_back(fb::CreateLayer(fbb, fbb.CreateString(l.name),
+                                     l.index.value_or(static_cast<uint32_t>(i)),
+                                     static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
+                                     static_cast<fb::Activation>(l.activation), l.activation_alpha,
+                                     static_cast<fb::Quantization>(l.quantization),
+                                     fbb.CreateVector(tensors), 0.0, 0.0, 0.0, l.activation_beta));
   }
   std::vector<flatbuffers::Offset<fb::KeyValue>> md;
   for (const auto& [k, v] : spec.metadata) {

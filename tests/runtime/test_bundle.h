@@ -37,6 +37,7 @@ struct LayerSpec {
   bool omit_params = false;
   std::vector<TensorSpec> tensors;
   float activation_alpha = 0.0f;
+  float activation_beta = 0.0f;
   Quantization quantization = Quantization::kNone;
 };
 
@@ -63,6 +64,13 @@ LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint
 // A linear layer after flatten of [c][h][w] (weight [out][h][w][c]), or on a
 // vector of c features when h and w are 0; with a bias.
 LayerSpec linear_layer(std::string name, uint32_t out, uint32_t c, uint32_t h = 0, uint32_t w = 0);
+
+// A group_norm layer of c channels in `groups` groups; without affine it has
+// no weight and bias.
+LayerSpec group_norm_layer(std::string name, uint32_t c, uint32_t groups, bool affine = true);
+// A prelu layer over c channels: its weight is c float32 slopes, stored
+// from a source of num_parameters (1, broadcast, or c).
+LayerSpec prelu_layer(std::string name, uint32_t c, uint32_t num_parameters);
 
 // The whole file.
 std::vector<uint8_t> build_bundle(const BundleSpec& spec);

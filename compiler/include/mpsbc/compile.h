@@ -1,4 +1,6 @@
-// The compiler library: manifest -> validated plan -> transforms -> bundle.
+// The compiler library's front door: manifest -> validated plan -> transforms
+// -> bundle. What a compile reports is in mpsbc/report.h, which the stages
+// share; they do not include this header.
 //
 // compile() validates everything before writing anything. The bundle is
 // written to a temporary file beside the output, synced, then renamed over
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "mpsbc/precision.h"
+#include "mpsbc/report.h"
 
 namespace mpsbc {
 
@@ -58,81 +61,6 @@ struct CompileOptions {
   Precision precision = Precision::kFloat32;
   // float16 overflow (|w| > 65504) clamps to ±65504 instead of failing.
   bool allow_overflow = false;
-
-  // Test-only fault injection, to prove --check can tell a right layout from
-  // a wrong one: store transposed-conv kernels unrotated, or Linear-after-
-  // flatten weights unpermuted, while recording the correct transform.
-  enum class Mutation { kNone, kNoRotation, kNoFlattenPermute };
-  Mutation mutation = Mutation::kNone;
-};
-
-// Why a compile failed; also the mpsbc exit code.
-enum class ExitCode : int {
-  kOk = 0,
-  kUsage = 2,       // bad command line
-  kBadInput = 3,    // manifest or .bin rejected
-  kIo = 4,          // could not read or write files
-  kCheckFailed = 5  // --check found a layer outside tolerance
-};
-
-struct Diagnostic {
-  enum class Severity { kWarning, kError } severity = Severity::kError;
-  // "manifest.json: /layers/2/groups: expected ..." — file, place, what.
-  // Warnings read "file: pointer: warning: text".
-  std::string message;
-  // The parts of `message`: the file it is about (the manifest, or the
-  // output for I/O errors), the JSON pointer (empty when the message is not
-  // about one place in the manifest), and the text alone.
-  std::string file;
-  std::string pointer;
-  std::string text;
-};
-
-struct LayerReport {
-  std::string name;
-  std::string kind;  // "conv2d", ...
-  // Stored bytes of all the layer's tensors, without alignment padding.
-  uint64_t bytes = 0;
-  size_t tensor_count = 0;
-  // Conv and linear layers: the weight's stored precision, why it differs
-  // from the one asked for (empty when it does not), and what it cost
-  // against the float32 weight: largest absolute change and SQNR in dB
-  // (+infinity when exact).
-  std::string precision;
-  std::string precision_note;
-  double max_abs_error = 0;
-  double sqnr_db = 0;
-  // float16: weights clamped (--allow-overflow), flushed to zero, subnormal.
-  uint64_t half_overflow = 0, half_flushed = 0, half_subnormal = 0;
-};
-
-// The result of --check for one layer.
-struct LayerCheck {
-  // The bundle layer that was run on its probe input.
-  std::string layer;
-  // The layer whose probe output it must reproduce: itself, or the batch
-  // norm folded into it.
-  std::string expected_from;
-  double max_abs_error = 0;
-  double max_rel_error = 0;
-  double tolerance = 0;
-  bool passed = false;
-};
-
-struct CompileReport {
-  ExitCode exit_code = ExitCode::kOk;
-  std::vector<Diagnostic> diagnostics;
-  // In manifest order. Filled once the manifest parsed, even when a later
-  // check failed.
-  std::vector<LayerReport> layers;
-  // The planned bundle; zero when planning did not happen.
-  uint64_t file_size = 0;
-  uint64_t segment_offset = 0;
-  uint64_t segment_size = 0;
-  uint64_t tensor_bytes = 0;
-  // With CompileOptions::check: one entry per probed layer, network order.
-  std::vector<LayerCheck> checks;
-  bool ok() const { return exit_code == ExitCode::kOk; }
 };
 
 // Compiles options.manifest_path into options.output_path.
@@ -153,9 +81,6 @@ CompileReport check_manifest(const CompileOptions& options);
 //  "tensor_bytes", "layers": [{"name", "kind", "bytes", "tensors"}],
 //  "diagnostics": [{"severity", "file", "pointer", "message"}]}.
 std::string report_to_json(const CompileReport& report);
-
-// "mpsbc <version>", as recorded in every bundle's producer field.
-std::string producer_string();
 
 }  // namespace mpsbc
 

@@ -1,8 +1,9 @@
 // The PyTorch -> MPS layout rules, in one place.
 //
 // The compiler uses plan_*() and apply() to write stored tensors; the dump
-// tool uses invert() to give back the exact source bytes; the CPU reference
-// check reads stored tensors through the same plans. A TensorPlan is derived
+// tool uses invert() to give back the exact source bytes. The CPU reference
+// behind --check does not use these plans: it reads the stored layouts with
+// its own index arithmetic on purpose (mpsbc/reference.h). A TensorPlan is derived
 // from shapes alone, so a reader can rebuild it from a bundle's metadata
 // (transform, source shape, stored shape) with plan_from_stored().
 //

@@ -4,7 +4,9 @@
 // per-output-channel [min, max] ranges (-rangesForUInt8Kernel:
 // w = q / 255 · (max − min) + min) or a 256-entry lookup table
 // (-lookupTableForUInt8Kernel: w = table[q]). The compiler converts with the
-// functions here; --check and the dump tool dequantize with them. Pure and
+// functions here and measures what each precision costs with them; the CPU
+// reference behind --check dequantizes with its own code on purpose
+// (mpsbc/reference.h), so that a mistake here cannot hide itself. Pure and
 // thread-safe.
 
 #ifndef MPSBC_PRECISION_H_

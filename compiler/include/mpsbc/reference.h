@@ -7,7 +7,14 @@
 // Linear after flatten on the HWC-ordered feature map. Comparing its output
 // with PyTorch's (the exporter's probes) proves the stored layout right,
 // without a Mac. Accumulates in double: it is an oracle for layouts, not a
-// model of MPS's rounding. Pure and thread-safe.
+// model of MPS's rounding.
+//
+// An independent oracle on purpose: it does not use the layout plans of
+// mpsbc/layout.h nor the dequantizers of mpsbc/precision.h that wrote the
+// bundle, but indexes the stored OHWI, rotated and HWC layouts and
+// dequantizes uint8 with its own code, written from Apple's documented
+// layouts (docs/LAYERS.md), so a mistake in the compiler's transforms cannot
+// also be in the check. Pure and thread-safe.
 
 #ifndef MPSBC_REFERENCE_H_
 #define MPSBC_REFERENCE_H_

@@ -12,6 +12,11 @@
  *   message buffer write a NUL-terminated, possibly shortened, text.
  * - NULL arguments where a handle is required give MPSB_ERROR_INVALID_ARGUMENT
  *   (or 0 / NULL for plain queries); they never crash.
+ * - Structs an mpsb_* query fills only grow at their end, so code built
+ *   against an older header keeps reading the fields it knows.
+ * - Enumerations equal the C++ ones in <mpsb/types.h> value for value;
+ *   c_api.cc ties each one's last value to the C++ count, so a value added
+ *   there and not here fails the build.
  * - Threading: an open bundle is immutable; any number of threads may query
  *   it at once. mpsb_bundle_free() must not race with other calls on the
  *   same bundle.
@@ -75,7 +80,9 @@ typedef enum mpsb_layer_kind {
   MPSB_LAYER_CONV_TRANSPOSE2D = 1,
   MPSB_LAYER_LINEAR = 2,
   MPSB_LAYER_BATCH_NORM2D = 3,
-  MPSB_LAYER_INSTANCE_NORM2D = 4
+  MPSB_LAYER_INSTANCE_NORM2D = 4,
+  MPSB_LAYER_GROUP_NORM = 5, /* nn.GroupNorm: mpsb_layer_norm_descriptor */
+  MPSB_LAYER_PRELU = 6       /* nn.PReLU: mpsb_layer_neuron */
 } mpsb_layer_kind;
 
 typedef enum mpsb_tensor_role {
@@ -84,7 +91,8 @@ typedef enum mpsb_tensor_role {
   MPSB_ROLE_RUNNING_MEAN = 2,
   MPSB_ROLE_RUNNING_VAR = 3,
   MPSB_ROLE_QUANT_RANGES = 4,
-  MPSB_ROLE_QUANT_LOOKUP_TABLE = 5
+  MPSB_ROLE_QUANT_LOOKUP_TABLE = 5,
+  MPSB_ROLE_ACTIVATION_WEIGHT = 6 /* per-output-channel slopes of a fused PReLU */
 } mpsb_tensor_role;
 
 typedef enum mpsb_activation {
@@ -93,7 +101,12 @@ typedef enum mpsb_activation {
   MPSB_ACTIVATION_RELU6 = 2,
   MPSB_ACTIVATION_LEAKY_RELU = 3,
   MPSB_ACTIVATION_SIGMOID = 4,
-  MPSB_ACTIVATION_TANH = 5
+  MPSB_ACTIVATION_TANH = 5,
+  MPSB_ACTIVATION_ELU = 6,
+  MPSB_ACTIVATION_HARDSIGMOID = 7,
+  MPSB_ACTIVATION_SOFTPLUS = 8,
+  MPSB_ACTIVATION_GELU = 9,
+  MPSB_ACTIVATION_PRELU = 10
 } mpsb_activation;
 
 typedef struct mpsb_bundle mpsb_bundle;
@@ -164,8 +177,10 @@ typedef struct mpsb_conv_descriptor {
 mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
                                        mpsb_conv_descriptor* out);
 
-/* Batch and instance norm parameters. Pointers may be NULL when PyTorch
- * had no affine weight (gamma 1, beta 0) or no running statistics. */
+/* Batch, instance and group norm parameters. Each pointer is NULL or
+ * points to feature_channels floats in the mapping: gamma and beta are NULL
+ * when PyTorch had no affine weight (gamma 1, beta 0), mean and variance
+ * for every kind but batch_norm2d. */
 typedef struct mpsb_norm_descriptor {
   uint32_t feature_channels;
   float epsilon;
@@ -173,10 +188,34 @@ typedef struct mpsb_norm_descriptor {
   const float* beta;
   const float* mean;
   const float* variance;
+  /* group_norm: the groups the channels are split into (it divides
+   * feature_channels); 0 for batch and instance norm. */
+  uint32_t num_groups;
 } mpsb_norm_descriptor;
 
+/* MPSB_ERROR_WRONG_LAYER_KIND unless the layer is a batch_norm2d,
+ * instance_norm2d or group_norm. */
 mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
                                        mpsb_norm_descriptor* out);
+
+/* The MPS neuron (MPSCNNNeuronType.h) that computes what PyTorch computes:
+ * of a conv2d, conv_transpose2d or linear layer's fused activation
+ * (MPSCNNConvolutionDescriptor.fusedNeuronDescriptor; type 0, none, when it
+ * has none), or of a prelu layer. f(x) per Apple's header with these a, b,
+ * c; docs/APPLE.md lists the PyTorch form of each. */
+typedef struct mpsb_neuron {
+  mpsb_activation activation;
+  int32_t mps_neuron_type; /* MPSCNNNeuronType value: ReLU 1, ..., GeLU 15 */
+  float a, b, c;
+  /* PReLU: `count` floats in the mapping, one slope per feature channel,
+   * for +[MPSNNNeuronDescriptor cnnNeuronPReLUDescriptorWithData:noCopy:];
+   * otherwise NULL and 0. */
+  const float* data;
+  uint64_t count;
+} mpsb_neuron;
+
+/* MPSB_ERROR_WRONG_LAYER_KIND for batch, instance and group norm layers. */
+mpsb_status mpsb_layer_neuron(const mpsb_bundle* bundle, const mpsb_layer* layer, mpsb_neuron* out);
 
 #define MPSB_MAX_RANK 8
 typedef struct mpsb_tensor_info {

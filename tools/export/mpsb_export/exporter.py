@@ -330,7 +330,7 @@ def _match_flattened(linear_input, inputs, earlier_outputs):
 
 
 def _write_tensor(t, path):
-    # Exactly what users do today (DESIGN.md): raw little-endian float32 in
+    # Exactly what users do today (docs/MANIFEST.md): raw little-endian float32 in
     # PyTorch's own layout; the compiler does every reordering.
     t.detach().cpu().contiguous().numpy().astype("<f4").tofile(path)
 

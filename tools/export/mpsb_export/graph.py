@@ -5,7 +5,7 @@ shape from the example input. From that graph this module finds
 
 - Linear layers fed, through shape-only ops, by a 4-D [N, C, H, W] map:
   their weight columns are in C-major order and must be permuted to the HWC
-  order of MPS feature maps (DESIGN.md, "Layout transforms");
+  order of MPS feature maps (docs/FORMAT.md, "Layout transforms");
 - activations that can be fused into the conv/linear before them (MPS
   applies a neuron as part of the convolution);
 - BatchNorm2d layers whose input is exactly a conv's output and nothing else

@@ -6,7 +6,7 @@ _Unsupported with the reason a module of a mapped type still cannot be
 served (a padding mode MPS does not apply, batch statistics in eval, ...).
 
 Field names follow PyTorch's module arguments and state_dict suffixes, as
-DESIGN.md's manifest section asks, so that a manifest reads like the model.
+docs/MANIFEST.md asks, so that a manifest reads like the model.
 """
 
 from collections import OrderedDict

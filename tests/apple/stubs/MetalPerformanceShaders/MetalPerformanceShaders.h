@@ -4,7 +4,8 @@
 // Written from Apple's documented interface (developer.apple.com/
 // documentation/metalperformanceshaders and the SDK headers
 // MPSCoreTypes.h, MPSCNNNeuronType.h, MPSCNNNeuron.h, MPSCNNConvolution.h,
-// MPSCNNBatchNormalization.h, MPSCNNInstanceNormalization.h): the enum
+// MPSCNNBatchNormalization.h, MPSCNNInstanceNormalization.h,
+// MPSCNNGroupNormalization.h): the enum
 // values are Apple's, the protocols keep Apple's @required / @optional split,
 // so the compiler checks that the adapters implement every required method
 // with the right types. Only what the adapters use is declared. The few
@@ -56,6 +57,9 @@ typedef NS_ENUM(int32_t, MPSCNNNeuronType) {
   MPSCNNNeuronTypePower,        // f(x) = (a * x + b) ^ c
   MPSCNNNeuronTypeExponential,  // f(x) = c ^ (a * x + b)
   MPSCNNNeuronTypeLogarithm,    // f(x) = log_c(a * x + b)
+  // Apple's current header has GeLU = 15, then the count (16); older SDKs
+  // end at Logarithm with Count = 15.
+  MPSCNNNeuronTypeGeLU = 15,  // f(x) = (1.0 + erf(x * sqrt(0.5))) * 0.5 * x
   MPSCNNNeuronTypeCount,
 };
 
@@ -75,15 +79,21 @@ typedef NS_ENUM(NSUInteger, MPSNNConvolutionAccumulatorPrecisionOption) {
   MPSNNConvolutionAccumulatorPrecisionOptionFloat = 1,
 };
 
-// MPSCNNNeuron.h: a neuron type and its scalar parameters.
+// MPSCNNNeuron.h: a neuron type and its scalar parameters, and for PReLU
+// the per-feature-channel a values as `data` (macOS 10.14 / iOS 12).
 @interface MPSNNNeuronDescriptor : NSObject <NSCopying> {
   MPSCNNNeuronType _neuronType;
   float _a, _b, _c;
+  NSData *_data;
 }
 @property(readwrite, nonatomic) MPSCNNNeuronType neuronType;
 @property(readwrite, nonatomic) float a;
 @property(readwrite, nonatomic) float b;
 @property(readwrite, nonatomic) float c;
+@property(readwrite, nonatomic, retain) NSData *data;
+// data: an NSData of floats, the PReLU a of each feature channel; with
+// noCopy YES the bytes are not copied and the caller keeps them alive.
++ (MPSNNNeuronDescriptor *)cnnNeuronPReLUDescriptorWithData:(NSData *)data noCopy:(bool)noCopy;
 + (MPSNNNeuronDescriptor *)cnnNeuronDescriptorWithType:(MPSCNNNeuronType)neuronType;
 + (MPSNNNeuronDescriptor *)cnnNeuronDescriptorWithType:(MPSCNNNeuronType)neuronType a:(float)a;
 + (MPSNNNeuronDescriptor *)cnnNeuronDescriptorWithType:(MPSCNNNeuronType)neuronType
@@ -173,6 +183,22 @@ typedef NS_ENUM(NSUInteger, MPSNNConvolutionAccumulatorPrecisionOption) {
 - (float)epsilon;
 - (BOOL)load;
 - (void)purge;
+- (instancetype)copyWithZone:(NSZone *)zone device:(id<MTLDevice>)device;
+@end
+
+// --- MPSCNNGroupNormalization.h (macOS 10.15 / iOS 13) -----------------------
+@protocol MPSCNNGroupNormalizationDataSource <NSObject, NSCopying>
+@required
+- (float *)gamma;
+- (float *)beta;
+// Properties in Apple's header: numberOfFeatureChannels readonly,
+// numberOfGroups readwrite (it must divide the feature channels).
+- (NSUInteger)numberOfFeatureChannels;
+- (NSUInteger)numberOfGroups;
+- (void)setNumberOfGroups:(NSUInteger)numberOfGroups;
+- (NSString *)label;
+@optional
+- (float)epsilon;
 - (instancetype)copyWithZone:(NSZone *)zone device:(id<MTLDevice>)device;
 @end
 

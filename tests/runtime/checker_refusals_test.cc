@@ -1,0 +1,300 @@
+// One targeted negative test per check of the runtime's Checker
+// (runtime/src/checker.cc) that the other runtime tests do not reach: each
+// case changes one thing in a bundle that opens, and asserts the error code
+// and the whole message. The per-role checks are in kind_table_test.cc, the
+// envelope and segment checks in bundle_test.cc.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "mpsb/bundle.h"
+#include "runtime/test_bundle.h"
+
+namespace mpsb {
+namespace {
+
+using testing::BundleSpec;
+using testing::LayerSpec;
+
+// Two layers that open: a conv ("c", 4->8, 3x3, bias) and a group norm
+// ("g", 8 channels in 4 groups, affine).
+BundleSpec base() {
+  BundleSpec s;
+  s.layers.push_back(testing::conv_layer("c", 4, 8, 3));
+  s.layers.push_back(testing::group_norm_layer("g", 8, 4));
+  return s;
+}
+
+LayerSpec& conv(BundleSpec& s) { return s.layers[0]; }
+LayerSpec& group_norm(BundleSpec& s) { return s.layers[1]; }
+
+struct Case {
+  const char* name;
+  std::function<void(BundleSpec&)> change;
+  Error error;
+  std::string message;  // after "<memory>: "
+};
+
+void run(const Case& c) {
+  BundleSpec s = base();
+  c.change(s);
+  const auto bytes = testing::build_bundle(s);
+  auto r = Bundle::from_memory(bytes.data(), bytes.size());
+  ASSERT_FALSE(r.ok()) << c.name << ": accepted";
+  EXPECT_EQ(r.error(), c.error) << c.name << ": " << r.message();
+  EXPECT_EQ(r.message(), "<memory>: " + c.message) << c.name;
+}
+
+void expect_opens(const char* what, const std::function<void(BundleSpec&)>& change) {
+  BundleSpec s = base();
+  change(s);
+  const auto bytes = testing::build_bundle(s);
+  auto r = Bundle::from_memory(bytes.data(), bytes.size());
+  EXPECT_TRUE(r.ok()) << what << ": " << r.message();
+}
+
+TEST(CheckerRefusals, BaseBundleOpens) {
+  expect_opens("base", [](BundleSpec&) {});
+}
+
+TEST(CheckerRefusals, SegmentNotAlignedToItsAlignment) {
+  run({"segment offset 4097", [](BundleSpec& s) { s.segment_offset = 4097; }, Error::kMisaligned,
+       "data segment at 4097 size 4096 is not aligned to 4096"});
+  run({"segment size 100", [](BundleSpec& s) { s.segment_size = 100; }, Error::kMisaligned,
+       "data segment at 4096 size 100 is not aligned to 4096"});
+}
+
+TEST(CheckerRefusals, MetadataKeysUnsortedOrRepeated) {
+  run({"unsorted",
+       [](BundleSpec& s) {
+         s.metadata = {{"b", "1"}, {"a", "2"}};
+       },
+       Error::kUnsortedNames, "metadata keys are not sorted and unique at 'a'"});
+  run({"repeated",
+       [](BundleSpec& s) {
+         s.metadata = {{"a", "1"}, {"a", "2"}};
+       },
+       Error::kUnsortedNames, "metadata keys are not sorted and unique at 'a'"});
+  expect_opens("sorted", [](BundleSpec& s) { s.metadata = {{"a", "1"}, {"b", "2"}}; });
+}
+
+TEST(CheckerRefusals, LayerNameEmptyOrWithNul) {
+  run({"empty", [](BundleSpec& s) { conv(s).name = ""; }, Error::kBadField,
+       "layer 0 has an empty name or a NUL"});
+  run({"NUL", [](BundleSpec& s) { conv(s).name = std::string("c\0x", 3); }, Error::kBadField,
+       "layer 0 has an empty name or a NUL"});
+}
+
+TEST(CheckerRefusals, LayerKindActivationOrQuantizationOutOfRange) {
+  const std::string msg = "layer 'c': kind, activation or quantization out of range";
+  run({"kind",
+       [](BundleSpec& s) {
+         conv(s).kind = static_cast<LayerKind>(kLayerKindCount);
+         conv(s).omit_params = true;  // the builder reads the kind's table
+       },
+       Error::kBadField, msg});
+  run({"activation",
+       [](BundleSpec& s) { conv(s).activation = static_cast<Activation>(kActivationCount); },
+       Error::kBadField, msg});
+  run({"quantization",
+       [](BundleSpec& s) { conv(s).quantization = static_cast<Quantization>(kQuantizationCount); },
+       Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, ActivationParametersNotFinite) {
+  const std::string msg = "layer 'c': activation parameters are not finite";
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float bad : {nan, inf, -inf}) {
+    run({"alpha",
+         [&](BundleSpec& s) {
+           conv(s).activation = Activation::kLeakyReLU;
+           conv(s).activation_alpha = bad;
+         },
+         Error::kBadField, msg});
+    run({"beta",
+         [&](BundleSpec& s) {
+           conv(s).activation = Activation::kSoftplus;
+           conv(s).activation_alpha = 1.0f;
+           conv(s).activation_beta = bad;
+         },
+         Error::kBadField, msg});
+  }
+  // Checked whatever the activation: a stray NaN is never stored quietly.
+  run({"NaN without activation", [&](BundleSpec& s) { conv(s).activation_alpha = nan; },
+       Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, SoftplusBetaNotPositive) {
+  for (float beta : {0.0f, -0.0f, -1.0f}) {
+    run({"beta",
+         [&](BundleSpec& s) {
+           conv(s).activation = Activation::kSoftplus;
+           conv(s).activation_alpha = beta;
+           conv(s).activation_beta = 20.0f;
+         },
+         Error::kBadField, "layer 'c': softplus beta must be > 0"});
+  }
+  expect_opens("beta 0.5", [](BundleSpec& s) {
+    conv(s).activation = Activation::kSoftplus;
+    conv(s).activation_alpha = 0.5f;
+  });
+}
+
+TEST(CheckerRefusals, ConvParametersZeroOrNotDivisibleByGroups) {
+  const std::string msg = "layer 'c': conv parameters are zero or not divisible by groups";
+  const std::vector<std::function<void(ConvParams&)>> changes = {
+      [](ConvParams& p) { p.in_channels = 0; }, [](ConvParams& p) { p.out_channels = 0; },
+      [](ConvParams& p) { p.kernel_h = 0; },    [](ConvParams& p) { p.kernel_w = 0; },
+      [](ConvParams& p) { p.stride_h = 0; },    [](ConvParams& p) { p.stride_w = 0; },
+      [](ConvParams& p) { p.dilation_h = 0; },  [](ConvParams& p) { p.dilation_w = 0; },
+      [](ConvParams& p) { p.groups = 0; },      [](ConvParams& p) { p.groups = 3; },
+      [](ConvParams& p) { p.groups = 8; },  // divides out (8), not in (4)
+  };
+  for (const auto& change : changes) {
+    run({"conv", [&](BundleSpec& s) { change(conv(s).conv); }, Error::kBadField, msg});
+  }
+}
+
+TEST(CheckerRefusals, LinearParametersMissingOrZero) {
+  const auto linear = [](BundleSpec& s) -> LayerSpec& {
+    s.layers[0] = testing::linear_layer("c", 5, 4, 2, 3);
+    return s.layers[0];
+  };
+  expect_opens("linear", [&](BundleSpec& s) { linear(s); });
+  const std::string msg = "layer 'c': linear parameters missing or zero";
+  run({"missing", [&](BundleSpec& s) { linear(s).omit_params = true; }, Error::kBadField, msg});
+  run({"in 0", [&](BundleSpec& s) { linear(s).linear.in_features = 0; }, Error::kBadField, msg});
+  run({"out 0", [&](BundleSpec& s) { linear(s).linear.out_features = 0; }, Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, LinearInputShapeNotMultiplyingToInFeatures) {
+  const std::string msg = "layer 'c': input_shape does not multiply to in_features";
+  const auto linear = [](BundleSpec& s) -> LayerSpec& {
+    s.layers[0] = testing::linear_layer("c", 5, 4, 2, 3);
+    return s.layers[0];
+  };
+  run({"product", [&](BundleSpec& s) { linear(s).linear.in_features = 25; }, Error::kBadField,
+       msg});
+  run({"zero dim", [&](BundleSpec& s) { linear(s).linear.input_h = 0; }, Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, NormParametersMissingOrZero) {
+  const std::string msg = "layer 'g': norm parameters missing or zero";
+  run({"missing", [](BundleSpec& s) { group_norm(s).omit_params = true; }, Error::kBadField, msg});
+  run({"zero", [](BundleSpec& s) { group_norm(s).norm.num_features = 0; }, Error::kBadField, msg});
+  // The same check guards batch norm, instance norm and prelu.
+  run({"batch norm",
+       [](BundleSpec& s) {
+         group_norm(s) = testing::batch_norm_layer("g", 8);
+         group_norm(s).omit_params = true;
+       },
+       Error::kBadField, msg});
+  run({"prelu",
+       [](BundleSpec& s) {
+         group_norm(s) = testing::prelu_layer("g", 8, 1);
+         group_norm(s).omit_params = true;
+       },
+       Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, NormEpsNotAFinitePositiveNumber) {
+  for (float eps : {0.0f, -1e-5f, std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN()}) {
+    run({"eps", [&](BundleSpec& s) { group_norm(s).norm.eps = eps; }, Error::kBadField,
+         "layer 'g': eps must be a finite number > 0"});
+  }
+  // A prelu layer's NormParams carry its channels only; eps is unused.
+  expect_opens("prelu eps 0",
+               [](BundleSpec& s) { group_norm(s) = testing::prelu_layer("g", 8, 1); });
+}
+
+TEST(CheckerRefusals, NumGroupsRules) {
+  for (uint32_t groups : {0u, 3u, 16u}) {
+    run({"group norm", [&](BundleSpec& s) { group_norm(s).norm.num_groups = groups; },
+         Error::kBadField, "layer 'g': num_groups is zero or does not divide num_features"});
+  }
+  for (uint32_t groups : {1u, 2u, 8u}) {
+    expect_opens("groups", [&](BundleSpec& s) { group_norm(s).norm.num_groups = groups; });
+  }
+  const std::string msg = "layer 'g': num_groups is set on a layer without groups";
+  run({"batch norm",
+       [](BundleSpec& s) {
+         group_norm(s) = testing::batch_norm_layer("g", 8);
+         group_norm(s).norm.num_groups = 2;
+       },
+       Error::kBadField, msg});
+  run({"instance norm",
+       [](BundleSpec& s) {
+         group_norm(s) = testing::instance_norm_layer("g", 8);
+         group_norm(s).norm.num_groups = 1;
+       },
+       Error::kBadField, msg});
+  run({"prelu",
+       [](BundleSpec& s) {
+         group_norm(s) = testing::prelu_layer("g", 8, 8);
+         group_norm(s).norm.num_groups = 8;
+       },
+       Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, TensorEnumOutOfRange) {
+  const std::string msg = "layer 'c' tensor 1: an enum field is out of range";
+  run({"role",
+       [](BundleSpec& s) { conv(s).tensors[1].role = static_cast<TensorRole>(kTensorRoleCount); },
+       Error::kBadField, msg});
+  run({"dtype",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].dtype = static_cast<DType>(kDTypeCount);
+         conv(s).tensors[1].bytes = std::vector<uint8_t>(32, 0);
+       },
+       Error::kBadField, msg});
+  run({"layout",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].layout = static_cast<TensorLayout>(kTensorLayoutCount);
+       },
+       Error::kBadField, msg});
+  run({"source layout",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].source_layout = static_cast<TensorLayout>(kTensorLayoutCount);
+       },
+       Error::kBadField, msg});
+  run({"transform",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].transform = static_cast<Transform>(kTransformCount);
+       },
+       Error::kBadField, msg});
+}
+
+TEST(CheckerRefusals, TensorShapeRankCountOrBroadcastSource) {
+  const std::string msg =
+      "layer 'c' tensor 1: shape is empty, has a zero or overflows, or differs in element count "
+      "from its source shape";
+  run({"rank 9", [](BundleSpec& s) { conv(s).tensors[1].shape = {8, 1, 1, 1, 1, 1, 1, 1, 1}; },
+       Error::kBadField, msg});
+  run({"source rank 9",
+       [](BundleSpec& s) { conv(s).tensors[1].source_shape = {8, 1, 1, 1, 1, 1, 1, 1, 1}; },
+       Error::kBadField, msg});
+  run({"overflow",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].shape = {uint64_t{1} << 32, uint64_t{1} << 32};
+         conv(s).tensors[1].bytes = std::vector<uint8_t>(32, 0);
+       },
+       Error::kBadField, msg});
+  run({"source count differs", [](BundleSpec& s) { conv(s).tensors[1].source_shape = {9}; },
+       Error::kBadField, msg});
+  run({"broadcast from 2",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].transform = Transform::kBroadcast;
+         conv(s).tensors[1].source_shape = {2};
+       },
+       Error::kBadField, msg});
+}
+
+}  // namespace
+}  // namespace mpsb
