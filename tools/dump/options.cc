@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -64,7 +65,10 @@ const ModeSpec* resolve_mode(FlagSet given, std::string* error) {
     if (mode_takes(*mode, f.flag)) continue;
     if (!mode->has_selector) {
       *error = fmt::format("{} needs {}", f.name, modes_taking(f.flag));
-    } else if (mode_selected_by(f.flag) != nullptr) {
+    } else if (mode_selected_by(f.flag) != nullptr ||
+               modes_taking(f.flag).find(" or ") != std::string::npos) {
+      // A second mode, or a flag most modes take (--json): the two names
+      // say it all.
       *error = fmt::format("{} cannot be combined with {}", f.name, flag_spec(mode->selector).name);
     } else {
       *error = fmt::format("{} cannot be combined with {} ({} goes with {})", f.name,
