@@ -120,6 +120,12 @@ TEST(DiagnosticsEscape, ABidiOverrideInALayerNameIsSpelledOut) {
                            ": /layers/1/name: duplicate layer name \"a\\u{202e}b\" (first used "
                            "at /layers/0)");
   EXPECT_NE(d.text.find("\xe2\x80\xae"), std::string::npos);  // exact for programs
+  // mpsbc --json: the JSON escape, never the raw character.
+  const std::string j = mpsbc::report_to_json(report);
+  EXPECT_EQ(j.find("\xe2\x80\xae"), std::string::npos) << j;
+  EXPECT_NE(j.find(R"x("message": "duplicate layer name \"a\u202eb\" (first used at /layers/0)")x"),
+            std::string::npos)
+      << j;
 }
 
 TEST(DiagnosticsEscape, BytesThatAreNotUtf8NeverReachTheMessage) {
