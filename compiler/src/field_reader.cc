@@ -1,5 +1,7 @@
 #include "field_reader.h"
 
+#include "mpsb_text.h"
+
 namespace mpsbc {
 
 using mpsb::DType;
@@ -63,12 +65,7 @@ std::string describe(const json& v) {
 std::string quote(std::string_view s) { return json(std::string(s)).dump(); }
 
 std::string shape_text(const std::vector<uint64_t>& shape) {
-  std::string s;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += "×";
-    s += std::to_string(shape[i]);
-  }
-  return s;
+  return mpsb::text::shape_text(shape, "×");
 }
 
 std::optional<DType> parse_dtype(std::string_view s) {

@@ -257,9 +257,13 @@ void read_activation(FieldReader& r, ManifestLayer& layer, Diagnostics& diag) {
   }
   const mpsb::ActivationSpec& spec = mpsb::activation_spec(layer.activation);
   float* values[2] = {&layer.activation_alpha, &layer.activation_beta};
+  bool parsed[2] = {false, false};  // a value that is not a number is reported once
   for (int i = 0; i < 2; ++i) {
     if (spec.param_names[i].empty()) continue;
-    if (auto x = r.number(spec.param_names[i], spec.param_defaults[i], false)) *values[i] = *x;
+    if (auto x = r.number(spec.param_names[i], spec.param_defaults[i], false)) {
+      *values[i] = *x;
+      parsed[i] = true;
+    }
   }
   if (!spec.option.empty()) {
     if (const json* v = r.find(spec.option)) {
@@ -274,12 +278,16 @@ void read_activation(FieldReader& r, ManifestLayer& layer, Diagnostics& diag) {
     // MPS's SoftPlus has no threshold: PyTorch's linear branch above
     // beta·x > threshold differs from it by log1p(exp(-threshold))/beta,
     // below float32 resolution only from threshold 15 on (docs/LAYERS.md).
-    if (!(layer.activation_alpha > 0)) r.error("beta", "expected a number > 0");
-    if (!(layer.activation_beta >= 15)) {
+    // Only given values can fail (the defaults, 1 and 20, pass).
+    if (parsed[0] && !(layer.activation_alpha > 0)) {
+      r.error("beta", "expected a number > 0, found " + describe(*r.find("beta")));
+    }
+    if (parsed[1] && !(layer.activation_beta >= 15)) {
       r.error("threshold",
               "expected a number >= 15: MPS's SoftPlus has no threshold, and "
               "below 15 PyTorch's linear branch differs from it by more than "
-              "float32 resolution");
+              "float32 resolution; found " +
+                  describe(*r.find("threshold")));
     }
   }
   // Parameters of other activations: given by mistake, without effect.

@@ -5,13 +5,18 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "fault_injection.h"
+#include "mpsb/kinds.h"
+#include "mpsb_text.h"
 #include "mpsbc/compile.h"
 
 namespace {
@@ -25,15 +30,7 @@ constexpr const char* kExitCodes = R"(Exit codes:
   5  --check: a layer's output is beyond the tolerance from PyTorch's probe)";
 
 // "1.5 MiB": sizes on the progress bar.
-std::string human_bytes(uint64_t n) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(kUnits)) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[u]);
-  return buf;
-}
+using mpsb::text::human_bytes;
 
 // A one-line bar on stderr, redrawn in place. Shown only on a terminal and
 // only once a compile has run for a moment, so quick compiles print nothing
@@ -135,6 +132,145 @@ void add_check_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
                   "precision: float32 1e-5, float16 2e-3, uint8-linear 3e-2, uint8-lut 3e-2");
 }
 
+// A float as the shortest decimal that reads back as it (0.01f is 0.01,
+// not 0.009999999776482582), so the table's defaults compare as written.
+double shortest(float f) {
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf - 1, f).ptr;
+  *end = '\0';
+  return std::strtod(buf, nullptr);
+}
+
+std::string_view field_type_name(mpsb::FieldType t) {
+  using mpsb::FieldType;
+  switch (t) {
+    case FieldType::kUInt:
+      return "uint";
+    case FieldType::kPair:
+      return "pair";
+    case FieldType::kFloat:
+      return "float";
+    case FieldType::kBool:
+      return "bool";
+    case FieldType::kShape3:
+      return "shape3";
+    case FieldType::kString:
+      return "string";
+    case FieldType::kAccepted:
+      return "accepted";
+  }
+  return "";
+}
+
+std::string_view presence_name(mpsb::Presence p) {
+  using mpsb::Presence;
+  switch (p) {
+    case Presence::kRequired:
+      return "required";
+    case Presence::kOptional:
+      return "optional";
+    case Presence::kAffine:
+      return "affine";
+    case Presence::kQuantized:
+      return "quantized";
+    case Presence::kFusedPReLU:
+      return "fused_prelu";
+  }
+  return "";
+}
+
+// PyTorch's default of an optional field, as the manifest would spell it;
+// null for required fields and for fields without a value of their own.
+nlohmann::json field_default(const mpsb::FieldSpec& f) {
+  using mpsb::FieldType;
+  if (f.required) return nullptr;
+  switch (f.type) {
+    case FieldType::kUInt:
+    case FieldType::kPair:
+      return static_cast<uint32_t>(f.fallback);
+    case FieldType::kFloat:
+      return shortest(static_cast<float>(f.fallback));
+    case FieldType::kBool:
+      return f.fallback != 0;
+    case FieldType::kShape3:
+    case FieldType::kString:
+    case FieldType::kAccepted:
+      break;
+  }
+  return nullptr;
+}
+
+// mpsb/kinds.h as JSON: what `mpsbc kinds --json` prints, and what the
+// exporter's table is tested against (tests/pytorch/kinds_test.py).
+nlohmann::json kinds_json() {
+  using nlohmann::json;
+  json kinds = json::array();
+  for (const mpsb::KindSpec& k : mpsb::kKinds) {
+    json fields = json::array();
+    for (const mpsb::FieldSpec& f : k.fields) {
+      fields.push_back({{"name", f.name},
+                        {"type", field_type_name(f.type)},
+                        {"required", f.required},
+                        {"default", field_default(f)}});
+    }
+    json roles = json::array();
+    for (const mpsb::RoleSpec& r : k.roles) {
+      roles.push_back({{"role", mpsb::to_string(r.role)},
+                       {"field", r.field.empty() ? json(nullptr) : json(r.field)},
+                       {"presence", presence_name(r.presence)},
+                       {"source_layout", mpsb::to_string(r.source_layout)},
+                       {"stored_layout", mpsb::to_string(r.stored_layout)},
+                       {"transform", mpsb::to_string(r.transform)}});
+    }
+    kinds.push_back({{"name", k.name},
+                     {"pytorch", k.pytorch},
+                     {"mps_data_source", k.mps_data_source},
+                     {"mps_kernel", k.mps_kernel},
+                     {"fused_activation", k.fused_activation},
+                     {"precision", k.precision},
+                     {"fields", fields},
+                     {"roles", roles}});
+  }
+  json activations = json::array();
+  for (const mpsb::ActivationSpec& a : mpsb::kActivations) {
+    json params = json::array();
+    for (size_t i = 0; i < 2; ++i) {
+      if (a.param_names[i].empty()) continue;
+      params.push_back({{"name", a.param_names[i]}, {"default", shortest(a.param_defaults[i])}});
+    }
+    json entry = {{"name", a.name},
+                  {"pytorch", a.pytorch.empty() ? json(nullptr) : json(a.pytorch)},
+                  {"mps_neuron_type", a.mps_neuron_type},
+                  {"params", params},
+                  {"option", nullptr}};
+    if (!a.option.empty()) entry["option"] = {{"name", a.option}, {"value", a.option_value}};
+    activations.push_back(entry);
+  }
+  return {{"kinds", kinds}, {"activations", activations}};
+}
+
+// `mpsbc kinds` without --json: one line per kind and activation.
+void print_kinds() {
+  std::printf("%-18s %-20s %s\n", "kind", "pytorch", "fields");
+  for (const mpsb::KindSpec& k : mpsb::kKinds) {
+    std::string fields;
+    for (const mpsb::FieldSpec& f : k.fields) {
+      fields += (fields.empty() ? "" : ", ") + std::string(f.name);
+    }
+    std::printf("%-18s %-20s %s\n", std::string(k.name).c_str(), std::string(k.pytorch).c_str(),
+                fields.c_str());
+  }
+  std::printf("\n%-18s %-20s %s\n", "activation", "pytorch", "params");
+  for (const mpsb::ActivationSpec& a : mpsb::kActivations) {
+    std::string params;
+    for (std::string_view p : a.param_names) {
+      if (!p.empty()) params += (params.empty() ? "" : ", ") + std::string(p);
+    }
+    std::printf("%-18s %-20s %s\n", std::string(a.name).c_str(),
+                a.pytorch.empty() ? "-" : std::string(a.pytorch).c_str(), params.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,6 +280,7 @@ int main(int argc, char** argv) {
   app.footer(std::string(R"(Examples:
   mpsbc compile model/manifest.json -o model.mpsb
   mpsbc check model/manifest.json
+  mpsbc kinds --json
   mpsbc compile --help
 
 )") + kExitCodes);
@@ -200,6 +337,18 @@ Examples:
   add_report_options(check, json, quiet);
   add_layer_options(check, options, precision_text);
 
+  auto* kinds = app.add_subcommand(
+      "kinds", "print the layer kinds and fused activations a manifest can use (mpsb/kinds.h)");
+  kinds->footer(std::string(R"(Examples:
+  mpsbc kinds
+  mpsbc kinds --json | jq '.activations[].name'
+
+)") + kExitCodes);
+  bool kinds_as_json = false;
+  kinds->add_flag("--json", kinds_as_json,
+                  "print every kind's fields with defaults and tensor roles, and every "
+                  "activation's parameters, as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -207,6 +356,14 @@ Examples:
     return app.exit(e) == 0 ? 0 : static_cast<int>(mpsbc::ExitCode::kUsage);
   }
 
+  if (*kinds) {
+    if (kinds_as_json) {
+      std::cout << kinds_json().dump(2) << '\n';
+    } else {
+      print_kinds();
+    }
+    return 0;
+  }
   options.precision = *mpsbc::parse_precision(precision_text);
   mpsbc::Mutation fault = mpsbc::Mutation::kNone;
   if (mutation == "no-rotation") fault = mpsbc::Mutation::kNoRotation;

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "mpsb_text.h"
+
 namespace mpsbc {
 namespace {
 
@@ -18,13 +20,6 @@ using mpsb::TensorRole;
 
 Result<FeatureMap> fail(const Layer& layer, const std::string& what) {
   return {Error::kInvalidArgument, "layer '" + std::string(layer.name()) + "': " + what};
-}
-
-float bf16_to_float(uint16_t v) {
-  const uint32_t bits = uint32_t(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
 std::vector<float> decode(const mpsb::Tensor& t) {
@@ -46,7 +41,7 @@ std::vector<float> decode(const mpsb::Tensor& t) {
       for (uint64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf16_to_float(h);
+        out[i] = mpsb::text::bfloat16_to_float(h);
       }
       break;
     case DType::kUInt8:

@@ -22,8 +22,8 @@ constexpr uint64_t kMaxSegmentAlignment = uint64_t{1} << 30;
 // Data sources hand out float* (and MPS reads 16-byte vectors), so every
 // tensor must start at least 16-byte aligned; with a smaller alignment a
 // crafted file could make bias_terms() a misaligned float*. mpsbc never
-// writes less (its kMinTensorAlignment).
-constexpr uint64_t kMinTensorAlignment = 16;
+// writes less: both use mpsb_text.h's kMinTensorAlignment.
+using text::kMinTensorAlignment;
 // Deeper than any valid bundle (Bundle > Layer > Tensor > shape).
 constexpr uint32_t kMaxDepth = 16;
 
@@ -195,7 +195,9 @@ class Checker {
     if (!std::isfinite(l.activation_alpha()) || !std::isfinite(l.activation_beta())) {
       return fail(Error::kBadField, at + ": activation parameters are not finite");
     }
-    if (activation == Activation::kSoftplus && !(l.activation_alpha() > 0)) {
+    // MPS's SoftPlus takes a = 1/beta: it must be finite too.
+    if (activation == Activation::kSoftplus &&
+        !(l.activation_alpha() > 0 && std::isfinite(1.0f / l.activation_alpha()))) {
       return fail(Error::kBadField, at + ": softplus beta must be > 0");
     }
     uint32_t roles_seen = 0;
@@ -379,6 +381,15 @@ class Checker {
                       tat + ": bfloat16 weights (MPS takes float32, float16, uint8)");
         }
         break;
+    }
+    const auto layout = static_cast<TensorLayout>(t.layout());
+    const auto source_layout = static_cast<TensorLayout>(t.source_layout());
+    if (layout != spec.stored_layout || source_layout != spec.source_layout) {
+      return fail(Error::kBadField, tat + ": " + role + " layouts " +
+                                        std::string(to_string(source_layout)) + " -> " +
+                                        std::string(to_string(layout)) + " are not " +
+                                        std::string(to_string(spec.source_layout)) + " -> " +
+                                        std::string(to_string(spec.stored_layout)));
     }
     const auto transform = static_cast<Transform>(t.transform());
     if (transform != spec.transform && transform != Transform::kIdentity) {

@@ -108,7 +108,7 @@ BundleSpec MakeSpec() {
   q8.quantization = Quantization::kLinear;
   TensorSpec ranges;
   ranges.role = TensorRole::kQuantRanges;
-  ranges.layout = TensorLayout::kRanges;
+  ranges.layout = ranges.source_layout = TensorLayout::kRanges;
   ranges.shape = {8, 2};
   std::vector<float> r;
   for (int i = 0; i < 8; ++i) {
@@ -125,7 +125,7 @@ BundleSpec MakeSpec() {
   qlut.quantization = Quantization::kLookupTable;
   TensorSpec lut;
   lut.role = TensorRole::kQuantLookupTable;
-  lut.layout = TensorLayout::kLookupTable;
+  lut.layout = lut.source_layout = TensorLayout::kLookupTable;
   lut.shape = {256};
   std::vector<float> table(256);
   for (int i = 0; i < 256; ++i) table[i] = static_cast<float>(i) / 128.0f - 1.0f;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "model_builder.h"
@@ -399,6 +400,30 @@ INSTANTIATE_TEST_SUITE_P(BadManifests, Catalogue, ::testing::ValuesIn(catalogue(
                          [](const ::testing::TestParamInfo<Case>& param) {
                            return param.param.name;
                          });
+
+// A softplus parameter that is not a number is one error, not also a range
+// error on the value it never had; a number out of range names itself.
+TEST(CatalogueSoftplus, EachBadParameterIsOneError) {
+  for (const auto& [field, value, want] :
+       {std::tuple<std::string, json, std::string>{"beta", "x",
+                                                   "expected a number, found string \"x\""},
+        {"threshold", "x", "expected a number, found string \"x\""},
+        {"beta", 0, "expected a number > 0, found 0"},
+        {"threshold", 10,
+         "expected a number >= 15: MPS's SoftPlus has no threshold, and below 15 PyTorch's "
+         "linear branch differs from it by more than float32 resolution; found 10"}}) {
+    SCOPED_TRACE(field + " " + value.dump());
+    ModelBuilder m;
+    m.add_conv("conv1", 3, 32, 3, 3);
+    m.layer(0)["activation"] = "softplus";
+    m.layer(0)[field] = value;
+    m.write_manifest();
+    const auto errors = errors_of(mpsbc::check_manifest(m.options("new.mpsb")));
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].pointer, "/layers/0/" + field);
+    EXPECT_EQ(errors[0].text, want);
+  }
+}
 
 TEST(CatalogueSize, HasAtLeastFortyCases) { EXPECT_GE(catalogue().size(), 40u); }
 

@@ -135,7 +135,7 @@ TEST(CliTest, WarningsAndErrorsAreCountedAtTheEnd) {
 
 TEST(CliTest, HelpShowsExamplesAndExitCodesForEverySubcommand) {
   ModelBuilder m;
-  for (const char* cmd : {"--help", "compile --help", "check --help"}) {
+  for (const char* cmd : {"--help", "compile --help", "check --help", "kinds --help"}) {
     SCOPED_TRACE(cmd);
     const auto r = run_mpsbc(m, cmd);
     EXPECT_EQ(r.exit_code, 0);

@@ -324,6 +324,107 @@ class Odd(nn.Module):
         return out, self.conv3d(x[:, :1].unsqueeze(1))
 
 
+class NeuronTest(TempDirTest):
+    """GroupNorm, PReLU and the neurons beyond ReLU's family (models.Neurons)."""
+
+    def test_fused_activations_and_their_parameters(self):
+        m, x = models.make_neurons()
+        plan, _ = quiet_plan(m, x)
+        acts = {layer.name: (layer.activation, dict(layer.activation_params))
+                for layer in plan.layers}
+        self.assertEqual(acts, {
+            "conv_elu": (("elu", 0.7), {"alpha": 0.7}),                   # nn.ELU(0.7)
+            "gn_one": (None, {}),
+            "conv_prelu_c": (("prelu", 16), {"num_parameters": 16}),      # nn.PReLU(16)
+            "gn_four": (None, {}),
+            "prelu_alone": (None, {}),
+            "conv_prelu_1": (("prelu", 1), {"num_parameters": 1}),        # nn.PReLU()
+            "conv_hsig": (("hardsigmoid", None), {}),                     # nn.Hardsigmoid
+            "gn_c": (None, {}),
+            "prelu_alone_c": (None, {}),
+            "conv_softplus": (("softplus", 2.0), {"beta": 2.0, "threshold": 15.0}),
+            "conv_gelu": (("gelu", None), {}),                            # nn.GELU()
+            "up_f_elu": (("elu", 1.3), {"alpha": 1.3}),                   # F.elu(alpha=1.3)
+            "conv_f_hsig": (("hardsigmoid", None), {}),                   # F.hardsigmoid
+            "conv_f_softplus": (("softplus", 0.5), {"beta": 0.5, "threshold": 30.0}),
+            "conv_f_gelu": (("gelu", None), {}),                          # F.gelu
+            "fc_prelu": (("prelu", 12), {"num_parameters": 12}),          # after a Linear
+            "fc_gelu": (("gelu", None), {}),
+        })
+
+    def test_fused_prelu_weight_is_the_activation_weight_and_no_layer_of_its_own(self):
+        m, x = models.make_neurons()
+        manifest, _ = quiet_export(m, x, self.out())
+        L = by_name(manifest)
+        for prelu in ("prelu_c", "prelu_1", "fc_prelu_act"):
+            self.assertNotIn(prelu, L)
+        for conv, prelu in (("conv_prelu_c", m.prelu_c), ("conv_prelu_1", m.prelu_1),
+                            ("fc_prelu", m.fc_prelu_act)):
+            self.assertEqual(L[conv]["activation"], "prelu")
+            self.assertEqual(L[conv]["num_parameters"], prelu.num_parameters)
+            path = os.path.join(self.out(), L[conv]["activation_weight"])
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), tensor_bytes(prelu.weight), conv)
+
+    def test_group_norm_and_standalone_prelu_fields(self):
+        m, x = models.make_neurons()
+        manifest, _ = quiet_export(m, x, self.out())
+        L = by_name(manifest)
+        self.assertEqual({k: L["gn_four"].get(k) for k in ("type", "num_groups", "num_channels",
+                                                           "eps", "affine", "weight")},
+                         {"type": "group_norm", "num_groups": 4, "num_channels": 16,
+                          "eps": 1e-5, "affine": False, "weight": None})
+        self.assertEqual(L["gn_c"]["eps"], 1e-3)
+        self.assertTrue(L["gn_c"]["affine"])
+        self.assertEqual({k: L["prelu_alone_c"][k] for k in ("type", "num_parameters",
+                                                             "num_channels")},
+                         {"type": "prelu", "num_parameters": 16, "num_channels": 16})
+        self.assertEqual(L["prelu_alone"]["num_parameters"], 1)
+        for name, module in (("prelu_alone", m.prelu_alone), ("gn_c", m.gn_c)):
+            with open(os.path.join(self.out(), L[name]["weight"]), "rb") as f:
+                self.assertEqual(f.read(), tensor_bytes(module.weight), name)
+
+    def test_activations_mps_cannot_fuse_are_reported_by_module_name(self):
+        class Unfusable(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv_hswish = nn.Conv2d(3, 4, 1)
+                self.hswish = nn.Hardswish()
+                self.conv_silu = nn.Conv2d(4, 4, 1)
+                self.silu = nn.SiLU()
+                self.conv_f_silu = nn.Conv2d(4, 4, 1)
+                self.conv_gelu = nn.Conv2d(4, 4, 1)
+                self.gelu_tanh = nn.GELU(approximate="tanh")
+                self.conv_softplus = nn.Conv2d(4, 4, 1)
+                self.softplus = nn.Softplus(threshold=10)
+                self.fc = nn.Linear(4, 2)
+                self.head = nn.Hardswish()   # after a Linear
+
+            def forward(self, x):
+                x = self.silu(self.conv_silu(self.hswish(self.conv_hswish(x))))
+                x = self.gelu_tanh(self.conv_gelu(F.silu(self.conv_f_silu(x))))
+                x = self.softplus(self.conv_softplus(x))
+                return self.head(self.fc(x.mean((2, 3))))
+
+        manifest, warns = quiet_export(Unfusable(), torch.randn(1, 3, 4, 4), self.out())
+        for layer in manifest["layers"]:
+            self.assertNotIn("activation", layer, layer["name"])
+        skipped = {s["name"]: (s["type"], s["reason"]) for s in manifest["skipped"]}
+        self.assertEqual(sorted(skipped), ["gelu_tanh", "head", "hswish", "silu",
+                                           "softplus"])
+        for name in ("hswish", "silu", "head"):
+            self.assertIn("MPS has no neuron for %s" % skipped[name][0], skipped[name][1])
+        self.assertIn("approximate='tanh'", skipped["gelu_tanh"][1])
+        self.assertIn("threshold=10", skipped["softplus"][1])
+        text = "\n".join(warns)
+        for name in ("hswish (Hardswish)", "silu (SiLU)", "head (Hardswish)",
+                     "gelu_tanh (GELU)", "softplus (Softplus)"):
+            self.assertIn(name, text)
+        # The functional form is named by the conv it follows.
+        self.assertTrue(any(w.startswith("conv_f_silu: the activation after it is not fused")
+                            and "MPS has no neuron for silu" in w for w in warns), warns)
+
+
 class UnsupportedTest(TempDirTest):
     def test_unsupported_modules_named_and_nothing_written(self):
         out = self.out()
@@ -637,11 +738,11 @@ class CommandLineTest(TempDirTest):
         with open(path, "w") as fh:
             fh.write("import torch\nfrom torch import nn\n"
                      "def make():\n"
-                     "    return nn.Sequential(nn.Conv2d(3, 4, 1), nn.GroupNorm(2, 4)), "
+                     "    return nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm([4, 4, 4])), "
                      "torch.randn(1, 3, 4, 4)\n")
         r = self.run_cli("--model", path + ":make", "--out", self.out())
         self.assertEqual(r.returncode, 1)
-        self.assertIn("1 (GroupNorm)", r.stderr)
+        self.assertIn("1 (LayerNorm)", r.stderr)
 
 
 if __name__ == "__main__":

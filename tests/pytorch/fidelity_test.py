@@ -34,8 +34,7 @@ sys.path[:0] = [os.path.join(ROOT, "tools", "export"), HERE]
 
 import models  # noqa: E402
 import mpsb_export  # noqa: E402
-
-ROLES = ("weight", "bias", "running_mean", "running_var")
+from mpsb_export.layers import TENSOR_ROLES as ROLES  # noqa: E402
 FOLD_MODELS = ("resnet18",)
 COMMAND_TIMEOUT = 900  # seconds; alexnet's 230 MB are the slowest
 
@@ -138,6 +137,94 @@ def check_extract(args, bundle, manifest, export_dir, scratch):
     return count
 
 
+# Apple's formulas (MPSCNNNeuronType.h) with the a, b that the runtime's
+# neuron() sets for each manifest activation (runtime/src/sources.cc,
+# docs/LAYERS.md "Fused activations"). x is a float64 numpy array.
+def _mps_neuron(kind, x, layer, slopes):
+    import math
+    import numpy as np
+    erf = np.vectorize(math.erf)
+    if kind == "relu":
+        return np.where(x >= 0, x, 0.0)
+    if kind == "relu6":
+        return np.minimum(np.where(x >= 0, x, 0.0), 6.0)
+    if kind == "leaky_relu":
+        return np.where(x >= 0, x, layer["negative_slope"] * x)
+    if kind == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if kind == "tanh":
+        return 1.0 * np.tanh(1.0 * x)
+    if kind == "elu":
+        return np.where(x >= 0, x, layer["alpha"] * (np.exp(x) - 1))
+    if kind == "hardsigmoid":
+        return np.clip(x * (1 / 6) + 0.5, 0, 1)
+    if kind == "softplus":
+        a, b = 1 / layer["beta"], layer["beta"]
+        return a * np.log1p(np.exp(b * x))
+    if kind == "gelu":
+        return (1.0 + erf(x * np.sqrt(0.5))) * 0.5 * x
+    if kind == "prelu":
+        a = np.broadcast_to(slopes, (x.shape[1],)).reshape((1, -1) + (1,) * (x.ndim - 2))
+        return np.where(x >= 0, x, a * x)
+    raise CaseFailed("no MPS formula for activation %r" % kind)
+
+
+def _torch_activation(kind, x, layer, slopes):
+    import torch
+    import torch.nn.functional as F
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "relu6":
+        return F.relu6(x)
+    if kind == "leaky_relu":
+        return F.leaky_relu(x, layer["negative_slope"])
+    if kind == "sigmoid":
+        return torch.sigmoid(x)
+    if kind == "tanh":
+        return torch.tanh(x)
+    if kind == "elu":
+        return F.elu(x, layer["alpha"])
+    if kind == "hardsigmoid":
+        return F.hardsigmoid(x)
+    if kind == "softplus":
+        return F.softplus(x, layer["beta"], layer["threshold"])
+    if kind == "gelu":
+        return F.gelu(x)
+    if kind == "prelu":
+        return F.prelu(x, torch.from_numpy(slopes))
+    raise CaseFailed("no PyTorch form for activation %r" % kind)
+
+
+def check_activation_forms(manifest, export_dir):
+    """The fused activations MPS will apply, by Apple's formula with the
+    runtime's a and b, against PyTorch's function with the manifest's
+    parameters, on each layer's real pre-activation output (float32
+    PyTorch, float64 formula). --check compares before the activation, so
+    this is where the forms are compared. Returns {activation: worst max
+    relative error}."""
+    import numpy as np
+    import torch
+    worst = {}
+    for layer in manifest["layers"]:
+        kind = layer.get("activation")
+        if not kind or kind == "none" or "probe" not in layer:
+            continue
+        probe = layer["probe"]
+        x = np.fromfile(os.path.join(export_dir, probe["output"]), "<f4").reshape(
+            probe["output_shape"])
+        slopes = None
+        if kind == "prelu":
+            slopes = np.fromfile(os.path.join(export_dir, layer["activation_weight"]), "<f4")
+        want = _torch_activation(kind, torch.from_numpy(x.copy()), layer, slopes).double().numpy()
+        got = _mps_neuron(kind, x.astype(np.float64), layer, slopes)
+        rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
+        if not rel <= 1e-5:
+            raise CaseFailed("%s: MPS's %s with the runtime's a, b differs from PyTorch by %.3g "
+                             "(relative)" % (layer["name"], kind, rel))
+        worst[kind] = max(worst.get(kind, 0.0), rel)
+    return worst
+
+
 def run_model(args, name):
     """Yields (case name, ok, detail) for the model and its fold variant."""
     work = os.path.join(args.work, name)
@@ -164,8 +251,11 @@ def run_model(args, name):
                                 os.path.join(work, "extracted.bin"))
         if not args.skip_check:
             check_dump(args, bundle, manifest_path)
-        yield name, True, "%s, %d tensors round-tripped, %.1fs" % (
-            checked, tensors, time.monotonic() - started)
+        forms = check_activation_forms(manifest, export_dir)
+        yield name, True, "%s, %d tensors round-tripped, %.1fs%s" % (
+            checked, tensors, time.monotonic() - started,
+            "; activations as MPS computes them vs PyTorch: " + ", ".join(
+                "%s %.2g" % kv for kv in sorted(forms.items())) if forms else "")
     except CaseFailed as e:
         all_ok = False
         yield name, False, str(e)

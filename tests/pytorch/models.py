@@ -15,15 +15,19 @@ from torch import nn
 
 def randomize_norms(model):
     """BN: running_mean ~ N(0, 0.1), running_var ~ U(0.5, 1.5); affine
-    gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1) for BN and InstanceNorm."""
+    gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1) for BN, InstanceNorm and
+    GroupNorm; PReLU slopes ~ U(0.05, 0.5) (PyTorch starts them all at
+    0.25, under which a misplaced channel would go unnoticed)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d) and m.track_running_stats:
                 m.running_mean.normal_(0.0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-            if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
+            if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.affine:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0.0, 0.1)
+            if isinstance(m, nn.PReLU):
+                m.weight.uniform_(0.05, 0.5)
     return model
 
 
@@ -213,6 +217,59 @@ def make_corners(seed=0):
     return _finish(Corners(), 1, 8, 12, 16)
 
 
+class Neurons(nn.Module):
+    """GroupNorm (affine and not; 1, 4 and C groups), PReLU (1 and C slopes,
+    standalone and fused into the conv before it) and every MPS neuron
+    beyond ReLU's family after a conv, a transposed conv and a linear, as
+    modules and as functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_elu = nn.Conv2d(3, 16, 3, padding=1)
+        self.elu = nn.ELU(alpha=0.7)
+        self.gn_one = nn.GroupNorm(1, 16)                      # one group: LayerNorm-like
+        self.conv_prelu_c = nn.Conv2d(16, 16, 3, padding=1)
+        self.prelu_c = nn.PReLU(16)                            # fused, one slope per channel
+        self.gn_four = nn.GroupNorm(4, 16, affine=False)
+        self.prelu_alone = nn.PReLU()                          # standalone, one slope
+        self.conv_prelu_1 = nn.Conv2d(16, 16, 1)
+        self.prelu_1 = nn.PReLU()                              # fused, one slope
+        self.conv_hsig = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.hsig = nn.Hardsigmoid()
+        self.gn_c = nn.GroupNorm(16, 16, eps=1e-3)             # one channel per group
+        self.prelu_alone_c = nn.PReLU(16)                      # standalone, one slope each
+        self.conv_softplus = nn.Conv2d(16, 8, 3, padding=1)
+        self.softplus = nn.Softplus(beta=2.0, threshold=15.0)
+        self.conv_gelu = nn.Conv2d(8, 8, 3, padding=1)
+        self.gelu = nn.GELU()
+        self.up_f_elu = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1)
+        self.conv_f_hsig = nn.Conv2d(8, 8, 1)
+        self.conv_f_softplus = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.conv_f_gelu = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d((2, 3))
+        self.fc_prelu = nn.Linear(8 * 2 * 3, 12)
+        self.fc_prelu_act = nn.PReLU(12)
+        self.fc_gelu = nn.Linear(12, 6)
+
+    def forward(self, x):
+        x = self.gn_one(self.elu(self.conv_elu(x)))
+        x = self.prelu_alone(self.gn_four(self.prelu_c(self.conv_prelu_c(x))))
+        x = self.prelu_1(self.conv_prelu_1(x))
+        x = self.prelu_alone_c(self.gn_c(self.hsig(self.conv_hsig(x))))
+        x = self.gelu(self.conv_gelu(self.softplus(self.conv_softplus(x))))
+        x = F.elu(self.up_f_elu(x), alpha=1.3)
+        x = F.hardsigmoid(self.conv_f_hsig(x))
+        x = F.softplus(self.conv_f_softplus(x), beta=0.5, threshold=30.0)
+        x = F.gelu(self.conv_f_gelu(x))
+        x = self.fc_prelu_act(self.fc_prelu(torch.flatten(self.pool(x), 1)))
+        return F.gelu(self.fc_gelu(x))
+
+
+def make_neurons(seed=0):
+    torch.manual_seed(seed)
+    return _finish(Neurons(), 1, 3, 10, 14)
+
+
 MODELS = {
     "resnet18": make_resnet18,
     "mobilenet_v2": make_mobilenet_v2,
@@ -221,4 +278,5 @@ MODELS = {
     "dcgan": make_dcgan,
     "transformer_net": make_transformer_net,
     "corners": make_corners,
+    "neurons": make_neurons,
 }

@@ -131,7 +131,8 @@ TEST(CheckerRefusals, ActivationParametersNotFinite) {
 }
 
 TEST(CheckerRefusals, SoftplusBetaNotPositive) {
-  for (float beta : {0.0f, -0.0f, -1.0f}) {
+  // 1e-39: positive, but MPS's a = 1/beta would be infinite.
+  for (float beta : {0.0f, -0.0f, -1.0f, 1e-39f}) {
     run({"beta",
          [&](BundleSpec& s) {
            conv(s).activation = Activation::kSoftplus;
@@ -144,6 +145,16 @@ TEST(CheckerRefusals, SoftplusBetaNotPositive) {
     conv(s).activation = Activation::kSoftplus;
     conv(s).activation_alpha = 0.5f;
   });
+}
+
+TEST(CheckerRefusals, TensorLayoutsOtherThanTheKindsTable) {
+  run({"stored layout",
+       [](BundleSpec& s) { conv(s).tensors[0].layout = TensorLayout::kLookupTable; },
+       Error::kBadField,
+       "layer 'c' tensor 0: weight layouts oihw -> lookup_table are not oihw -> ohwi"});
+  run({"source layout",
+       [](BundleSpec& s) { conv(s).tensors[0].source_layout = TensorLayout::kRanges; },
+       Error::kBadField, "layer 'c' tensor 0: weight layouts ranges -> ohwi are not oihw -> ohwi"});
 }
 
 TEST(CheckerRefusals, ConvParametersZeroOrNotDivisibleByGroups) {

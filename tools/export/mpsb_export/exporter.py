@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import graph
-from .layers import MAPPED_TYPES, TENSOR_ROLES, Unsupported, map_module, owned_state
+from .layers import KINDS, MAPPED_TYPES, TENSOR_ROLES, Unsupported, map_module, owned_state
 
 MANIFEST_FORMAT = "mpsb.manifest/1"
 MANIFEST_FILE = "manifest.json"
@@ -65,7 +65,11 @@ class LayerPlan:
         self.kind = kind
         self.fields = fields          # OrderedDict of the module's arguments
         self.tensors = tensors        # [(role, tensor)]
-        self.activation = None        # (kind, negative_slope or None)
+        # The fused activation: (kind, its first parameter or None), e.g.
+        # ("leaky_relu", 0.2); activation_params has every manifest field
+        # it adds, in kinds.h's order
+        self.activation = None
+        self.activation_params = OrderedDict()
         self.input_shape = None       # linear: [C, H, W]
         self.follows = None           # batch_norm2d: conv layer name
         self.probe = None             # Probe
@@ -156,9 +160,12 @@ def _plan_into(result, model, inputs, allow_unsupported):
     named = list(model.named_modules())
     mapped = [(n, m) for n, m in named if isinstance(m, MAPPED_TYPES)]
     unsupported = []
+    not_mps = []  # activations MPS has no neuron for: reported, never fused
     for n, m in named:
         if isinstance(m, MAPPED_TYPES):
             continue
+        if isinstance(m, graph.NOT_MPS_MODULES):
+            not_mps.append((n, type(m).__name__, graph.not_mps_reason(type(m).__name__)))
         state = owned_state(m)
         if state:
             unsupported.append((n, type(m).__name__,
@@ -246,8 +253,11 @@ def _plan_into(result, model, inputs, allow_unsupported):
     for n in order:
         m = modules[n]
         probe = seen[n]
+        if n in facts.fused_prelus:
+            continue  # its slopes are the activation_weight of the layer before it
         try:
-            kind, fields, tensors = map_module(m)
+            kind, fields, tensors = map_module(m, _batched(probe.input, 4).shape
+                                               if probe.input.dim() == 3 else probe.input.shape)
             if kind == "linear" and probe.input.dim() > 2:
                 raise Unsupported(
                     "applied to a %d-D input %s; MPS fully connected layers take a vector or a "
@@ -279,6 +289,20 @@ def _plan_into(result, model, inputs, allow_unsupported):
         for n, t, reason in unsupported:
             notes.append("skipped %s (%s): %s" % (_display(n), t, reason))
             result.skipped.append((n, t, reason))
+    # Activations that are not fused: never silently.
+    reported = {n for n, _, _ in not_mps}
+    for n, t, reason in not_mps:
+        notes.append("%s (%s): %s" % (_display(n), t, reason))
+        result.skipped.append((n, t, reason))
+    for layer_name in sorted(facts.unfused, key=lambda u: rank.get(u, len(rank))):
+        for act in facts.unfused[layer_name]:
+            if act.module is not None and act.module in reported:
+                continue
+            notes.append("%s: the activation after it is not fused: %s"
+                         % (_display(layer_name), act.reason))
+            if act.module is not None:
+                reported.add(act.module)
+                result.skipped.append((act.module, act.type_name, act.reason))
     result.skipped.sort(key=lambda u: rank.get(u[0], len(rank)))
     for text in notes:
         _warn(result, text)
@@ -288,7 +312,10 @@ def _plan_into(result, model, inputs, allow_unsupported):
     for layer in result.layers:
         act = facts.activations.get(layer.qualified_name)
         if act is not None:
-            layer.activation = act
+            layer.activation = (act.kind, next(iter(act.params.values()), None))
+            layer.activation_params = OrderedDict(act.params)
+            if act.prelu is not None:
+                layer.tensors.append(("activation_weight", act.prelu.weight))
         if layer.kind == "linear":
             if result.traced:
                 layer.input_shape = facts.input_shapes.get(layer.qualified_name)
@@ -359,8 +386,8 @@ def manifest_from_plan(result, name, metadata):
             entry[role] = "%s.%s.bin" % (layer.file_stem, role)
         if layer.activation is not None:
             entry["activation"] = layer.activation[0]
-            if layer.activation[0] == "leaky_relu":
-                entry["negative_slope"] = layer.activation[1]
+            for k, v in layer.activation_params.items():
+                entry[k] = v
         if layer.follows is not None:
             entry["follows"] = layer.follows
         if layer.probe is not None:
@@ -464,7 +491,7 @@ def export(model, example_input, out_dir, name=None, metadata=None, probes=True,
     """
     result = plan(model, example_input, allow_unsupported=allow_unsupported, probes=probes)
     if not result.layers:
-        raise ExportError("%s has no layer the manifest can describe (Conv2d, ConvTranspose2d, "
-                          "Linear, BatchNorm2d, InstanceNorm2d) that ran on the example input"
-                          % type(model).__name__)
+        raise ExportError("%s has no layer the manifest can describe (%s) that ran on the "
+                          "example input" % (type(model).__name__,
+                                             ", ".join(k.module.__name__ for k in KINDS)))
     return write(result, out_dir, name if name is not None else type(model).__name__, metadata)

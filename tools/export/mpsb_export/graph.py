@@ -21,14 +21,24 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .layers import MAPPED_TYPES
+from .layers import FUSED_PRELU_FIELD, MAPPED_TYPES, SOFTPLUS_MIN_THRESHOLD
 
-_ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
+_ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU,
+                       nn.Hardsigmoid, nn.Softplus, nn.GELU, nn.PReLU)
+# Activations MPS has no neuron for: reported by name, never fused.
+NOT_MPS_MODULES = (nn.Hardswish, nn.SiLU, nn.Mish)
+_NOT_MPS_FUNCTIONS = {F.hardswish: "hardswish", F.silu: "silu", F.mish: "mish"}
+_NOT_MPS_METHODS = {}
 
 # Ops that pass values through unchanged in eval mode.
 _PASSTHROUGH_MODULES = (nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _PASSTHROUGH_FUNCTIONS = {F.dropout, F.dropout2d, F.alpha_dropout, torch.dropout}
 _PASSTHROUGH_METHODS = {"contiguous"}
+# The functional forms of the fusable activations beyond ReLU's family
+# (torch.* where torch has one).
+_ELU_FUNCTIONS = {F.elu, F.elu_} | ({torch.elu} if hasattr(torch, "elu") else set())
+_SOFTPLUS_FUNCTIONS = {F.softplus}
+_GELU_FUNCTIONS = {F.gelu}
 _PASSTHROUGH = (_PASSTHROUGH_MODULES, _PASSTHROUGH_FUNCTIONS, _PASSTHROUGH_METHODS)
 # Row-major reinterpretations: any chain of them turns [N, C, H, W] into the
 # same [N, C*H*W] as torch.flatten(x, 1), whatever the intermediate shapes.
@@ -42,8 +52,14 @@ class GraphFacts:
     """What the traced graph tells about the mapped layers, by layer name."""
 
     def __init__(self):
-        # name -> ("relu" | "relu6" | "leaky_relu" | "sigmoid" | "tanh", slope or None)
+        # name -> Fused, the activation fused into the layer
         self.activations = {}
+        # name -> [NotFused]: the activations after the layer that are not
+        # fused (no MPS neuron, or a form MPS does not compute)
+        self.unfused = {}
+        # PReLU module names whose every call is fused into the layer before
+        # it: no standalone prelu layer for them
+        self.fused_prelus = set()
         # linear name -> [C, H, W]
         self.input_shapes = {}
         # batch_norm2d name -> conv name
@@ -55,7 +71,8 @@ class _Tracer(torch.fx.Tracer):
     when they are user subclasses living outside torch.nn."""
 
     def is_leaf_module(self, m, module_qualified_name):
-        if isinstance(m, MAPPED_TYPES + _ACTIVATION_MODULES + _PASSTHROUGH_MODULES):
+        if isinstance(m, MAPPED_TYPES + _ACTIVATION_MODULES + NOT_MPS_MODULES +
+                      _PASSTHROUGH_MODULES):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -66,55 +83,162 @@ def _arg(node, index, name, default):
     return node.kwargs.get(name, default)
 
 
-def _activation(node, modules):
-    """The fusable activation `node` computes on its first argument, or None."""
+class Fused:
+    """An activation the layer before it fuses: the manifest "activation",
+    its parameters (manifest field -> value, kinds.h's names) and, for
+    prelu, the nn.PReLU module whose weight becomes "activation_weight"."""
+
+    def __init__(self, kind, params=None, prelu=None):
+        self.kind = kind
+        self.params = params or {}
+        self.prelu = prelu
+
+    def __eq__(self, other):
+        return isinstance(other, Fused) and (self.kind, self.params, self.prelu) == \
+            (other.kind, other.params, other.prelu)
+
+    def __hash__(self):
+        return hash((self.kind, tuple(sorted(self.params.items())), id(self.prelu)))
+
+    def __repr__(self):
+        return "Fused(%r, %r)" % (self.kind, self.params)
+
+
+class NotFused:
+    """An activation after the layer that MPS cannot fuse, and why; with
+    the qualified name and class of its module when it is one."""
+
+    def __init__(self, reason, module=None, type_name=None):
+        self.reason = reason
+        self.module = module
+        self.type_name = type_name
+
+    def _key(self):
+        return (self.reason, self.module, self.type_name)
+
+    def __eq__(self, other):
+        return isinstance(other, NotFused) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _softplus(beta, threshold, what, module=None):
+    beta, threshold = _number(beta), _number(threshold)
+    if beta is None or threshold is None:
+        return None
+    if threshold < SOFTPLUS_MIN_THRESHOLD:
+        return NotFused("%s has threshold=%g: MPS's SoftPlus has no threshold, and below %g "
+                        "PyTorch's linear branch differs from it by more than float32 resolution"
+                        % (what, threshold, SOFTPLUS_MIN_THRESHOLD), module, "Softplus")
+    return Fused("softplus", {"beta": beta, "threshold": threshold})
+
+
+def _gelu(approximate, what, module=None):
+    if approximate == "none":
+        return Fused("gelu")
+    if isinstance(approximate, str):
+        return NotFused("%s has approximate=%r: MPS's GeLU computes the erf form only "
+                        "(approximate='none')" % (what, approximate), module, "GELU")
+    return None
+
+
+def not_mps_reason(name):
+    """Why an activation MPS has no neuron for is not exported."""
+    return ("MPS has no neuron for %s: it is not fused into the layer before it and must run "
+            "outside MPS's convolution" % name)
+
+
+def _not_mps(what, name, module=None):
+    return NotFused("%s: %s" % (what, not_mps_reason(name)), module, name)
+
+
+def _activation(node, modules, out_channels):
+    """The activation `node` computes on its first argument: Fused when the
+    layer before it (of `out_channels` outputs) can fuse it, NotFused when
+    it is an activation MPS cannot fuse, None for anything else."""
     if node.op == "call_module":
         m = modules.get(node.target)
+        what = "%s (%s)" % (node.target, type(m).__name__)
         if isinstance(m, nn.ReLU6):
-            return ("relu6", None)
+            return Fused("relu6")
         if isinstance(m, nn.Hardtanh):
             if float(m.min_val) == 0.0 and float(m.max_val) == 6.0:
-                return ("relu6", None)
+                return Fused("relu6")
             return None
         if isinstance(m, nn.ReLU):
-            return ("relu", None)
+            return Fused("relu")
         if isinstance(m, nn.LeakyReLU):
-            return ("leaky_relu", float(m.negative_slope))
+            return Fused("leaky_relu", {"negative_slope": float(m.negative_slope)})
         if isinstance(m, nn.Sigmoid):
-            return ("sigmoid", None)
+            return Fused("sigmoid")
         if isinstance(m, nn.Tanh):
-            return ("tanh", None)
+            return Fused("tanh")
+        if isinstance(m, nn.ELU):
+            return Fused("elu", {"alpha": float(m.alpha)})
+        if isinstance(m, nn.Hardsigmoid):
+            return Fused("hardsigmoid")
+        if isinstance(m, nn.Softplus):
+            return _softplus(m.beta, m.threshold, what, node.target)
+        if isinstance(m, nn.GELU):
+            return _gelu(getattr(m, "approximate", "none"), what, node.target)
+        if isinstance(m, nn.PReLU):
+            n = int(m.num_parameters)
+            if n not in (1, out_channels):
+                return NotFused("%s has num_parameters=%d after a layer of %d outputs; MPS "
+                                "fuses 1 or one slope per output channel" % (what, n,
+                                                                              out_channels),
+                                node.target, "PReLU")
+            return Fused("prelu", {FUSED_PRELU_FIELD: n}, prelu=m)
+        if isinstance(m, NOT_MPS_MODULES):
+            return _not_mps(what, type(m).__name__, node.target)
         return None
     if node.op == "call_function":
         f = node.target
+        what = "%s (F.%s)" % (node.name, getattr(f, "__name__", f))
         if f in (F.relu, F.relu_, torch.relu, torch.relu_):
-            return ("relu", None)
+            return Fused("relu")
         if f is F.relu6:
-            return ("relu6", None)
+            return Fused("relu6")
         if f in (F.hardtanh, F.hardtanh_):
             lo = _arg(node, 1, "min_val", -1.0)
             hi = _arg(node, 2, "max_val", 1.0)
             if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and \
                     float(lo) == 0.0 and float(hi) == 6.0:
-                return ("relu6", None)
+                return Fused("relu6")
             return None
         if f in (F.leaky_relu, F.leaky_relu_):
-            slope = _arg(node, 1, "negative_slope", 0.01)
-            if not isinstance(slope, (int, float)):
-                return None
-            return ("leaky_relu", float(slope))
+            slope = _number(_arg(node, 1, "negative_slope", 0.01))
+            return None if slope is None else Fused("leaky_relu", {"negative_slope": slope})
         if f in (torch.sigmoid, F.sigmoid):
-            return ("sigmoid", None)
+            return Fused("sigmoid")
         if f in (torch.tanh, F.tanh):
-            return ("tanh", None)
+            return Fused("tanh")
+        if f in _ELU_FUNCTIONS:
+            alpha = _number(_arg(node, 1, "alpha", 1.0))
+            return None if alpha is None else Fused("elu", {"alpha": alpha})
+        if f is F.hardsigmoid:
+            return Fused("hardsigmoid")
+        if f in _SOFTPLUS_FUNCTIONS:
+            return _softplus(_arg(node, 1, "beta", 1.0), _arg(node, 2, "threshold", 20.0), what)
+        if f in _GELU_FUNCTIONS:
+            return _gelu(_arg(node, 1, "approximate", "none"), what)
+        if f in _NOT_MPS_FUNCTIONS:
+            return _not_mps(what, _NOT_MPS_FUNCTIONS[f])
         return None
     if node.op == "call_method":
+        what = "%s (Tensor.%s)" % (node.name, node.target)
         if node.target in ("relu", "relu_"):
-            return ("relu", None)
+            return Fused("relu")
         if node.target in ("sigmoid", "sigmoid_"):
-            return ("sigmoid", None)
+            return Fused("sigmoid")
         if node.target in ("tanh", "tanh_"):
-            return ("tanh", None)
+            return Fused("tanh")
     return None
 
 
@@ -182,6 +306,7 @@ def analyze(model, inputs, layer_names):
     modules = dict(gm.named_modules())
     calls = _calls_by_target(graph)
     facts = GraphFacts()
+    fused_nodes = set()  # the PReLU call nodes fused into a layer
 
     for name in layer_names:
         module = modules.get(name)
@@ -191,15 +316,22 @@ def analyze(model, inputs, layer_names):
 
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             # Every call must end in the same activation, or none is fused.
+            outputs = module.out_features if isinstance(module, nn.Linear) else \
+                module.out_channels
             found = set()
             for node in nodes:
                 users = list(node.users)
                 act = None
                 if len(users) == 1 and users[0].args and users[0].args[0] is node:
-                    act = _activation(users[0], modules)
+                    act = _activation(users[0], modules, outputs)
                 found.add(act)
-            if len(found) == 1 and None not in found:
+            unfused = [a for a in found if isinstance(a, NotFused)]
+            if unfused:
+                facts.unfused[name] = sorted(unfused, key=lambda a: a.reason)
+            elif len(found) == 1 and None not in found:
                 facts.activations[name] = found.pop()
+                if facts.activations[name].kind == "prelu":
+                    fused_nodes.update(list(node.users)[0] for node in nodes)
 
         if isinstance(module, nn.Linear):
             shapes = {tuple(s) if s else None for s in
@@ -216,7 +348,13 @@ def analyze(model, inputs, layer_names):
                     len(calls.get(src.target, [])) == 1 and len(src.users) == 1 and \
                     src.target in layer_names:
                 facts.follows[name] = src.target
+
+    for name in layer_names:
+        nodes = calls.get(name, [])
+        if isinstance(modules.get(name), nn.PReLU) and nodes and all(n in fused_nodes
+                                                                     for n in nodes):
+            facts.fused_prelus.add(name)
     return facts
 
 
-__all__ = ["GraphFacts", "analyze"]
+__all__ = ["Fused", "GraphFacts", "NOT_MPS_MODULES", "analyze"]

@@ -14,21 +14,88 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-# Order matters: ConvTranspose2d is not a Conv2d subclass, but keep the most
-# specific classes first so a future subclass relation cannot misroute.
-MAPPED_TYPES = (nn.ConvTranspose2d, nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.InstanceNorm2d)
+class Kind:
+    """A manifest layer kind as the exporter writes it: its PyTorch module,
+    the manifest fields the kind takes and the fields that name its tensor
+    files. Mirrors runtime/include/mpsb/kinds.h, which the compiler reads;
+    tests/pytorch/kinds_test.py compares the two (`mpsbc kinds --json`)."""
 
-KIND_OF = (
-    (nn.ConvTranspose2d, "conv_transpose2d"),
-    (nn.Conv2d, "conv2d"),
-    (nn.Linear, "linear"),
-    (nn.BatchNorm2d, "batch_norm2d"),
-    (nn.InstanceNorm2d, "instance_norm2d"),
+    def __init__(self, name, module, fields, tensors, fused_activation=False):
+        self.name = name
+        self.module = module
+        self.fields = fields
+        self.tensors = tensors
+        self.fused_activation = fused_activation
+
+
+class ActivationKind:
+    """A fused activation: its PyTorch module, its parameters as
+    (PyTorch's name, PyTorch's default), and a string argument that must
+    have one value because MPS computes only that form."""
+
+    def __init__(self, name, module, params=(), option=None):
+        self.name = name
+        self.module = module
+        self.params = params
+        self.option = option
+
+
+_CONV_FIELDS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                "groups", "padding_mode")
+_WEIGHT_TENSORS = ("weight", "bias", "activation_weight")
+_NORM_FIELDS = ("num_features", "eps", "affine", "momentum", "track_running_stats")
+
+# The one list of mapped modules. Order matters: ConvTranspose2d is not a
+# Conv2d subclass, but keep the most specific classes first so a future
+# subclass relation cannot misroute.
+KINDS = (
+    Kind("conv_transpose2d", nn.ConvTranspose2d, _CONV_FIELDS + ("output_padding",),
+         _WEIGHT_TENSORS, fused_activation=True),
+    Kind("conv2d", nn.Conv2d, _CONV_FIELDS, _WEIGHT_TENSORS, fused_activation=True),
+    Kind("linear", nn.Linear, ("in_features", "out_features", "input_shape"), _WEIGHT_TENSORS,
+         fused_activation=True),
+    Kind("batch_norm2d", nn.BatchNorm2d, _NORM_FIELDS + ("follows",),
+         ("weight", "bias", "running_mean", "running_var")),
+    Kind("instance_norm2d", nn.InstanceNorm2d, _NORM_FIELDS, ("weight", "bias")),
+    Kind("group_norm", nn.GroupNorm, ("num_groups", "num_channels", "eps", "affine"),
+         ("weight", "bias")),
+    Kind("prelu", nn.PReLU, ("num_parameters", "num_channels"), ("weight",)),
 )
 
+# The activations MPS fuses into a conv or linear, in kinds.h's order.
+ACTIVATIONS = (
+    ActivationKind("none", None),
+    ActivationKind("relu", nn.ReLU),
+    ActivationKind("relu6", nn.ReLU6),
+    ActivationKind("leaky_relu", nn.LeakyReLU, (("negative_slope", 0.01),)),
+    ActivationKind("sigmoid", nn.Sigmoid),
+    ActivationKind("tanh", nn.Tanh),
+    ActivationKind("elu", nn.ELU, (("alpha", 1.0),)),
+    ActivationKind("hardsigmoid", nn.Hardsigmoid),
+    ActivationKind("softplus", nn.Softplus, (("beta", 1.0), ("threshold", 20.0))),
+    ActivationKind("gelu", nn.GELU, option=("approximate", "none")),
+    ActivationKind("prelu", nn.PReLU),
+)
+
+# A fused prelu's manifest field beside "activation_weight": the PReLU
+# module's num_parameters (manifest_parse.cc reads it; kinds.h's
+# ActivationSpec has only float parameters).
+FUSED_PRELU_FIELD = "num_parameters"
+
+# Softplus thresholds below this are refused: MPS's SoftPlus has no
+# threshold, and PyTorch's linear branch differs from it by
+# log1p(exp(-threshold)) / beta, above float32 resolution below 15
+# (docs/LAYERS.md).
+SOFTPLUS_MIN_THRESHOLD = 15.0
+
+MAPPED_TYPES = tuple(k.module for k in KINDS)
+
 # Tensor roles, in the order they are listed in a layer. The names are the
-# state_dict suffixes and the roles mpsb-dump --extract accepts.
-TENSOR_ROLES = ("weight", "bias", "running_mean", "running_var")
+# manifest fields (state_dict suffixes where PyTorch has one) and the roles
+# mpsb-dump --extract accepts.
+TENSOR_ROLES = tuple(sorted({t for k in KINDS for t in k.tensors},
+                            key=("weight", "bias", "running_mean", "running_var",
+                                 "activation_weight").index))
 
 
 class Unsupported(Exception):
@@ -37,9 +104,9 @@ class Unsupported(Exception):
 
 def kind_of(module):
     """The manifest "type" of a mapped module, or None."""
-    for cls, kind in KIND_OF:
-        if isinstance(module, cls):
-            return kind
+    for kind in KINDS:
+        if isinstance(module, kind.module):
+            return kind.name
     return None
 
 
@@ -108,13 +175,37 @@ def _linear(module):
     return fields, _weight_and_bias(module)
 
 
+def _affine(module):
+    return [("weight", module.weight), ("bias", module.bias)] if module.affine else []
+
+
 def _norm(module):
     """The fields and affine tensors batch and instance norm share."""
     fields = OrderedDict()
     fields["num_features"] = int(module.num_features)
     fields["eps"] = float(module.eps)
-    tensors = [("weight", module.weight), ("bias", module.bias)] if module.affine else []
-    return fields, tensors
+    return fields, _affine(module)
+
+
+def _group_norm(module):
+    fields = OrderedDict()
+    fields["num_groups"] = int(module.num_groups)
+    fields["num_channels"] = int(module.num_channels)
+    fields["eps"] = float(module.eps)
+    fields["affine"] = bool(module.affine)
+    return fields, _affine(module)
+
+
+def _prelu(module, channels):
+    """A standalone PReLU on a map of `channels` feature channels."""
+    n = int(module.num_parameters)
+    if n not in (1, channels):
+        raise Unsupported("num_parameters=%d on an input of %d channels; expected 1 or %d"
+                          % (n, channels, channels))
+    fields = OrderedDict()
+    fields["num_parameters"] = n
+    fields["num_channels"] = int(channels)
+    return fields, [("weight", module.weight)]
 
 
 def _batch_norm(module):
@@ -135,8 +226,9 @@ def _instance_norm(module):
     return _norm(module)
 
 
-def map_module(module):
-    """(kind, fields, tensors) for a mapped module; raises Unsupported."""
+def map_module(module, input_shape=None):
+    """(kind, fields, tensors) for a mapped module, called on an input of
+    `input_shape` ([N, C, ...]; PReLU needs its C); raises Unsupported."""
     kind = kind_of(module)
     if kind == "conv2d":
         fields, tensors = _conv(module, transposed=False)
@@ -148,6 +240,13 @@ def map_module(module):
         fields, tensors = _batch_norm(module)
     elif kind == "instance_norm2d":
         fields, tensors = _instance_norm(module)
+    elif kind == "group_norm":
+        fields, tensors = _group_norm(module)
+    elif kind == "prelu":
+        if input_shape is None or len(input_shape) < 2:
+            raise Unsupported("called on an input without a channel axis %s"
+                              % (list(input_shape or []),))
+        fields, tensors = _prelu(module, int(input_shape[1]))
     else:
         raise Unsupported("no MPS mapping for %s" % type(module).__name__)
     for role, t in tensors:
