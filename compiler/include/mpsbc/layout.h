@@ -82,6 +82,23 @@ Isa max_isa();
 Isa set_max_isa(Isa cap);
 const char* isa_name(Isa isa);
 
+// The data caches the transforms choose block order and store kind by:
+// read at first use from /sys/devices/system/cpu/cpu0/cache (sysconf() as
+// the fallback, then 32 KiB 8-way L1 and 8 MiB last level). Tensors larger
+// than the last level are written with non-temporal stores; destination
+// rows that would share an L1 set more often than it has ways are written
+// through a small buffer (compiler/src/layout.cc).
+struct CacheGeometry {
+  uint64_t l1_bytes = 32 << 10;
+  uint64_t l1_ways = 8;
+  uint64_t last_level_bytes = 8 << 20;
+};
+CacheGeometry cache_geometry();
+// Plans for `g` instead of this CPU's caches (tests: to reach every path on
+// any machine; invalid values fall back to the defaults above). Like
+// set_max_isa(), not for use while another thread transforms.
+void set_cache_geometry(const CacheGeometry& g);
+
 }  // namespace mpsbc
 
 #endif  // MPSBC_LAYOUT_H_
