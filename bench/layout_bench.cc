@@ -82,9 +82,13 @@ const int registered = [] {
     add("fast", kFast, best);
     add("memcpy", kMemcpy, best);
     add("naive", kNaive, best);
-    for (mpsbc::Isa level : {mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2}) {
-      if (level < best) add(mpsbc::isa_name(level), kLevel, level);
+    for (mpsbc::Isa level : {mpsbc::Isa::kScalar, mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2}) {
+      // Only levels this CPU has below its best (on arm64: scalar).
+      if (level != best && mpsbc::set_max_isa(level) == level) {
+        add(mpsbc::isa_name(level), kLevel, level);
+      }
     }
+    mpsbc::set_max_isa(best);
   }
   return 0;
 }();

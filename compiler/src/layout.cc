@@ -15,6 +15,8 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
 #endif
 
 #include "checked_math.h"
@@ -191,6 +193,19 @@ CacheGeometry& geometry() {
 // per destination line for the SSE2 4x4 blocks on a 32 KiB 8-way L1, 1
 // on a 48 KiB 12-way one (BENCHMARKS.md). With as many rows as ways or
 // fewer, the extra copy costs more than the misses it saves.
+#if defined(__SSE2__) || defined(__ARM_NEON)
+#define MPSB_VEC4 1  // 4 x 32-bit vectors: SSE2 on x86-64, NEON on arm64
+#endif
+
+// Tensors larger than the last-level cache are written with non-temporal
+// stores (x86-64), as glibc's memcpy does past a similar size: reading each
+// destination line before overwriting it (what an ordinary store does)
+// would cost a third more memory traffic. Smaller ones, such as the
+// compiler's streamed pieces, stay in cache for the checksum that reads
+// them next.
+bool is_streaming(uint64_t bytes) { return bytes > geometry().last_level_bytes; }
+
+#if defined(MPSB_VEC4)
 bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
   const CacheGeometry& g = geometry();
   const uint64_t way = g.l1_bytes / g.l1_ways;
@@ -202,15 +217,9 @@ bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
   return per_set > g.l1_ways;
 }
 
-#if defined(__SSE2__)
-// Tensors larger than the last-level cache are written with non-temporal
-// stores, as glibc's memcpy does past a similar size: reading each
-// destination line before overwriting it (what an ordinary store does)
-// would cost a third more memory traffic. Smaller ones, such as the
-// compiler's streamed pieces, stay in cache for the checksum that reads
-// them next.
-bool is_streaming(uint64_t bytes) { return bytes > geometry().last_level_bytes; }
+#endif
 
+#if defined(__SSE2__)
 inline void store4(uint32_t* p, __m128i v, bool nt) {
   if (nt) {
     _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
@@ -239,8 +248,60 @@ inline void tile4x4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_
   store4(o + 3 * out_rs, _mm_castps_si128(_mm_movehl_ps(t3, t2)), nt);
 }
 
-// 4x4 blocks of 32-bit elements through SSE2 registers (SSE2 is part of
-// x86-64, so no runtime dispatch). Rows go in bands of 16 so that each
+// A column left over (the ninth of a 3x3 kernel): rows r..r+3 at once.
+inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const __m128i v =
+      _mm_set_epi32(int(i0[3 * in_rs]), int(i0[2 * in_rs]), int(i0[in_rs]), int(i0[0]));
+  store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v, nt);
+}
+
+// 16 elements from a 16-byte aligned `from` to `to`.
+inline void copy_line(const uint32_t* from, uint32_t* to, bool nt) {
+  const auto* f = reinterpret_cast<const __m128i*>(from);
+  store4(to, _mm_load_si128(f), nt);
+  store4(to + 4, _mm_load_si128(f + 1), nt);
+  store4(to + 8, _mm_load_si128(f + 2), nt);
+  store4(to + 12, _mm_load_si128(f + 3), nt);
+}
+#elif defined(__ARM_NEON)
+// NEON is part of AArch64: no runtime dispatch. No non-temporal stores
+// (`nt` is always false here).
+inline void tile4x4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const uint32x4_t a = vld1q_u32(i0), b = vld1q_u32(i0 + in_rs);
+  const uint32x4_t d = vld1q_u32(i0 + 2 * in_rs), e = vld1q_u32(i0 + 3 * in_rs);
+  // vtrn pairs rows: ab.val[0] = a0 b0 a2 b2, ab.val[1] = a1 b1 a3 b3;
+  // the 64-bit halves of the two pairs then make the columns.
+  const uint32x4x2_t ab = vtrnq_u32(a, b), de = vtrnq_u32(d, e);
+  uint32_t* o = out + ptrdiff_t(c) * out_rs + ptrdiff_t(r);
+  vst1q_u32(o, vcombine_u32(vget_low_u32(ab.val[0]), vget_low_u32(de.val[0])));
+  vst1q_u32(o + out_rs, vcombine_u32(vget_low_u32(ab.val[1]), vget_low_u32(de.val[1])));
+  vst1q_u32(o + 2 * out_rs, vcombine_u32(vget_high_u32(ab.val[0]), vget_high_u32(de.val[0])));
+  vst1q_u32(o + 3 * out_rs, vcombine_u32(vget_high_u32(ab.val[1]), vget_high_u32(de.val[1])));
+}
+
+inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  uint32x4_t v = vdupq_n_u32(i0[0]);
+  v = vsetq_lane_u32(i0[in_rs], v, 1);
+  v = vsetq_lane_u32(i0[2 * in_rs], v, 2);
+  v = vsetq_lane_u32(i0[3 * in_rs], v, 3);
+  vst1q_u32(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v);
+}
+
+inline void copy_line(const uint32_t* from, uint32_t* to, bool) {
+  const uint32x4x4_t v = vld1q_u32_x4(from);
+  vst1q_u32_x4(to, v);
+}
+#endif
+
+#if defined(MPSB_VEC4)
+// 4x4 blocks of 32-bit elements through SSE2 or NEON registers (both part
+// of their 64-bit instruction sets, so no runtime dispatch). Rows go in bands of 16 so that each
 // destination row receives 64 contiguous bytes (a whole cache line) per
 // band. `nt`: the caller checked that every 4-row group of `out` is 16-byte
 // aligned. The two loop orders below were chosen by measurement
@@ -253,13 +314,7 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
   constexpr size_t kFewColumns = 12;
   const size_t r4 = rows & ~size_t{3}, c4 = cols & ~size_t{3};
   auto tile = [&](size_t r, size_t c) { tile4x4(in, in_rs, out, out_rs, r, c, nt); };
-  // Columns left over (the ninth of a 3x3 kernel): gather 4 rows at once.
-  auto column = [&](size_t r, size_t c) {
-    const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
-    const __m128i v =
-        _mm_set_epi32(int(i0[3 * in_rs]), int(i0[2 * in_rs]), int(i0[in_rs]), int(i0[0]));
-    store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v, nt);
-  };
+  auto column = [&](size_t r, size_t c) { column4(in, in_rs, out, out_rs, r, c, nt); };
   for (size_t r0 = 0; r0 < r4; r0 += kBand) {
     const size_t r1 = std::min(r4, r0 + kBand);
     if (!nt || cols <= kFewColumns) {
@@ -288,7 +343,6 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
                      cols);
   }
 }
-#endif
 
 // A transpose whose destination rows would evict each other from L1
 // (rows_thrash_l1) or that uses non-temporal stores goes through a small
@@ -325,17 +379,13 @@ void transpose_staged(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdif
       const size_t n = std::min(kChunk, cols - c0);
       kernel(band + c0, in_rs, buffer, ptrdiff_t(kLine), kLine, n, false);
       for (size_t c = 0; c < n; ++c) {
-        uint32_t* o = out + ptrdiff_t(c0 + c) * out_rs + ptrdiff_t(r);
-        const auto* b = reinterpret_cast<const __m128i*>(buffer + c * kLine);
-        store4(o, _mm_load_si128(b), nt);
-        store4(o + 4, _mm_load_si128(b + 1), nt);
-        store4(o + 8, _mm_load_si128(b + 2), nt);
-        store4(o + 12, _mm_load_si128(b + 3), nt);
+        copy_line(buffer + c * kLine, out + ptrdiff_t(c0 + c) * out_rs + ptrdiff_t(r), nt);
       }
     }
   }
   if (r < rows) kernel(in + ptrdiff_t(r) * in_rs, in_rs, out + r, out_rs, rows - r, cols, nt);
 }
+#endif  // MPSB_VEC4
 
 #if defined(__x86_64__) && defined(__SSE2__)
 // The same transpose in 8x8 blocks through AVX2's 32-byte registers, for
@@ -704,13 +754,15 @@ Isa cpu_isa() {
   return Isa::kSse2;
 #elif defined(__SSE2__)
   return Isa::kSse2;
+#elif defined(__ARM_NEON)
+  return Isa::kNeon;
 #else
   return Isa::kScalar;
 #endif
 }
 
 std::optional<Isa> parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
     if (name == isa_name(isa)) return isa;
   }
   return std::nullopt;
@@ -733,7 +785,7 @@ Isa current_isa() {
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
                bool streaming, bool wide = false, ptrdiff_t prefetch = 0) {
-#if defined(__SSE2__)
+#if defined(MPSB_VEC4)
   if constexpr (sizeof(T) == 4) {
     const Isa isa = current_isa();
 #if defined(__x86_64__)
@@ -742,7 +794,11 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
       return;
     }
 #endif
+#if defined(__SSE2__)
     const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
+#else
+    const bool nt = false;
+#endif
     const bool staged =
         out_rs % 16 == 0 && rows >= 16 && (nt || prefetch != 0 || rows_thrash_l1(out_rs * 4, cols));
     auto run = [&](auto kernel) {
@@ -842,11 +898,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
     std::memcpy(out, in, s.count * sizeof(T));
     return;
   }
-#if defined(__SSE2__)
   const bool streaming = is_streaming(s.count * sizeof(T));
-#else
-  const bool streaming = false;
-#endif
   // One transpose: `rows` x `cols` elements of the source side (at element
   // offset src, rows src_rs apart) <-> cols x rows of the stored side.
   // `prefetch`: see block16; it is about the source rows, so forward only.
@@ -1067,7 +1119,15 @@ void set_cache_geometry(const CacheGeometry& g) { geometry() = checked(g); }
 Isa max_isa() { return current_isa(); }
 
 Isa set_max_isa(Isa cap) {
-  const Isa isa = std::min(cap, cpu_isa());
+  // NEON is the 4-wide level, as SSE2 is: a cap names a width, so that one
+  // MPSB_MAX_CPU_ISA value means the same on every CPU.
+  const Isa cpu = cpu_isa();
+  Isa isa;
+  if (cpu == Isa::kNeon) {
+    isa = cap == Isa::kScalar ? Isa::kScalar : Isa::kNeon;
+  } else {
+    isa = std::min(cap == Isa::kNeon ? Isa::kSse2 : cap, cpu);
+  }
   g_isa.store(int(isa), std::memory_order_relaxed);
   return isa;
 }
@@ -1082,6 +1142,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kNeon:
+      return "neon";
   }
   return "?";
 }
