@@ -45,10 +45,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string_view name = argv[1];
-  const std::string_view level = argc > 2 ? argv[2] : "avx512";
+  const std::string_view level = argc > 2 ? argv[2] : "best";
   const std::string_view how = argc > 3 ? argv[3] : "fast";
-  for (mpsbc::Isa isa :
-       {mpsbc::Isa::kScalar, mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2, mpsbc::Isa::kAvx512}) {
+  for (mpsbc::Isa isa : {mpsbc::Isa::kScalar, mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2,
+                         mpsbc::Isa::kAvx512, mpsbc::Isa::kNeon}) {
     if (level == mpsbc::isa_name(isa)) mpsbc::set_max_isa(isa);
   }
   for (const auto& c : mpsb::bench::layout_cases()) {
