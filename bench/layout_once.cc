@@ -1,7 +1,7 @@
 // One layout transform of one benchmark tensor (bench/layout_cases.h), for
 // counting instructions and cache misses per byte under a simulator, where
 // timing means nothing:
-//   layout_once CASE [LEVEL] [fast|naive|memcpy|none]
+//   layout_once CASE [LEVEL] [fast|naive|memcpy|none] [L1_BYTES L1_WAYS LAST_BYTES]
 //   valgrind --tool=callgrind --cache-sim=yes --D1=32768,8,64
 //     --LL=524288,8,64 --toggle-collect='*layout_once_work*' layout_once ...
 // (one line; --D1/--LL model the cache to study).
@@ -40,7 +40,9 @@ __attribute__((noinline)) void layout_once_work(const mpsbc::TensorPlan& plan, s
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s CASE [scalar|sse2|avx2|avx512|neon] [fast|naive|memcpy|none]\n",
+    std::fprintf(stderr,
+                 "usage: %s CASE [scalar|sse2|avx2|avx512|neon] [fast|naive|memcpy|none] "
+                 "[L1_BYTES L1_WAYS LAST_LEVEL_BYTES]\n",
                  argv[0]);
     return 2;
   }
@@ -50,6 +52,13 @@ int main(int argc, char** argv) {
   for (mpsbc::Isa isa : {mpsbc::Isa::kScalar, mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2,
                          mpsbc::Isa::kAvx512, mpsbc::Isa::kNeon}) {
     if (level == mpsbc::isa_name(isa)) mpsbc::set_max_isa(isa);
+  }
+  // The caches to plan for, when not this machine's (to study another
+  // CPU's under callgrind's simulation of them).
+  if (argc > 6) {
+    mpsbc::set_cache_geometry({std::strtoull(argv[4], nullptr, 10),
+                               std::strtoull(argv[5], nullptr, 10),
+                               std::strtoull(argv[6], nullptr, 10)});
   }
   for (const auto& c : mpsb::bench::layout_cases()) {
     if (name != c.name) continue;

@@ -95,18 +95,35 @@ Walk make_walk(const TensorPlan& p) {
 // out[c * out_rs + r] = in[r * in_rs + c] for r < rows, c < cols. Rows of
 // `in` and of `out` are contiguous; the row strides may be negative (that is
 // how the kernel rotation is expressed).
+bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows);
+
 template <typename T>
 void transpose_scalar(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows,
                       size_t cols) {
-  // 16x16 tiles keep both sides' lines in L1 while a tile is done.
+  // 16x16 tiles keep both sides' lines in L1 while a tile is done, unless
+  // the up to 16 destination rows of a tile share too few L1 sets
+  // (rows_thrash_l1): then each destination row is finished before the next
+  // (reading a column of the tile, whose source rows do not alias) instead
+  // of each source row. Callgrind counts 16 write misses per destination
+  // line for 3x3 kernels of 1024 channels on a 32 KiB 8-way L1 the first
+  // way, 1 the second (BENCHMARKS.md).
   constexpr size_t kTile = 16;
+  const bool by_column = rows_thrash_l1(out_rs * ptrdiff_t(sizeof(T)), std::min(cols, kTile)) &&
+                         !rows_thrash_l1(in_rs * ptrdiff_t(sizeof(T)), std::min(rows, kTile));
   for (size_t r0 = 0; r0 < rows; r0 += kTile) {
     const size_t r1 = std::min(rows, r0 + kTile);
     for (size_t c0 = 0; c0 < cols; c0 += kTile) {
       const size_t c1 = std::min(cols, c0 + kTile);
-      for (size_t r = r0; r < r1; ++r) {
-        const T* row = in + ptrdiff_t(r) * in_rs;
-        for (size_t c = c0; c < c1; ++c) out[ptrdiff_t(c) * out_rs + ptrdiff_t(r)] = row[c];
+      if (by_column) {
+        for (size_t c = c0; c < c1; ++c) {
+          T* col = out + ptrdiff_t(c) * out_rs;
+          for (size_t r = r0; r < r1; ++r) col[r] = in[ptrdiff_t(r) * in_rs + ptrdiff_t(c)];
+        }
+      } else {
+        for (size_t r = r0; r < r1; ++r) {
+          const T* row = in + ptrdiff_t(r) * in_rs;
+          for (size_t c = c0; c < c1; ++c) out[ptrdiff_t(c) * out_rs + ptrdiff_t(r)] = row[c];
+        }
       }
     }
   }
@@ -205,7 +222,6 @@ CacheGeometry& geometry() {
 // them next.
 bool is_streaming(uint64_t bytes) { return bytes > geometry().last_level_bytes; }
 
-#if defined(MPSB_VEC4)
 bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
   const CacheGeometry& g = geometry();
   const uint64_t way = g.l1_bytes / g.l1_ways;
@@ -216,8 +232,6 @@ bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
   const uint64_t per_set = (open_rows + period - 1) / period;
   return per_set > g.l1_ways;
 }
-
-#endif
 
 #if defined(__SSE2__)
 inline void store4(uint32_t* p, __m128i v, bool nt) {
