@@ -96,6 +96,7 @@ Walk make_walk(const TensorPlan& p) {
 // `in` and of `out` are contiguous; the row strides may be negative (that is
 // how the kernel rotation is expressed).
 bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows);
+CacheGeometry& geometry();
 
 template <typename T>
 void transpose_scalar(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows,
@@ -108,6 +109,26 @@ void transpose_scalar(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, si
   // line for 3x3 kernels of 1024 channels on a 32 KiB 8-way L1 the first
   // way, 1 the second (BENCHMARKS.md).
   constexpr size_t kTile = 16;
+  // A matrix that fits L1 needs no tiles: two loops, the inner one
+  // over the longer side (for a 3x3 kernel's [I][9], each destination row
+  // in one run, as the nested loop writes; for the stem's [3][49], each
+  // source row).
+  if (rows * cols * sizeof(T) <= geometry().l1_bytes) {
+    if (rows >= cols) {
+      for (size_t c = 0; c < cols; ++c) {
+        T* col = out + ptrdiff_t(c) * out_rs;
+        const T* src = in + ptrdiff_t(c);
+        for (size_t r = 0; r < rows; ++r) col[r] = src[ptrdiff_t(r) * in_rs];
+      }
+    } else {
+      for (size_t r = 0; r < rows; ++r) {
+        const T* row = in + ptrdiff_t(r) * in_rs;
+        T* dst = out + ptrdiff_t(r);
+        for (size_t c = 0; c < cols; ++c) dst[ptrdiff_t(c) * out_rs] = row[c];
+      }
+    }
+    return;
+  }
   const bool by_column = rows_thrash_l1(out_rs * ptrdiff_t(sizeof(T)), std::min(cols, kTile)) &&
                          !rows_thrash_l1(in_rs * ptrdiff_t(sizeof(T)), std::min(rows, kTile));
   for (size_t r0 = 0; r0 < rows; r0 += kTile) {
