@@ -28,8 +28,8 @@ ctest --test-dir build-clang --output-on-failure -j"$jobs" -LE python
 # Debian's sources. Not run there: the tests that start mpsbc or mpsb-dump
 # (CliTest, the flip, hostile-input, dump and PyTorch tests: qemu-user
 # without binfmt_misc cannot start an arm64 child process) and mpsb-dump
-# itself (it links the host's libfmt). ~6 minutes from a clean build dir
-# on 2 cores.
+# itself (it links the host's libfmt). 13 minutes from a clean build dir
+# on 2 busy cores (788 s measured, load average ~15).
 cross=build-aarch64
 cross_toolchain=$PWD/cmake/aarch64-linux-gnu.cmake
 cmake -S /usr/src/googletest -B "$cross/googletest" -DCMAKE_TOOLCHAIN_FILE="$cross_toolchain" \
@@ -50,7 +50,7 @@ done
 # from source with libc++ too (Debian's libgtest is built against
 # libstdc++). The compiler is not part of it: libc++ 14 lacks
 # std::make_unique_for_overwrite, which compiler/src/manifest.cc uses.
-# ~2 minutes from a clean build dir on 2 cores.
+# 3 minutes from a clean build dir on 2 busy cores (168 s measured).
 libcxx=build-libcxx
 libcxx_flags=(-DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
               -DCMAKE_CXX_FLAGS=-stdlib=libc++ -DCMAKE_EXE_LINKER_FLAGS=-stdlib=libc++)

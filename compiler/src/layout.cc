@@ -424,9 +424,10 @@ void transpose_staged(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdif
 
 #if defined(__x86_64__) && defined(__SSE2__)
 // The same transpose in 8x8 blocks through AVX2's 32-byte registers, for
-// the transposed conv's 16x16 blocks only: there it is 1.4x faster than the
-// SSE2 4x4 blocks (each stored line gets two 32-byte stores instead of four
-// 16-byte ones), but on the 3x3 convs' [I][9] and Linear's [C][36] matrices
+// transposed convs that are not staged (invert()): there it was 1.4x faster
+// than the SSE2 4x4 blocks writing straight to the destination (each stored
+// line gets two 32-byte stores instead of four 16-byte ones); staged, the
+// SSE2 blocks are faster. On the 3x3 convs' [I][9] and Linear's [C][36] matrices
 // it measured 0.55-0.8x of the SSE2 path on this machine's AMD EPYC, even
 // with everything in L1 (BENCHMARKS.md). AVX2 is not part of baseline
 // x86-64, so these functions are compiled for it alone and chosen at run
