@@ -14,34 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "layout_cases.h"
 #include "mpsbc/layout.h"
 #include "naive_reorder.h"
 
 namespace {
-
-struct Case {
-  const char* name;
-  mpsbc::TensorPlan plan;
-};
-
-std::vector<Case> cases() {
-  const std::vector<uint64_t> chw = {256, 6, 6};
-  return {
-      {"conv3x3_c64", mpsbc::plan_conv_weight(64, 64, 1, 3, 3)},
-      {"conv3x3_c256", mpsbc::plan_conv_weight(256, 256, 1, 3, 3)},
-      {"conv3x3_c512", mpsbc::plan_conv_weight(512, 512, 1, 3, 3)},
-      {"conv3x3_c1024", mpsbc::plan_conv_weight(1024, 1024, 1, 3, 3)},
-      {"conv1x1_2048x512", mpsbc::plan_conv_weight(2048, 512, 1, 1, 1)},
-      {"stem7x7_64x3", mpsbc::plan_conv_weight(64, 3, 1, 7, 7)},
-      {"depthwise3x3_c1024", mpsbc::plan_conv_weight(1024, 1024, 1024, 3, 3)},
-      {"convT4x4_512to256", mpsbc::plan_conv_transpose_weight(512, 256, 1, 4, 4)},
-      // Control for the row above: the same 16x16 blocks and the same
-      // stores (per output channel [512][16] -> [16][512]), but each block's
-      // source rows are 64 bytes apart instead of 16 KiB.
-      {"conv4x4_512to256", mpsbc::plan_conv_weight(256, 512, 1, 4, 4)},
-      {"linear_flatten_4096x9216", mpsbc::plan_linear_weight(4096, 9216, chw)},
-  };
-}
 
 // 64-byte aligned, as the compiler's piece buffers are
 // (compiler/src/bundle_writer.cc).
@@ -94,7 +71,7 @@ void run(benchmark::State& state, const mpsbc::TensorPlan& plan, Method method, 
 const int registered = [] {
   // The levels below the best one this CPU has, for comparison.
   const mpsbc::Isa best = mpsbc::max_isa();
-  for (const Case& c : cases()) {
+  for (const auto& c : mpsb::bench::layout_cases()) {
     auto add = [&](const std::string& label, Method m, mpsbc::Isa level) {
       benchmark::RegisterBenchmark(
           (std::string("transform/") + c.name + "/" + label).c_str(),
@@ -105,9 +82,13 @@ const int registered = [] {
     add("fast", kFast, best);
     add("memcpy", kMemcpy, best);
     add("naive", kNaive, best);
-    for (mpsbc::Isa level : {mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2}) {
-      if (level < best) add(mpsbc::isa_name(level), kLevel, level);
+    for (mpsbc::Isa level : {mpsbc::Isa::kScalar, mpsbc::Isa::kSse2, mpsbc::Isa::kAvx2}) {
+      // Only levels this CPU has below its best (on arm64: scalar).
+      if (level != best && mpsbc::set_max_isa(level) == level) {
+        add(mpsbc::isa_name(level), kLevel, level);
+      }
     }
+    mpsbc::set_max_isa(best);
   }
   return 0;
 }();

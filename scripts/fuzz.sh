@@ -2,14 +2,14 @@
 # Builds the libFuzzer targets with clang-14 under ASan and UBSan and runs
 # each for a bounded time, starting from seed corpora made now from real
 # bundles and manifests. Fails on any crash, leak, UB report or timeout.
-#   scripts/fuzz.sh [SECONDS]        seconds per target, default 60
+#   scripts/fuzz.sh [SECONDS]        seconds per target, default 45
 # Environment: MPSB_FUZZ_BUILD (build folder, default build-fuzz),
 # MPSB_JOBS (parallel build jobs, default nproc).
 # A finding is saved under $MPSB_FUZZ_BUILD/fuzz/artifacts/; reproduce it with
 #   $MPSB_FUZZ_BUILD/fuzz/<target> <artifact>
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-60}
+seconds=${1:-45}
 build=${MPSB_FUZZ_BUILD:-build-fuzz}
 jobs=${MPSB_JOBS:-$(nproc)}
 start=$(date +%s)
@@ -19,18 +19,21 @@ start=$(date +%s)
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPSB_BUILD_TESTS=ON -DMPSB_BUILD_FUZZERS=ON \
   -DMPSB_SANITIZE=address,undefined -DMPSB_BUILD_APPLE_ADAPTERS_GNUSTEP=OFF >/dev/null
-targets=(fuzz_bundle_open fuzz_dump fuzz_manifest)
+targets=(fuzz_bundle_open fuzz_bundle_fields fuzz_dump fuzz_dump_check fuzz_manifest fuzz_compile)
 cmake --build "$build" -j"$jobs" --target "${targets[@]}" make_fuzz_seeds mpsbc
 built=$(date +%s)
 
 # Seeds: bundles of every layer kind, dtype and quantization built from the
-# schema, the example model compiled by mpsbc (page-aligned as shipped, and
-# compact), and manifests (the example's plus variants over the files that
-# fuzz_manifest provides).
+# schema and the hostile bundles of docs/SECURITY.md's findings, the example
+# model compiled by mpsbc (page-aligned as shipped, and compact), manifests
+# (the example's plus variants over the files that fuzz_manifest provides),
+# and folder inputs (tests/fuzz/fuzz_files.h) for fuzz_compile and
+# fuzz_dump_check.
 fuzz="$build/fuzz"
 rm -rf "$fuzz/seeds" "$fuzz/work"
-mkdir -p "$fuzz/seeds/bundle" "$fuzz/seeds/manifest" "$fuzz/artifacts"
-"$fuzz/make_fuzz_seeds" "$fuzz/seeds/bundle" "$fuzz/seeds/manifest"
+mkdir -p "$fuzz/artifacts"
+"$fuzz/make_fuzz_seeds" "$fuzz/seeds/bundle" "$fuzz/seeds/manifest" "$fuzz/seeds/compile" \
+  "$fuzz/seeds/dump_check"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 "$build/bin/mpsbc" compile examples/tiny_cnn/manifest.json -q -o "$fuzz/seeds/bundle/tiny_cnn.mpsb"
@@ -38,8 +41,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   --segment-alignment 64 --tensor-alignment 16 -o "$fuzz/seeds/bundle/tiny_cnn_compact.mpsb"
 cp examples/tiny_cnn/manifest.json "$fuzz/seeds/manifest/tiny_cnn.json"
 
-declare -A seeds=([fuzz_bundle_open]=bundle [fuzz_dump]=bundle [fuzz_manifest]=manifest)
-declare -A dicts=([fuzz_manifest]=tests/fuzz/manifest.dict)
+declare -A seeds=([fuzz_bundle_open]=bundle [fuzz_bundle_fields]=bundle [fuzz_dump]=bundle
+                  [fuzz_dump_check]=dump_check [fuzz_manifest]=manifest [fuzz_compile]=compile)
+declare -A dicts=([fuzz_manifest]=tests/fuzz/manifest.dict [fuzz_compile]=tests/fuzz/manifest.dict)
 failed=()
 summary=()
 for t in "${targets[@]}"; do
@@ -58,7 +62,9 @@ for t in "${targets[@]}"; do
     echo "FAILED: $t (exit $rc); log follows" >&2
     tail -n 80 "$log" >&2
   fi
-  summary+=("$(printf '%-18s %12s executions %8s edges  %s' "$t" "${execs:-?}" "${cov:-?}" \
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | sed 's/ft: //')
+  summary+=("$(printf '%-18s %12s executions %8s edges %8s features  %s' "$t" "${execs:-?}" \
+    "${cov:-?}" "${ft:-?}" \
     "$( ((rc == 0)) && echo '0 crashes' || echo 'CRASH')")")
 done
 

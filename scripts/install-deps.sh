@@ -9,7 +9,10 @@ packages=(cmake g++ make pkg-config libflatbuffers-dev flatbuffers-compiler nloh
           libcli11-dev libxxhash-dev libfmt-dev libfp16-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-torchvision
-             python3-numpy python3-venv python3-dev clang-14 libclang-rt-14-dev gobjc++ libgnustep-base-dev time)
+             python3-numpy python3-venv python3-dev clang-14 libclang-rt-14-dev gobjc++ libgnustep-base-dev time
+             # The arm64 cross build run under qemu, and clang with libc++ (Apple's
+             # standard library); both build GoogleTest from /usr/src/googletest.
+             googletest g++-aarch64-linux-gnu qemu-user libc++-14-dev libc++abi-14-dev)
 fi
 
 missing=()

@@ -12,6 +12,7 @@
 
 #include "diagnostics.h"
 #include "manifest.h"
+#include "mpsb_text.h"
 
 namespace mpsbc {
 
@@ -42,7 +43,7 @@ struct BundlePlan {
 inline constexpr uint64_t kMaxSegmentAlignment = uint64_t{1} << 30;
 // Smallest tensor alignment accepted: every dtype's element and 16-byte
 // vector loads stay aligned.
-inline constexpr uint64_t kMinTensorAlignment = 16;
+using mpsb::text::kMinTensorAlignment;
 
 // Checks the alignments: powers of two, kMinTensorAlignment <= tensor <=
 // segment <= kMaxSegmentAlignment. Reports to `diag` under the option names.

@@ -7,6 +7,7 @@
 
 #include "checked_math.h"
 #include "mpsb/kinds.h"
+#include "mpsb_text.h"
 #include "mpsbc/precision.h"
 #include "mpsbc/reference.h"
 #include "tensor_files.h"
@@ -21,9 +22,7 @@ std::string sci(double v) {
 }
 
 std::string shape_text(const std::vector<uint64_t>& shape) {
-  std::string s;
-  for (uint64_t d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
-  return "[" + s + "]";
+  return "[" + mpsb::text::shape_text(shape, "x") + "]";
 }
 
 bool load(const std::filesystem::path& path, const std::vector<uint64_t>& shape, FeatureMap* out,

@@ -293,9 +293,12 @@ std::string report_to_json(const CompileReport& report) {
          {"pointer", d.pointer},
          {"message", d.text}});
   }
-  // Names come from the manifest and may hold invalid UTF-8 only if the JSON
-  // parser let it through (it does not); replace rather than throw anyway.
-  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  // Names come from the manifest. ensure_ascii writes every non-ASCII code
+  // point as \uXXXX, so a bidi override cannot reach a terminal raw (as in
+  // mpsb-dump's JSON) and every JSON reader still gets the exact text back;
+  // bytes that are not UTF-8 (in the JSON parser's own messages) are replaced
+  // rather than thrown on.
+  return j.dump(2, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace mpsbc

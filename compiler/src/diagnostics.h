@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpsb_text.h"
 #include "mpsbc/report.h"
 
 namespace mpsbc {
@@ -54,10 +55,17 @@ class Diagnostics {
     d.file = std::string(file);
     d.pointer = std::string(pointer);
     d.text = std::string(text);
-    d.message = d.file + ": ";
-    if (!pointer.empty()) d.message += d.pointer + ": ";
+    // The message goes to a terminal: names and bytes from the manifest (and
+    // the JSON parser's quotes of them) are escaped as mpsb-dump escapes
+    // them, so U+202E or bytes that are not UTF-8 cannot reach it raw. The
+    // fields stay exact for programs.
+    const auto safe = [](std::string_view s) {
+      return mpsb::text::escape(s, mpsb::text::Backslash::kKeep);
+    };
+    d.message = safe(d.file) + ": ";
+    if (!pointer.empty()) d.message += safe(d.pointer) + ": ";
     if (severity == Diagnostic::Severity::kWarning) d.message += "warning: ";
-    d.message += d.text;
+    d.message += safe(d.text);
     if (severity == Diagnostic::Severity::kError) ++errors_;
     all_.push_back(std::move(d));
   }

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "mpsb_text.h"
+
 namespace mpsbc {
 
 using mpsb::DType;
@@ -74,12 +76,7 @@ bool is_negative_zero(const json& v) {
 }
 
 std::string shape_text(const std::vector<uint64_t>& shape) {
-  std::string s;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += "×";
-    s += std::to_string(shape[i]);
-  }
-  return s;
+  return mpsb::text::shape_text(shape, "×");
 }
 
 std::optional<DType> parse_dtype(std::string_view s) {

@@ -1,15 +1,22 @@
 #include "mpsbc/layout.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <numeric>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
 #endif
 
 #include "checked_math.h"
@@ -94,32 +101,166 @@ Walk make_walk(const TensorPlan& p) {
 // out[c * out_rs + r] = in[r * in_rs + c] for r < rows, c < cols. Rows of
 // `in` and of `out` are contiguous; the row strides may be negative (that is
 // how the kernel rotation is expressed).
+bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows);
+CacheGeometry& geometry();
+
 template <typename T>
 void transpose_scalar(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows,
                       size_t cols) {
-  // 16x16 tiles keep both sides' lines in L1 while a tile is done.
+  // 16x16 tiles keep both sides' lines in L1 while a tile is done, unless
+  // the up to 16 destination rows of a tile share too few L1 sets
+  // (rows_thrash_l1): then each destination row is finished before the next
+  // (reading a column of the tile, whose source rows do not alias) instead
+  // of each source row. Callgrind counts 16 write misses per destination
+  // line for 3x3 kernels of 1024 channels on a 32 KiB 8-way L1 the first
+  // way, 1 the second (BENCHMARKS.md).
   constexpr size_t kTile = 16;
+  // A matrix that fits L1 needs no tiles: two loops, the inner one
+  // over the longer side (for a 3x3 kernel's [I][9], each destination row
+  // in one run, as the nested loop writes; for the stem's [3][49], each
+  // source row).
+  if (rows * cols * sizeof(T) <= geometry().l1_bytes) {
+    if (rows >= cols) {
+      for (size_t c = 0; c < cols; ++c) {
+        T* col = out + ptrdiff_t(c) * out_rs;
+        const T* src = in + ptrdiff_t(c);
+        for (size_t r = 0; r < rows; ++r) col[r] = src[ptrdiff_t(r) * in_rs];
+      }
+    } else {
+      for (size_t r = 0; r < rows; ++r) {
+        const T* row = in + ptrdiff_t(r) * in_rs;
+        T* dst = out + ptrdiff_t(r);
+        for (size_t c = 0; c < cols; ++c) dst[ptrdiff_t(c) * out_rs] = row[c];
+      }
+    }
+    return;
+  }
+  const bool by_column = rows_thrash_l1(out_rs * ptrdiff_t(sizeof(T)), std::min(cols, kTile)) &&
+                         !rows_thrash_l1(in_rs * ptrdiff_t(sizeof(T)), std::min(rows, kTile));
   for (size_t r0 = 0; r0 < rows; r0 += kTile) {
     const size_t r1 = std::min(rows, r0 + kTile);
     for (size_t c0 = 0; c0 < cols; c0 += kTile) {
       const size_t c1 = std::min(cols, c0 + kTile);
-      for (size_t r = r0; r < r1; ++r) {
-        const T* row = in + ptrdiff_t(r) * in_rs;
-        for (size_t c = c0; c < c1; ++c) out[ptrdiff_t(c) * out_rs + ptrdiff_t(r)] = row[c];
+      if (by_column) {
+        for (size_t c = c0; c < c1; ++c) {
+          T* col = out + ptrdiff_t(c) * out_rs;
+          for (size_t r = r0; r < r1; ++r) col[r] = in[ptrdiff_t(r) * in_rs + ptrdiff_t(c)];
+        }
+      } else {
+        for (size_t r = r0; r < r1; ++r) {
+          const T* row = in + ptrdiff_t(r) * in_rs;
+          for (size_t c = c0; c < c1; ++c) out[ptrdiff_t(c) * out_rs + ptrdiff_t(r)] = row[c];
+        }
       }
     }
   }
 }
 
-#if defined(__SSE2__)
-// Tensors larger than this are written with non-temporal stores, as glibc's
-// memcpy does past a similar size: they do not fit the last-level cache, so
-// reading each destination line before overwriting it (what an ordinary
-// store does) would cost a third more memory traffic. Smaller ones, such as
-// the compiler's streamed pieces, stay in cache for the checksum that reads
-// them next.
-constexpr uint64_t kStreamingBytes = uint64_t{16} << 20;
+// The cache geometry (layout.h) is read from Linux's description in
+// /sys/devices/system/cpu/cpu0/cache/index*/ (x86-64 and arm64 alike);
+// glibc's sysconf() is the fallback (it reads CPUID on x86), then the
+// defaults of CacheGeometry, the sizes of the smallest cores the project
+// targets.
+// "48K" -> 49152; 0 when unreadable.
+uint64_t read_sysfs_size(const std::string& path) {
+  std::ifstream f(path);
+  uint64_t n = 0;
+  std::string unit;
+  if (!(f >> n)) return 0;
+  f >> unit;
+  if (unit == "K") return n << 10;
+  if (unit == "M") return n << 20;
+  if (unit == "G") return n << 30;
+  return n;
+}
 
+CacheGeometry read_cache_geometry() {
+  CacheGeometry g;
+  bool have_l1 = false, have_last = false;
+  uint64_t last_level = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_file(dir + "level"), type_file(dir + "type");
+    uint64_t level = 0;
+    std::string type;
+    if (!(level_file >> level) || !(type_file >> type)) break;
+    if (type == "Instruction") continue;
+    const uint64_t size = read_sysfs_size(dir + "size");
+    const uint64_t ways = read_sysfs_size(dir + "ways_of_associativity");
+    if (level == 1 && size != 0 && ways != 0) {
+      g.l1_bytes = size, g.l1_ways = ways, have_l1 = true;
+    }
+    if (level >= last_level && size != 0) {
+      last_level = level, g.last_level_bytes = size, have_last = true;
+    }
+  }
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL1_DCACHE_ASSOC)
+  if (!have_l1) {
+    const long size = sysconf(_SC_LEVEL1_DCACHE_SIZE), ways = sysconf(_SC_LEVEL1_DCACHE_ASSOC);
+    if (size > 0 && ways > 0) g.l1_bytes = uint64_t(size), g.l1_ways = uint64_t(ways);
+  }
+#endif
+#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+  if (!have_last) {
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l3 > 0) {
+      g.last_level_bytes = uint64_t(l3);
+    } else if (l2 > 0) {
+      g.last_level_bytes = uint64_t(l2);
+    }
+  }
+#endif
+  return g;
+}
+
+// A way smaller than a line, or a cache of one way, says the numbers are
+// not real (some hypervisors report 0 or 1): the defaults then.
+CacheGeometry checked(CacheGeometry g) {
+  if (g.l1_ways < 2 || g.l1_bytes / g.l1_ways < 64 || g.last_level_bytes == 0) {
+    return CacheGeometry{};
+  }
+  return g;
+}
+
+CacheGeometry& geometry() {
+  static CacheGeometry g = checked(read_cache_geometry());
+  return g;
+}
+
+// Whether `open_rows` destination rows `row_bytes` apart, each receiving
+// stores in turn, keep their lines in L1 until they are complete. Addresses
+// a multiple of L1 size / ways apart share a set, so power-of-two channel
+// counts put the rows of a 3x3 kernel's [9][I] (4 KiB apart for I = 1024)
+// or Linear's [36][256] (1 KiB) into one or a few sets. When more of them
+// share a set than it has ways, each line is evicted before it is full and
+// read back from L2 for the next 16 bytes: callgrind counts 4 write misses
+// per destination line for the SSE2 4x4 blocks on a 32 KiB 8-way L1, 1
+// on a 48 KiB 12-way one (BENCHMARKS.md). With as many rows as ways or
+// fewer, the extra copy costs more than the misses it saves.
+#if defined(__SSE2__) || defined(__ARM_NEON)
+#define MPSB_VEC4 1  // 4 x 32-bit vectors: SSE2 on x86-64, NEON on arm64
+#endif
+
+// Tensors larger than the last-level cache are written with non-temporal
+// stores (x86-64), as glibc's memcpy does past a similar size: reading each
+// destination line before overwriting it (what an ordinary store does)
+// would cost a third more memory traffic. Smaller ones, such as the
+// compiler's streamed pieces, stay in cache for the checksum that reads
+// them next.
+bool is_streaming(uint64_t bytes) { return bytes > geometry().last_level_bytes; }
+
+bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
+  const CacheGeometry& g = geometry();
+  const uint64_t way = g.l1_bytes / g.l1_ways;
+  const uint64_t stride = uint64_t(row_bytes < 0 ? -row_bytes : row_bytes) % way;
+  // Row k lands in the set of k * stride mod way: the sets repeat after
+  // way / gcd(stride, way) rows.
+  const uint64_t period = stride == 0 ? 1 : way / std::gcd(stride, way);
+  const uint64_t per_set = (open_rows + period - 1) / period;
+  return per_set > g.l1_ways;
+}
+
+#if defined(__SSE2__)
 inline void store4(uint32_t* p, __m128i v, bool nt) {
   if (nt) {
     _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
@@ -148,8 +289,60 @@ inline void tile4x4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_
   store4(o + 3 * out_rs, _mm_castps_si128(_mm_movehl_ps(t3, t2)), nt);
 }
 
-// 4x4 blocks of 32-bit elements through SSE2 registers (SSE2 is part of
-// x86-64, so no runtime dispatch). Rows go in bands of 16 so that each
+// A column left over (the ninth of a 3x3 kernel): rows r..r+3 at once.
+inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const __m128i v =
+      _mm_set_epi32(int(i0[3 * in_rs]), int(i0[2 * in_rs]), int(i0[in_rs]), int(i0[0]));
+  store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v, nt);
+}
+
+// 16 elements from a 16-byte aligned `from` to `to`.
+inline void copy_line(const uint32_t* from, uint32_t* to, bool nt) {
+  const auto* f = reinterpret_cast<const __m128i*>(from);
+  store4(to, _mm_load_si128(f), nt);
+  store4(to + 4, _mm_load_si128(f + 1), nt);
+  store4(to + 8, _mm_load_si128(f + 2), nt);
+  store4(to + 12, _mm_load_si128(f + 3), nt);
+}
+#elif defined(__ARM_NEON)
+// NEON is part of AArch64: no runtime dispatch. No non-temporal stores
+// (`nt` is always false here).
+inline void tile4x4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  const uint32x4_t a = vld1q_u32(i0), b = vld1q_u32(i0 + in_rs);
+  const uint32x4_t d = vld1q_u32(i0 + 2 * in_rs), e = vld1q_u32(i0 + 3 * in_rs);
+  // vtrn pairs rows: ab.val[0] = a0 b0 a2 b2, ab.val[1] = a1 b1 a3 b3;
+  // the 64-bit halves of the two pairs then make the columns.
+  const uint32x4x2_t ab = vtrnq_u32(a, b), de = vtrnq_u32(d, e);
+  uint32_t* o = out + ptrdiff_t(c) * out_rs + ptrdiff_t(r);
+  vst1q_u32(o, vcombine_u32(vget_low_u32(ab.val[0]), vget_low_u32(de.val[0])));
+  vst1q_u32(o + out_rs, vcombine_u32(vget_low_u32(ab.val[1]), vget_low_u32(de.val[1])));
+  vst1q_u32(o + 2 * out_rs, vcombine_u32(vget_high_u32(ab.val[0]), vget_high_u32(de.val[0])));
+  vst1q_u32(o + 3 * out_rs, vcombine_u32(vget_high_u32(ab.val[1]), vget_high_u32(de.val[1])));
+}
+
+inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs, size_t r,
+                    size_t c, bool) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
+  uint32x4_t v = vdupq_n_u32(i0[0]);
+  v = vsetq_lane_u32(i0[in_rs], v, 1);
+  v = vsetq_lane_u32(i0[2 * in_rs], v, 2);
+  v = vsetq_lane_u32(i0[3 * in_rs], v, 3);
+  vst1q_u32(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v);
+}
+
+inline void copy_line(const uint32_t* from, uint32_t* to, bool) {
+  const uint32x4x4_t v = vld1q_u32_x4(from);
+  vst1q_u32_x4(to, v);
+}
+#endif
+
+#if defined(MPSB_VEC4)
+// 4x4 blocks of 32-bit elements through SSE2 or NEON registers (both part
+// of their 64-bit instruction sets, so no runtime dispatch). Rows go in bands of 16 so that each
 // destination row receives 64 contiguous bytes (a whole cache line) per
 // band. `nt`: the caller checked that every 4-row group of `out` is 16-byte
 // aligned. The two loop orders below were chosen by measurement
@@ -162,13 +355,7 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
   constexpr size_t kFewColumns = 12;
   const size_t r4 = rows & ~size_t{3}, c4 = cols & ~size_t{3};
   auto tile = [&](size_t r, size_t c) { tile4x4(in, in_rs, out, out_rs, r, c, nt); };
-  // Columns left over (the ninth of a 3x3 kernel): gather 4 rows at once.
-  auto column = [&](size_t r, size_t c) {
-    const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c);
-    const __m128i v =
-        _mm_set_epi32(int(i0[3 * in_rs]), int(i0[2 * in_rs]), int(i0[in_rs]), int(i0[0]));
-    store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v, nt);
-  };
+  auto column = [&](size_t r, size_t c) { column4(in, in_rs, out, out_rs, r, c, nt); };
   for (size_t r0 = 0; r0 < r4; r0 += kBand) {
     const size_t r1 = std::min(r4, r0 + kBand);
     if (!nt || cols <= kFewColumns) {
@@ -197,13 +384,56 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
                      cols);
   }
 }
-#endif
+
+// A transpose whose destination rows would evict each other from L1
+// (rows_thrash_l1) or that uses non-temporal stores goes through a small
+// buffer: `kernel` (one of the transposes above or below) turns a band of
+// 16 source rows into [cols][16] in the buffer, whose rows are consecutive
+// lines, and each 64-byte buffer row is then stored to its destination row
+// in one go. Every destination line is then written whole, once, and with
+// non-temporal stores every write-combining buffer fills before it is
+// flushed. The buffer stays in L1; the extra load and store per 16 bytes
+// are far cheaper than the L2 round trip (or partial line write to memory)
+// they replace. REQUIRES: out_rs % 16 == 0, so that every destination row
+// starts at the same offset within a line.
+template <typename Kernel>
+void transpose_staged(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                      size_t rows, size_t cols, bool nt, ptrdiff_t prefetch, Kernel kernel) {
+  constexpr size_t kLine = 16;   // 4-byte elements per 64-byte line
+  constexpr size_t kChunk = 64;  // columns per pass: a 4 KiB buffer
+  // The rows up to the first line boundary, directly.
+  const uintptr_t misaligned = reinterpret_cast<uintptr_t>(out) % 64;
+  size_t r = 0;
+  if (misaligned != 0) {
+    r = std::min(rows, size_t(64 - misaligned) / 4);
+    kernel(in, in_rs, out, out_rs, r, cols, nt);
+  }
+  alignas(64) uint32_t buffer[kChunk * kLine];
+  for (; r + kLine <= rows; r += kLine) {
+    const uint32_t* band = in + ptrdiff_t(r) * in_rs;
+    if (prefetch != 0) {
+      for (size_t k = 0; k < kLine; ++k) {
+        __builtin_prefetch(band + ptrdiff_t(k) * in_rs + prefetch, 0, 2);
+      }
+    }
+    for (size_t c0 = 0; c0 < cols; c0 += kChunk) {
+      const size_t n = std::min(kChunk, cols - c0);
+      kernel(band + c0, in_rs, buffer, ptrdiff_t(kLine), kLine, n, false);
+      for (size_t c = 0; c < n; ++c) {
+        copy_line(buffer + c * kLine, out + ptrdiff_t(c0 + c) * out_rs + ptrdiff_t(r), nt);
+      }
+    }
+  }
+  if (r < rows) kernel(in + ptrdiff_t(r) * in_rs, in_rs, out + r, out_rs, rows - r, cols, nt);
+}
+#endif  // MPSB_VEC4
 
 #if defined(__x86_64__) && defined(__SSE2__)
 // The same transpose in 8x8 blocks through AVX2's 32-byte registers, for
-// the transposed conv's 16x16 blocks only: there it is 1.4x faster than the
-// SSE2 4x4 blocks (each stored line gets two 32-byte stores instead of four
-// 16-byte ones), but on the 3x3 convs' [I][9] and Linear's [C][36] matrices
+// transposed convs that are not staged (invert()): there it was 1.4x faster
+// than the SSE2 4x4 blocks writing straight to the destination (each stored
+// line gets two 32-byte stores instead of four 16-byte ones); staged, the
+// SSE2 blocks are faster. On the 3x3 convs' [I][9] and Linear's [C][36] matrices
 // it measured 0.55-0.8x of the SSE2 path on this machine's AMD EPYC, even
 // with everything in L1 (BENCHMARKS.md). AVX2 is not part of baseline
 // x86-64, so these functions are compiled for it alone and chosen at run
@@ -566,13 +796,15 @@ Isa cpu_isa() {
   return Isa::kSse2;
 #elif defined(__SSE2__)
   return Isa::kSse2;
+#elif defined(__ARM_NEON)
+  return Isa::kNeon;
 #else
   return Isa::kScalar;
 #endif
 }
 
 std::optional<Isa> parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
     if (name == isa_name(isa)) return isa;
   }
   return std::nullopt;
@@ -589,13 +821,13 @@ Isa current_isa() {
 }
 
 // `streaming`: the whole tensor is larger than the cache (see
-// kStreamingBytes); non-temporal stores are used where `out` allows them.
+// is_streaming); non-temporal stores are used where `out` allows them.
 // `wide`: use the AVX2 8x8 blocks when the CPU has them (transposed convs).
 // `prefetch`: see block16 (AVX-512 only).
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
                bool streaming, bool wide = false, ptrdiff_t prefetch = 0) {
-#if defined(__SSE2__)
+#if defined(MPSB_VEC4)
   if constexpr (sizeof(T) == 4) {
     const Isa isa = current_isa();
 #if defined(__x86_64__)
@@ -603,20 +835,37 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
       transpose_u32_avx512(in, in_rs, out, out_rs, rows, cols, streaming, prefetch);
       return;
     }
+#endif
+#if defined(__SSE2__)
     const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
-    if (isa == Isa::kAvx2 && wide) {
-      transpose_u32_avx2(in, in_rs, out, out_rs, rows, cols, nt);
+#else
+    const bool nt = false;
+#endif
+    const bool staged =
+        out_rs % 16 == 0 && rows >= 16 && (nt || prefetch != 0 || rows_thrash_l1(out_rs * 4, cols));
+    auto run = [&](auto kernel) {
+      if (staged) {
+        transpose_staged(in, in_rs, out, out_rs, rows, cols, nt, prefetch, kernel);
+      } else {
+        kernel(in, in_rs, out, out_rs, rows, cols, nt);
+      }
+    };
+#if defined(__x86_64__)
+    // Staged, the 16x16 blocks measured faster as SSE2 4x4 blocks than as
+    // AVX2 8x8 ones (BENCHMARKS.md).
+    if (isa == Isa::kAvx2 && wide && !staged) {
+      run(transpose_u32_avx2);
       return;
     }
     if (isa == Isa::kAvx2 && cols == 9 && in_rs == 9) {
-      transpose_u32_avx2_x9(in, out, out_rs, rows, nt);
+      run([](const uint32_t* i, ptrdiff_t, uint32_t* o, ptrdiff_t o_rs, size_t r, size_t, bool n) {
+        transpose_u32_avx2_x9(i, o, o_rs, r, n);
+      });
       return;
     }
-#else
-    const bool nt = streaming && reinterpret_cast<uintptr_t>(out) % 16 == 0 && out_rs % 4 == 0;
 #endif
     if (isa != Isa::kScalar) {
-      transpose_u32(in, in_rs, out, out_rs, rows, cols, nt);
+      run(transpose_u32);
       return;
     }
   }
@@ -675,14 +924,13 @@ Shape shape_of(const TensorPlan& p) {
   return s;
 }
 
-// Below AVX-512, transposed convs are done in blocks of 16 output x 16 input
-// channels: a source row (one input channel) is Og*kH*kW elements long, so
-// walking one output channel at a time touches a new page per input channel
-// (the AVX-512 path does so anyway, with whole-line blocks and a prefetch),
-// and walking one input channel across all outputs would scatter the stores
-// over the whole tensor. A block's source (16 rows x 16 kernels) and stored
-// bytes (16 kernels x 16 rows per output channel) stay in L1/L2, and every
-// stored row gets a whole cache line (16 four-byte elements) per block.
+// 1- and 2-byte elements (scalar transposes), and every size at the scalar
+// level, do transposed convs in blocks of 16 output x 16 input channels: a
+// block's source (16 rows x 16 kernels) and stored bytes (16 kernels x 16
+// rows per output channel) stay in L1/L2. The vector levels walk one output
+// channel at a time with a prefetch instead (reorder below); that measured
+// 2.8x faster at the SSE2 level than these blocks, which leave the source
+// lines, 16 KiB apart, to the hardware prefetchers (BENCHMARKS.md).
 constexpr uint64_t kConvTransposeBand = 16;
 
 // Source order -> stored order (`to_stored`) or back: the same 2-D
@@ -693,7 +941,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
     std::memcpy(out, in, s.count * sizeof(T));
     return;
   }
-  const bool streaming = s.count * sizeof(T) > kStreamingBytes;
+  const bool streaming = is_streaming(s.count * sizeof(T));
   // One transpose: `rows` x `cols` elements of the source side (at element
   // offset src, rows src_rs apart) <-> cols x rows of the stored side.
   // `prefetch`: see block16; it is about the source rows, so forward only.
@@ -727,11 +975,15 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
       auto stored_at = [&](uint64_t g, uint64_t o, uint64_t i) {
         return ((ptrdiff_t(g) * og + ptrdiff_t(o)) * sp + (sp - 1)) * in_ch + ptrdiff_t(i);
       };
-      if (sizeof(T) == 4 && current_isa() == Isa::kAvx512) {
-        // 16x16 blocks move whole lines: one output channel at a time keeps
-        // the fewest destination lines open, and prefetching the next
+      if (sizeof(T) == 4 && current_isa() != Isa::kScalar) {
+        // One output channel at a time keeps the fewest destination lines
+        // open (a 16-row band's 16 kernel rows), and prefetching the next
         // channel's block of each source row (rows are a page or more
-        // apart) hides part of their latency (BENCHMARKS.md).
+        // apart, which the hardware prefetchers do not follow) hides part
+        // of their latency (BENCHMARKS.md). AVX-512 moves whole lines in
+        // its 16x16 blocks; below it the band goes through
+        // transpose_staged, whose prefetch goes to L2 only: the 16 rows of
+        // a band fall into one L1 set and would evict each other there.
         for (uint64_t g = 0; g < s.groups; ++g) {
           for (uint64_t o = 0; o < s.og; ++o) {
             move(src_at(g, 0, o), og * sp, stored_at(g, o, 0), -in_ch, s.inner, s.spatial, true,
@@ -927,10 +1179,22 @@ void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_s
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
 }
 
+CacheGeometry cache_geometry() { return geometry(); }
+
+void set_cache_geometry(const CacheGeometry& g) { geometry() = checked(g); }
+
 Isa max_isa() { return current_isa(); }
 
 Isa set_max_isa(Isa cap) {
-  const Isa isa = std::min(cap, cpu_isa());
+  // NEON is the 4-wide level, as SSE2 is: a cap names a width, so that one
+  // MPSB_MAX_CPU_ISA value means the same on every CPU.
+  const Isa cpu = cpu_isa();
+  Isa isa;
+  if (cpu == Isa::kNeon) {
+    isa = cap == Isa::kScalar ? Isa::kScalar : Isa::kNeon;
+  } else {
+    isa = std::min(cap == Isa::kNeon ? Isa::kSse2 : cap, cpu);
+  }
   g_isa.store(int(isa), std::memory_order_relaxed);
   return isa;
 }
@@ -945,6 +1209,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kNeon:
+      return "neon";
   }
   return "?";
 }

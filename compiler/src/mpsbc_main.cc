@@ -16,6 +16,7 @@
 
 #include "fault_injection.h"
 #include "mpsb/kinds.h"
+#include "mpsb_text.h"
 #include "mpsbc/compile.h"
 
 namespace {
@@ -29,15 +30,7 @@ constexpr const char* kExitCodes = R"(Exit codes:
   5  --check: a layer's output is beyond the tolerance from PyTorch's probe)";
 
 // "1.5 MiB": sizes on the progress bar.
-std::string human_bytes(uint64_t n) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(kUnits)) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[u]);
-  return buf;
-}
+using mpsb::text::human_bytes;
 
 // A one-line bar on stderr, redrawn in place. Shown only on a terminal and
 // only once a compile has run for a moment, so quick compiles print nothing

@@ -8,6 +8,8 @@
 #include <limits>
 #include <vector>
 
+#include "mpsb_text.h"
+
 namespace mpsbc {
 
 std::optional<Precision> parse_precision(std::string_view text) {
@@ -73,12 +75,7 @@ double default_check_tolerance(Precision p) {
 uint16_t float_to_half(float f) { return fp16_ieee_from_fp32_value(f); }
 float half_to_float(uint16_t h) { return fp16_ieee_to_fp32_value(h); }
 
-float bfloat16_to_float(uint16_t b) {
-  const uint32_t bits = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+float bfloat16_to_float(uint16_t b) { return mpsb::text::bfloat16_to_float(b); }
 
 void to_float(mpsb::DType dtype, const void* in, float* out, size_t n) {
   const auto* p = static_cast<const uint8_t*>(in);

@@ -11,6 +11,8 @@
 #include "checked_math.h"
 #include "conv_bounds.h"
 
+#include "mpsb_text.h"
+
 namespace mpsbc {
 namespace {
 
@@ -25,13 +27,6 @@ Result<std::vector<float>> decode_weights_unguarded(const Layer& layer);
 
 Result<FeatureMap> fail(const Layer& layer, const std::string& what) {
   return {Error::kInvalidArgument, "layer '" + std::string(layer.name()) + "': " + what};
-}
-
-float bf16_to_float(uint16_t v) {
-  const uint32_t bits = uint32_t(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
 std::vector<float> decode(const mpsb::Tensor& t) {
@@ -53,7 +48,7 @@ std::vector<float> decode(const mpsb::Tensor& t) {
       for (uint64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf16_to_float(h);
+        out[i] = mpsb::text::bfloat16_to_float(h);
       }
       break;
     case DType::kUInt8:

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "bundle_internal.h"
 #include "mpsb/fb/bundle_generated.h"
+#include "tensor_ranges.h"
 
 namespace mpsb {
 using internal::printable;
@@ -25,9 +27,26 @@ using internal::view;
 
 namespace {
 
-uint64_t hash(const void* p, size_t n) { return XXH3_64bits(p, n); }
+std::atomic<uint64_t> g_bytes_hashed{0};
+
+uint64_t hash(const void* p, size_t n) {
+  g_bytes_hashed.fetch_add(n, std::memory_order_relaxed);
+  return XXH3_64bits(p, n);
+}
+
+// For "not a regular file (a FIFO)".
+std::string file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a file";
+}
 
 }  // namespace
+
+uint64_t internal::bytes_hashed() { return g_bytes_hashed.load(std::memory_order_relaxed); }
 
 internal::Mapping::~Mapping() {
   if (owned && data) munmap(const_cast<std::byte*>(data), size);
@@ -39,7 +58,10 @@ Bundle& Bundle::operator=(Bundle&&) noexcept = default;
 Bundle::~Bundle() = default;
 
 Result<Bundle> Bundle::open(const std::string& path, const OpenOptions& options) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+  // writer, forever; the type check below then refuses it. On a regular
+  // file the flag changes nothing (mmap ignores it).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return {Error::kIo, path + ": cannot open: " + std::strerror(errno)};
   struct stat st {};
   if (fstat(fd, &st) != 0) {
@@ -49,7 +71,7 @@ Result<Bundle> Bundle::open(const std::string& path, const OpenOptions& options)
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return {Error::kIo, path + ": not a regular file"};
+    return {Error::kIo, path + ": not a regular file (" + file_type_name(st.st_mode) + ")"};
   }
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < 12) {
@@ -85,6 +107,9 @@ Result<Bundle> Bundle::finish_open(std::unique_ptr<internal::Mapping> m,
   if (Status s =
           internal::check_bundle_bytes(m->data, m->size, m->path, &m->root, &m->network_order);
       !s) {
+    return {s.error(), s.message()};
+  }
+  if (Status s = internal::check_tensor_ranges(*m->root, m->path); !s) {
     return {s.error(), s.message()};
   }
   m->segment = m->data + m->root->segment_offset();

@@ -12,6 +12,7 @@
 
 #include "mpsb/bundle.h"
 #include "mpsb/fb/bundle_generated.h"
+#include "mpsb_text.h"
 
 namespace mpsb::internal {
 
@@ -37,21 +38,9 @@ struct Mapping {
 Status check_bundle_bytes(const std::byte* data, uint64_t size, const std::string& where,
                           const fb::Bundle** root, std::vector<uint32_t>* network_order);
 
-// The string, with bytes outside printable ASCII (and ' and \) as \xNN.
-inline std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
-      out += char(c);
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+// Names and bytes from the file, escaped for messages (mpsb_text.h: control
+// characters, bytes that are not UTF-8, bidi and zero-width characters).
+inline std::string printable(std::string_view s) { return text::escape(s); }
 
 inline std::string_view view(const flatbuffers::String* s) {
   return s ? std::string_view(s->data(), s->size()) : std::string_view();
@@ -59,9 +48,7 @@ inline std::string_view view(const flatbuffers::String* s) {
 
 // "[2, 3, 4]".
 inline std::string shape_text(std::span<const uint64_t> shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
+  return "[" + text::shape_text(shape, ", ") + "]";
 }
 
 // madvise(WILLNEED) (load) or madvise(DONTNEED) over a tensor's or a
@@ -69,6 +56,10 @@ inline std::string shape_text(std::span<const uint64_t> shape) {
 // with the Mapping, whose address does not change when its Bundle is moved.
 void advise(const Mapping& m, const Tensor& t, bool load);
 void advise(const Mapping& m, const Layer& l, bool load);
+
+// Bytes hashed by verify() and verify_layer() in this process so far, all
+// bundles and threads together: lets tests count the work a check does.
+uint64_t bytes_hashed();
 
 struct Access {
   static const Mapping& mapping(const Bundle& b) { return *b.m_; }

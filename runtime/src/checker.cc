@@ -22,8 +22,8 @@ constexpr uint64_t kMaxSegmentAlignment = uint64_t{1} << 30;
 // Data sources hand out float* (and MPS reads 16-byte vectors), so every
 // tensor must start at least 16-byte aligned; with a smaller alignment a
 // crafted file could make bias_terms() a misaligned float*. mpsbc never
-// writes less (its kMinTensorAlignment).
-constexpr uint64_t kMinTensorAlignment = 16;
+// writes less: both use mpsb_text.h's kMinTensorAlignment.
+using text::kMinTensorAlignment;
 // Deeper than any valid bundle (Bundle > Layer > Tensor > shape).
 constexpr uint32_t kMaxDepth = 16;
 

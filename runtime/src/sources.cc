@@ -99,61 +99,38 @@ bool ConvolutionSource::load() const {
 
 void ConvolutionSource::purge() const { internal::advise(*mapping_, layer_, false); }
 
-Result<BatchNormSource> BatchNormSource::from(const Bundle& bundle, const Layer& layer) {
-  if (layer.kind() != LayerKind::kBatchNorm2d) {
-    auto r = wrong_kind(layer, "a batch_norm2d");
+const float* NormalizationSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
+const float* NormalizationSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+bool NormalizationSource::load() const {
+  internal::advise(*mapping_, layer_, true);
+  return true;
+}
+void NormalizationSource::purge() const { internal::advise(*mapping_, layer_, false); }
+
+template <typename Source>
+Result<Source> NormalizationSource::make(const Bundle& bundle, const Layer& layer, LayerKind want) {
+  if (layer.kind() != want) {
+    const std::string name(to_string(want));
+    auto r = wrong_kind(layer, ((name[0] == 'i' ? "an " : "a ") + name).c_str());
     return {r.error(), r.message()};
   }
-  return BatchNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
+  return Source(&internal::Access::mapping(bundle), layer, layer.norm());
 }
 
-const float* BatchNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
-const float* BatchNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
+Result<BatchNormSource> BatchNormSource::from(const Bundle& bundle, const Layer& layer) {
+  return make<BatchNormSource>(bundle, layer, LayerKind::kBatchNorm2d);
+}
+Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const Layer& layer) {
+  return make<InstanceNormSource>(bundle, layer, LayerKind::kInstanceNorm2d);
+}
+Result<GroupNormSource> GroupNormSource::from(const Bundle& bundle, const Layer& layer) {
+  return make<GroupNormSource>(bundle, layer, LayerKind::kGroupNorm);
+}
+
 const float* BatchNormSource::mean() const { return floats(layer_.find(TensorRole::kRunningMean)); }
 const float* BatchNormSource::variance() const {
   return floats(layer_.find(TensorRole::kRunningVar));
 }
-
-bool BatchNormSource::load() const {
-  internal::advise(*mapping_, layer_, true);
-  return true;
-}
-
-void BatchNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
-
-Result<InstanceNormSource> InstanceNormSource::from(const Bundle& bundle, const Layer& layer) {
-  if (layer.kind() != LayerKind::kInstanceNorm2d) {
-    auto r = wrong_kind(layer, "an instance_norm2d");
-    return {r.error(), r.message()};
-  }
-  return InstanceNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
-}
-
-const float* InstanceNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
-const float* InstanceNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
-
-bool InstanceNormSource::load() const {
-  internal::advise(*mapping_, layer_, true);
-  return true;
-}
-
-void InstanceNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
-
-Result<GroupNormSource> GroupNormSource::from(const Bundle& bundle, const Layer& layer) {
-  if (layer.kind() != LayerKind::kGroupNorm) {
-    auto r = wrong_kind(layer, "a group_norm");
-    return {r.error(), r.message()};
-  }
-  return GroupNormSource(&internal::Access::mapping(bundle), layer, layer.norm());
-}
-
-const float* GroupNormSource::gamma() const { return floats(layer_.find(TensorRole::kWeight)); }
-const float* GroupNormSource::beta() const { return floats(layer_.find(TensorRole::kBias)); }
-bool GroupNormSource::load() const {
-  internal::advise(*mapping_, layer_, true);
-  return true;
-}
-void GroupNormSource::purge() const { internal::advise(*mapping_, layer_, false); }
 
 Result<Neuron> neuron(const Layer& layer) {
   const KindSpec& kind = kind_spec(layer.kind());

@@ -2,7 +2,8 @@
 // plain nested loops that docs/FORMAT.md §3 defines them by, over many random
 // shapes (odd sizes, every remainder of the 4x4, 8x8 and 16x16 blocks,
 // groups) and every element size, in both directions, at every vector level
-// this CPU has (scalar, SSE2, AVX2, AVX-512), with buffers at every 4-byte
+// this CPU has (scalar, SSE2, AVX2, AVX-512; scalar, NEON on arm64), under
+// several cache geometries, with buffers at every 4-byte
 // offset within a cache line and with tensors large enough for
 // non-temporal stores.
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string_view>
 #include <vector>
@@ -59,12 +61,19 @@ void expect_all_sizes(const mpsbc::TensorPlan& plan, std::mt19937& rng) {
 
 // Runs the test body once per vector level up to the best this CPU has
 // (on a CPU without AVX-512 the AVX-512 round is the AVX2 one again, and
-// says so), then restores the best for the tests that follow.
+// says so), and at each level once per cache geometry: this machine's, a
+// 32 KiB 8-way L1 with a 1 MiB last level (non-temporal stores from 1 MiB
+// on), and a 1 KiB 2-way L1 under which almost every destination with
+// rows a multiple of a line apart goes through the staging buffer. Then
+// restores the best level and this machine's caches for the tests that
+// follow.
 class LayoutFastTest : public ::testing::Test {
  protected:
   template <typename Body>
   void for_each_level(Body body) {
-    for (Isa cap : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+    const std::vector<mpsbc::CacheGeometry> geometries = {
+        machine_, {32 << 10, 8, 1 << 20}, {1 << 10, 2, 64 << 10}};
+    for (Isa cap : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
       const Isa level = mpsbc::set_max_isa(cap);
       SCOPED_TRACE(::testing::Message() << "vector level " << mpsbc::isa_name(level));
       if (level != cap) {
@@ -72,14 +81,23 @@ class LayoutFastTest : public ::testing::Test {
                     mpsbc::isa_name(level));
         continue;
       }
-      body();
-      if (HasFatalFailure()) return;
+      for (const auto& g : geometries) {
+        mpsbc::set_cache_geometry(g);
+        SCOPED_TRACE(::testing::Message() << "L1 " << g.l1_bytes << " B " << g.l1_ways
+                                          << "-way, last level " << g.last_level_bytes << " B");
+        body();
+        if (HasFatalFailure()) return;
+      }
     }
   }
-  void TearDown() override { mpsbc::set_max_isa(best_); }
+  void TearDown() override {
+    mpsbc::set_max_isa(best_);
+    mpsbc::set_cache_geometry(machine_);
+  }
 
  private:
   Isa best_ = mpsbc::max_isa();
+  mpsbc::CacheGeometry machine_ = mpsbc::cache_geometry();
 };
 
 TEST_F(LayoutFastTest, MatchesNaiveReorderOnRandomShapes) {
@@ -134,6 +152,10 @@ TEST_F(LayoutFastTest, MatchesNaiveReorderAtEveryOffsetWithinACacheLine) {
       mpsbc::plan_conv_transpose_weight(48, 3, 1, 4, 4),  // 16 columns
       mpsbc::plan_conv_transpose_weight(21, 2, 1, 5, 5),  // 25 columns
       mpsbc::plan_linear_weight(2, 35 * 36, std::vector<uint64_t>{35, 6, 6}),
+      // Stored rows a multiple of a line apart: the staging buffer's cases.
+      mpsbc::plan_conv_weight(2, 48, 1, 3, 3),
+      mpsbc::plan_conv_transpose_weight(32, 2, 1, 3, 3),
+      mpsbc::plan_linear_weight(2, 32 * 36, std::vector<uint64_t>{32, 6, 6}),
   };
   for_each_level([&] {
     std::mt19937 rng(11);
@@ -157,7 +179,9 @@ TEST_F(LayoutFastTest, MatchesNaiveReorderAtEveryOffsetWithinACacheLine) {
   });
 }
 
-// Past 16 MiB the vector paths switch to non-temporal stores.
+// Past the last-level cache the vector paths switch to non-temporal
+// stores; here at most 16 MiB of it, so that these 17.8 MB tensors stream
+// at every geometry (for_each_level's 1 MiB one streams smaller tensors).
 TEST_F(LayoutFastTest, MatchesNaiveReorderOnTensorsPastTheStreamingSize) {
   const std::vector<mpsbc::TensorPlan> plans = {
       mpsbc::plan_conv_weight(704, 704, 1, 3, 3),            // 17.8 MB
@@ -166,8 +190,11 @@ TEST_F(LayoutFastTest, MatchesNaiveReorderOnTensorsPastTheStreamingSize) {
   };
   for_each_level([&] {
     std::mt19937 rng(13);
+    auto g = mpsbc::cache_geometry();
+    g.last_level_bytes = std::min(g.last_level_bytes, uint64_t{16} << 20);
+    mpsbc::set_cache_geometry(g);
     for (const auto& plan : plans) {
-      ASSERT_GT(plan.element_count() * 4, uint64_t{16} << 20);
+      ASSERT_GT(plan.element_count() * 4, mpsbc::cache_geometry().last_level_bytes);
       expect_fast_equals_naive<uint32_t>(plan, rng);
     }
   });
@@ -179,12 +206,13 @@ TEST(LayoutIsaTest, EnvironmentCapsTheLevel) {
   const char* env = std::getenv("MPSB_MAX_CPU_ISA");
   if (env == nullptr) GTEST_SKIP() << "runs under ctest with MPSB_MAX_CPU_ISA set";
   const Isa first = mpsbc::max_isa();
-  const Isa cpu = mpsbc::set_max_isa(Isa::kAvx512);
-  Isa cap = Isa::kAvx512;
-  for (Isa l : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+  std::optional<Isa> cap;
+  for (Isa l : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
     if (std::string_view(env) == mpsbc::isa_name(l)) cap = l;
   }
-  EXPECT_EQ(first, std::min(cap, cpu)) << "MPSB_MAX_CPU_ISA=" << env;
+  ASSERT_TRUE(cap.has_value()) << "MPSB_MAX_CPU_ISA=" << env << " names no level";
+  // The variable caps as set_max_isa() does.
+  EXPECT_EQ(first, mpsbc::set_max_isa(*cap)) << "MPSB_MAX_CPU_ISA=" << env;
   mpsbc::set_max_isa(first);
 }
 

@@ -1087,6 +1087,197 @@ TEST(DumpNames, HostileNamesCannotReachTheTerminal) {
       got.end());
 }
 
+// ---------------------------------------------------------------------------
+// Kinds and activations added through the layer-kind table (mpsb/kinds.h)
+
+// A model with each: group_norm, prelu with 1 and with C slopes, and convs
+// with fused elu, prelu and softplus. `beta` is c3's softplus beta.
+std::string compile_new_kinds(const TempDir& dir, const std::string& bundle, float beta = 2,
+                              float slope = 0.25f) {
+  const auto bin = [&](const std::string& name, size_t n, uint32_t seed) {
+    const std::vector<float> v = mpsb::testing::random_floats(n, seed);
+    write_file(dir / name, v.data(), v.size() * 4);
+    return name;
+  };
+  write_file(dir / "pr.w", &slope, 4);
+  const json m = {{"format", "mpsb.manifest/1"},
+                  {"layers",
+                   {{{"name", "c1"},
+                     {"type", "conv2d"},
+                     {"in_channels", 3},
+                     {"out_channels", 8},
+                     {"kernel_size", 3},
+                     {"padding", 1},
+                     {"weight", bin("c1.w", 216, 1)},
+                     {"activation", "elu"},
+                     {"alpha", 0.5}},
+                    {{"name", "gn"},
+                     {"type", "group_norm"},
+                     {"num_groups", 4},
+                     {"num_channels", 8},
+                     {"weight", bin("gn.w", 8, 2)},
+                     {"bias", bin("gn.b", 8, 3)}},
+                    {{"name", "pr"}, {"type", "prelu"}, {"num_channels", 8}, {"weight", "pr.w"}},
+                    {{"name", "pc"},
+                     {"type", "prelu"},
+                     {"num_parameters", 8},
+                     {"num_channels", 8},
+                     {"weight", bin("pc.w", 8, 4)}},
+                    {{"name", "c2"},
+                     {"type", "conv2d"},
+                     {"in_channels", 8},
+                     {"out_channels", 8},
+                     {"kernel_size", 1},
+                     {"weight", bin("c2.w", 64, 5)},
+                     {"activation", "prelu"},
+                     {"num_parameters", 8},
+                     {"activation_weight", bin("c2.a", 8, 6)}},
+                    {{"name", "c3"},
+                     {"type", "conv2d"},
+                     {"in_channels", 8},
+                     {"out_channels", 8},
+                     {"kernel_size", 1},
+                     {"weight", bin("c3.w", 64, 7)},
+                     {"activation", "softplus"},
+                     {"beta", beta},
+                     {"threshold", 20}}}}};
+  write_file(dir / "manifest.json", m.dump());
+  const auto report = compile_to(dir / "manifest.json", (dir / bundle).string());
+  EXPECT_TRUE(report.ok()) << first_message(report);
+  return (dir / bundle).string();
+}
+
+// The summary line of layer `name` ("  3  name  kind ...").
+std::string row_of(const std::string& out, const std::string& name) {
+  for (const std::string& line : lines_of(out)) {
+    std::istringstream in(line);
+    std::string index, n;
+    in >> index >> n;
+    if (n == name) return line;
+  }
+  return "";
+}
+
+TEST(DumpNewKinds, TableShowsChannelsParamsAndActivationParameters) {
+  TempDir dir;
+  const std::string path = compile_new_kinds(dir, "k.mpsb");
+  const Outcome r = dump({path});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const auto cells = [&](const std::string& name) {
+    std::vector<std::string> c;
+    std::string line = row_of(r.out, name);
+    // Cells are separated by two or more spaces.
+    for (size_t i = 0; i < line.size();) {
+      while (i < line.size() && line[i] == ' ') ++i;
+      size_t j = line.find("  ", i);
+      if (j == std::string::npos) j = line.size();
+      if (j > i) c.push_back(line.substr(i, j - i));
+      i = j;
+    }
+    return c;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(cells("c1"), (V{"0", "c1", "conv2d", "3->8", "3x3 s1 p1 d1 g1", "elu(0.5)", "8x3x3x3",
+                            "ohwi", "float32", "864"}));
+  EXPECT_EQ(cells("gn"), (V{"1", "gn", "group_norm", "8", "groups 4 eps 1e-05", "none", "8",
+                            "vector", "float32", "64"}));
+  EXPECT_EQ(cells("pr"),
+            (V{"2", "pr", "prelu", "8", "1 slope", "none", "8", "vector", "float32", "32"}));
+  EXPECT_EQ(cells("pc"),
+            (V{"3", "pc", "prelu", "8", "8 slopes", "none", "8", "vector", "float32", "32"}));
+  EXPECT_EQ(cells("c2")[5], "prelu");
+  EXPECT_EQ(cells("c3")[5], "softplus(2, 20)");
+}
+
+TEST(DumpNewKinds, LayerShowsEveryParameterByItsPyTorchName) {
+  TempDir dir;
+  const std::string path = compile_new_kinds(dir, "k.mpsb");
+  const std::string gn = dump({path, "--layer", "gn"}).out;
+  for (const char* s : {"kind          group_norm\n", "num_groups    4\n", "num_channels  8\n",
+                        "eps           1e-05\n", "gn.weight\n", "gn.bias\n"}) {
+    EXPECT_NE(gn.find(s), std::string::npos) << s << gn;
+  }
+  const std::string pr = dump({path, "--layer", "pr"}).out;
+  for (const char* s : {"num_parameters  1 (broadcast to every channel)\n", "num_channels    8\n",
+                        "source     float32 vector 1\n", "stored     float32 vector 8\n",
+                        "transform  broadcast\n"}) {
+    EXPECT_NE(pr.find(s), std::string::npos) << s << pr;
+  }
+  EXPECT_NE(dump({path, "--layer", "pc"}).out.find("num_parameters  8\n"), std::string::npos);
+  EXPECT_NE(dump({path, "--layer", "c1"}).out.find("activation    elu (alpha 0.5)\n"),
+            std::string::npos);
+  EXPECT_NE(
+      dump({path, "--layer", "c3"}).out.find("activation    softplus (beta 2, threshold 20)\n"),
+      std::string::npos);
+  EXPECT_NE(dump({path, "--layer", "c2"}).out.find("c2.activation_weight\n"), std::string::npos);
+}
+
+TEST(DumpNewKinds, JsonHasTheKindsParamsAndTheActivationParameters) {
+  TempDir dir;
+  const std::string path = compile_new_kinds(dir, "k.mpsb");
+  const json j = json::parse(dump({path, "--json"}).out);
+  std::map<std::string, json> by_name;
+  for (const json& l : j.at("layers")) by_name[l.at("name")] = l;
+  EXPECT_EQ(by_name["gn"].at("params"),
+            json({{"num_groups", 4}, {"num_channels", 8}, {"eps", 1e-5f}}));
+  EXPECT_EQ(by_name["pr"].at("params"), json({{"num_parameters", 1}, {"num_channels", 8}}));
+  EXPECT_EQ(by_name["pc"].at("params"), json({{"num_parameters", 8}, {"num_channels", 8}}));
+  EXPECT_EQ(by_name["c1"].at("activation_params"), json({{"alpha", 0.5}}));
+  EXPECT_EQ(by_name["c1"].at("activation_alpha"), 0.5);
+  EXPECT_EQ(by_name["c3"].at("activation_params"), json({{"beta", 2.0}, {"threshold", 20.0}}));
+  EXPECT_EQ(by_name["c2"].at("activation_params"), json::object());
+  EXPECT_TRUE(by_name["c2"].at("activation_alpha").is_null());
+  // The keys of the new params objects are the documented ones.
+  const auto doc = documented_keys();
+  for (const char* kind : {"group_norm", "prelu"}) {
+    const json& params = by_name[kind == std::string("prelu") ? "pr" : "gn"].at("params");
+    std::vector<std::string> want = doc.at(std::string("params.") + kind), got = keys_of(params);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, want) << kind;
+  }
+}
+
+TEST(DumpNewKinds, ExtractGivesBackTheSourceBytesOfBroadcastAndPReLUTensors) {
+  TempDir dir;
+  const std::string path = compile_new_kinds(dir, "k.mpsb");
+  for (const auto& [tensor, source] : std::vector<std::pair<std::string, std::string>>{
+           {"pr.weight", "pr.w"},             // [1], stored broadcast to [8]
+           {"pc.weight", "pc.w"},             // [8]
+           {"c2.activation_weight", "c2.a"},  // fused prelu's slopes
+           {"gn.bias", "gn.b"}}) {
+    SCOPED_TRACE(tensor);
+    const fs::path out = dir / (tensor + ".out");
+    const Outcome r = dump({path, "--extract", tensor, "-o", out.string()});
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    EXPECT_EQ(read_file(out), read_file(dir / source));
+  }
+  EXPECT_EQ(read_file(dir / "pr.weight.out").size(), 4u);
+}
+
+TEST(DumpNewKinds, StatsAndDiffCoverTheNewRoles) {
+  TempDir dir;
+  const std::string a = compile_new_kinds(dir, "a.mpsb");
+  const Outcome st = dump({a, "--stats"});
+  ASSERT_EQ(st.code, kExitOk) << st.err;
+  EXPECT_NE(st.out.find("  c2.activation_weight  float32         8 "), std::string::npos) << st.out;
+  std::string pr_row;
+  for (const std::string& line : lines_of(st.out)) {
+    if (line.rfind("  pr.weight ", 0) == 0) pr_row = line;
+  }
+  // Eight stored copies of the one slope.
+  EXPECT_NE(pr_row.find(" 8     0.25    0.25 "), std::string::npos) << st.out;
+  const std::string b = compile_new_kinds(dir, "b.mpsb", 3, 0.5f);
+  const Outcome d = dump({"--diff", a, b});
+  EXPECT_EQ(d.code, kExitDifferent) << d.err;
+  EXPECT_NE(d.out.find("~ layer pr (prelu)\n    ~ tensor pr.weight: 8 of 8 elements differ, max "
+                       "abs diff 0.25\n"),
+            std::string::npos)
+      << d.out;
+  EXPECT_NE(d.out.find("~ layer c3 (conv2d): activation_alpha 2.0 -> 3.0\n"), std::string::npos)
+      << d.out;
+}
+
 TEST(Printable, TruncateToWidthCutsCodePointsAndAddsAnEllipsis) {
   EXPECT_EQ(truncate_to_width("conv1", 5), "conv1");
   EXPECT_EQ(truncate_to_width("conv12", 5), "conv…");

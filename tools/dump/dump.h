@@ -77,7 +77,8 @@ struct Options {
   bool out_is_terminal = false;
 };
 
-// Parses a command line (args[0] is the program name). Returns the options,
+// Parses a command line (args[0] is the program name); which flags go
+// together is the table of options.h. Returns the options,
 // or nullopt after writing help (to `out`, *exit_code = kExitOk) or a usage
 // error (to `err`, *exit_code = kExitUsage).
 std::optional<Options> parse_args(std::span<const std::string> args, std::ostream& out,
@@ -94,16 +95,19 @@ int run_command_line(std::span<const std::string> args, std::ostream& out, std::
                      bool out_is_terminal = false);
 
 // Makes text read from a bundle safe to print on a terminal: control
-// characters, backslashes, bytes that are not UTF-8 and Unicode bidi controls
-// become escapes (\n, \\, \x1b, \u{202e}), so a crafted name cannot move the
-// cursor, recolour the terminal or reorder what is shown around it.
+// characters, backslashes, bytes that are not UTF-8, Unicode bidi controls
+// and zero-width and other format characters become escapes (\n, \\, \x1b,
+// \u{202e}, \u{200b}), so a crafted name cannot move the cursor, recolour the
+// terminal, hide itself or reorder what is shown around it. The project's one
+// escaper (common/mpsb_text.h), which mpsbc's messages use too.
 std::string printable(std::string_view text);
 
-// Columns `printable` text takes on a terminal (one per code point).
+// Terminal cells `printable` text takes: two for wide East Asian characters
+// and emoji, none for combining marks, one otherwise.
 size_t display_width(std::string_view printable_text);
 
-// `printable_text` cut to at most `max_width` columns, ending in "…" when
-// it was cut (max_width >= 1).
+// `printable_text` cut to at most `max_width` cells, ending in "…" when it
+// was cut (max_width >= 1); a wide character is never split.
 std::string truncate_to_width(std::string_view printable_text, size_t max_width);
 
 }  // namespace mpsb::dump

@@ -76,16 +76,35 @@ uint64_t source_index(const TensorPlan& plan, uint64_t stored_index);
 
 // The vector instructions apply() and invert() use for 4-byte elements:
 // the best this CPU and OS support, found at first use (x86-64: SSE2 always,
-// AVX2 and AVX-512F when present; elsewhere portable C++). Every level gives
-// the same bytes. MPSB_MAX_CPU_ISA=scalar|sse2|avx2|avx512 in the
-// environment caps the level, as ONEDNN_MAX_CPU_ISA does for oneDNN; tests
-// and benchmarks use set_max_isa() to run each level in one process.
-enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
+// AVX2 and AVX-512F when present; arm64: NEON; elsewhere portable C++).
+// Every level gives the same bytes. MPSB_MAX_CPU_ISA=scalar|sse2|avx2|
+// avx512|neon in the environment caps the level, as ONEDNN_MAX_CPU_ISA does
+// for oneDNN (neon and sse2 are both the 4-wide level: either cap gives
+// NEON on arm64, SSE2 on x86-64); tests and benchmarks use set_max_isa() to
+// run each level in one process.
+enum class Isa { kScalar, kSse2, kAvx2, kAvx512, kNeon };
 Isa max_isa();
 // Caps the level at `cap` (never above what the CPU has) and returns the
 // level now in use. Not for use while another thread transforms.
 Isa set_max_isa(Isa cap);
 const char* isa_name(Isa isa);
+
+// The data caches the transforms choose block order and store kind by:
+// read at first use from /sys/devices/system/cpu/cpu0/cache (sysconf() as
+// the fallback, then 32 KiB 8-way L1 and 8 MiB last level). Tensors larger
+// than the last level are written with non-temporal stores; destination
+// rows that would share an L1 set more often than it has ways are written
+// through a small buffer (compiler/src/layout.cc).
+struct CacheGeometry {
+  uint64_t l1_bytes = 32 << 10;
+  uint64_t l1_ways = 8;
+  uint64_t last_level_bytes = 8 << 20;
+};
+CacheGeometry cache_geometry();
+// Plans for `g` instead of this CPU's caches (tests: to reach every path on
+// any machine; invalid values fall back to the defaults above). Like
+// set_max_isa(), not for use while another thread transforms.
+void set_cache_geometry(const CacheGeometry& g);
 
 }  // namespace mpsbc
 

@@ -131,71 +131,65 @@ class ConvolutionSource {
   std::optional<Tensor> bias_;
 };
 
-// MPSCNNBatchNormalizationDataSource.
-class BatchNormSource {
+// What the normalization data sources share: label, channel count, epsilon,
+// gamma and beta, load and purge. Gamma and beta point to
+// number_of_feature_channels() floats in the mapping, or are nullptr when
+// PyTorch had no affine parameters (gamma 1, beta 0).
+class NormalizationSource {
  public:
-  [[nodiscard]] static Result<BatchNormSource> from(const Bundle& bundle, const Layer& layer);
   std::string_view label() const { return layer_.name(); }
   uint32_t number_of_feature_channels() const { return n_.num_features; }
   float epsilon() const { return n_.eps; }
-  // Each points to number_of_feature_channels() floats in the mapping.
   const float* gamma() const;
   const float* beta() const;
-  const float* mean() const;
-  const float* variance() const;
   bool load() const;
   void purge() const;
 
- private:
-  BatchNormSource(const internal::Mapping* m, Layer l, NormParams n)
+ protected:
+  NormalizationSource(const internal::Mapping* m, Layer l, NormParams n)
       : mapping_(m), layer_(l), n_(n) {}
+  // The factory of each: fails with kWrongLayerKind unless the layer is a
+  // `want`.
+  template <typename Source>
+  static Result<Source> make(const Bundle& bundle, const Layer& layer, LayerKind want);
   const internal::Mapping* mapping_;
   Layer layer_;
   NormParams n_;
+};
+
+// MPSCNNBatchNormalizationDataSource.
+class BatchNormSource : public NormalizationSource {
+ public:
+  [[nodiscard]] static Result<BatchNormSource> from(const Bundle& bundle, const Layer& layer);
+  // number_of_feature_channels() floats in the mapping.
+  const float* mean() const;
+  const float* variance() const;
+
+ private:
+  friend class NormalizationSource;
+  using NormalizationSource::NormalizationSource;
 };
 
 // MPSCNNInstanceNormalizationDataSource. MPS uses FLT_MIN when a source gives
 // no epsilon; this one always gives the PyTorch value.
-class InstanceNormSource {
+class InstanceNormSource : public NormalizationSource {
  public:
   [[nodiscard]] static Result<InstanceNormSource> from(const Bundle& bundle, const Layer& layer);
-  std::string_view label() const { return layer_.name(); }
-  uint32_t number_of_feature_channels() const { return n_.num_features; }
-  float epsilon() const { return n_.eps; }
-  const float* gamma() const;
-  const float* beta() const;
-  bool load() const;
-  void purge() const;
 
  private:
-  InstanceNormSource(const internal::Mapping* m, Layer l, NormParams n)
-      : mapping_(m), layer_(l), n_(n) {}
-  const internal::Mapping* mapping_;
-  Layer layer_;
-  NormParams n_;
+  friend class NormalizationSource;
+  using NormalizationSource::NormalizationSource;
 };
 
 // MPSCNNGroupNormalizationDataSource (nn.GroupNorm).
-class GroupNormSource {
+class GroupNormSource : public NormalizationSource {
  public:
   [[nodiscard]] static Result<GroupNormSource> from(const Bundle& bundle, const Layer& layer);
-  std::string_view label() const { return layer_.name(); }
-  uint32_t number_of_feature_channels() const { return n_.num_features; }
   uint32_t number_of_groups() const { return n_.num_groups; }
-  float epsilon() const { return n_.eps; }
-  // number_of_feature_channels() floats in the mapping, or nullptr when
-  // PyTorch had no affine parameters (gamma 1, beta 0).
-  const float* gamma() const;
-  const float* beta() const;
-  bool load() const;
-  void purge() const;
 
  private:
-  GroupNormSource(const internal::Mapping* m, Layer l, NormParams n)
-      : mapping_(m), layer_(l), n_(n) {}
-  const internal::Mapping* mapping_;
-  Layer layer_;
-  NormParams n_;
+  friend class NormalizationSource;
+  using NormalizationSource::NormalizationSource;
 };
 
 // An MPS neuron (MPSCNNNeuronType.h) that computes what PyTorch computes:
