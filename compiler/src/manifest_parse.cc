@@ -13,6 +13,7 @@
 #include "field_reader.h"
 #include "manifest.h"
 #include "mpsb/kinds.h"
+#include "source_file.h"
 
 namespace mpsbc {
 namespace {
@@ -592,26 +593,34 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
   *io_error = false;
   std::string text;
   {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) {
-      diag.error({}, "cannot read the manifest: it is a directory");
+    // Non-blocking and fstat'ed before any read, as every input file: a
+    // FIFO or a device given as the manifest must not hang mpsbc.
+    struct stat st;
+    std::string why;
+    bool not_regular = false;
+    const int fd = open_regular(path.c_str(), &st, &why, &not_regular);
+    if (fd < 0) {
+      diag.error({}, !not_regular ? "cannot open the manifest: " + why
+                     : S_ISDIR(st.st_mode)
+                         ? std::string("cannot read the manifest: it is a directory")
+                         : "cannot read the manifest: it " + why);
       *io_error = true;
       return std::nullopt;
     }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      diag.error({}, std::string("cannot open the manifest: ") + std::strerror(errno));
-      *io_error = true;
-      return std::nullopt;
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ::close(fd);
+        diag.error({}, std::string("cannot read the manifest: ") + std::strerror(errno));
+        *io_error = true;
+        return std::nullopt;
+      }
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    if (in.bad()) {
-      diag.error({}, "cannot read the manifest");
-      *io_error = true;
-      return std::nullopt;
-    }
-    text = std::move(buf).str();
+    ::close(fd);
   }
 
   json doc;

@@ -10,9 +10,7 @@
 //
 // The fix is bounds in the manifest parser and checked arithmetic in the
 // reference (item 2), and NaN handling defined before the uint8 conversion
-// (item 7, FuzzRegressionNonFinite below); until both are merged these tests
-// crash or fail, so tests/dump/CMakeLists.txt registers them DISABLED
-// (remove that property once they pass under ASan + UBSan).
+// (item 7, FuzzRegressionNonFinite below).
 #include <gtest/gtest.h>
 
 #include <filesystem>
