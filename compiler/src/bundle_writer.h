@@ -1,6 +1,7 @@
-// Writes a planned bundle: the metadata FlatBuffer and the data segment,
-// streamed tensor by tensor into a temporary file beside the output, then
-// synced and renamed over it. docs/FORMAT.md describes the result.
+// Writes a planned bundle: the metadata FlatBuffer (build_metadata, in
+// bundle_metadata.cc) and the data segment, streamed tensor by tensor into a
+// temporary file beside the output, then synced and renamed over it
+// (bundle_writer.cc). docs/FORMAT.md describes the result.
 
 #ifndef MPSBC_BUNDLE_WRITER_H_
 #define MPSBC_BUNDLE_WRITER_H_
