@@ -10,7 +10,6 @@
 
 #include "checked_math.h"
 #include "conv_bounds.h"
-
 #include "mpsb_text.h"
 
 namespace mpsbc {
