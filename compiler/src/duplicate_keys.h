@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "field_reader.h"
+
 namespace mpsbc {
 
 class DuplicateKeys {
@@ -62,22 +64,6 @@ class DuplicateKeys {
   }
 
   const std::vector<Duplicate>& found() const { return found_; }
-
-  // RFC 6901: '~' -> "~0", '/' -> "~1".
-  static std::string child(std::string_view pointer, std::string_view key) {
-    std::string out(pointer);
-    out += '/';
-    for (char c : key) {
-      if (c == '~') {
-        out += "~0";
-      } else if (c == '/') {
-        out += "~1";
-      } else {
-        out += c;
-      }
-    }
-    return out;
-  }
 
  private:
   struct Frame {
