@@ -35,11 +35,15 @@ def conv_layer(draw, transposed):
     cin = groups * draw(st.integers(1, 4))
     cout = groups * draw(st.integers(1, 4))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    # Padding up to dilation * (kernel - 1), the bound mpsbc accepts
+    # (docs/LAYERS.md, "Limits on padding and dilation").
     layer = {"type": "conv_transpose2d" if transposed else "conv2d", "in_channels": cin,
              "out_channels": cout, "kernel_size": [kh, kw], "groups": groups,
              "stride": [draw(st.integers(1, 3)), draw(st.integers(1, 3))],
-             "dilation": [draw(st.integers(1, 3)), draw(st.integers(1, 3))],
-             "padding": [draw(st.integers(0, 2)), draw(st.integers(0, 2))]}
+             "dilation": [dh, dw],
+             "padding": [draw(st.integers(0, min(2, dh * (kh - 1)))),
+                         draw(st.integers(0, min(2, dw * (kw - 1))))]}
     if transposed:
         weight = (cin, cout // groups, kh, kw)
     else:

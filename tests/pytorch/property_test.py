@@ -32,7 +32,9 @@ def conv_model(draw):
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    # Up to dilation * (kernel - 1), the bound mpsbc accepts (docs/LAYERS.md).
+    padding = (draw(st.integers(0, min(1, dilation[0] * (k[0] - 1)))),
+               draw(st.integers(0, min(1, dilation[1] * (k[1] - 1)))))
     bias = draw(st.booleans())
     size = draw(st.integers(8, 11))
     if draw(st.booleans()):
