@@ -87,7 +87,8 @@ TEST(TensorRanges, AdjacentRangesAreAccepted) {
   spec.segment_alignment = 16;
   spec.tensor_alignment = 16;
   for (size_t i = 0; i < 5; ++i) spec.layers.push_back(conv_layer(layer_name(i), 1, 4, 1));
-  auto r = open_bytes(build_bundle(spec), /*verify=*/true);
+  const std::vector<uint8_t> bytes = build_bundle(spec);  // the Bundle views it
+  auto r = open_bytes(bytes, /*verify=*/true);
   ASSERT_TRUE(r.ok()) << r.message();
   // Back to back, no gap: each range ends where the next begins.
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
