@@ -134,12 +134,7 @@ BundleDiff diff_bundles(const Bundle& a, const Bundle& b) {
     j["name"] = x.name();
     j["format_version"] = x.format_version();
     j["producer"] = x.producer();
-    ordered_json meta = ordered_json::object();
-    for (size_t i = 0; i < x.metadata_count(); ++i) {
-      const auto [k, v] = x.metadata(i);
-      meta[std::string(k)] = v;
-    }
-    j["metadata"] = std::move(meta);
+    j["metadata"] = metadata_json(x);
     j["segment_alignment"] = x.segment_alignment();
     j["tensor_alignment"] = x.tensor_alignment();
     return j;

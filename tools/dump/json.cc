@@ -75,6 +75,15 @@ ordered_json document(std::string_view kind) {
   return j;
 }
 
+ordered_json metadata_json(const Bundle& b) {
+  ordered_json meta = ordered_json::object();
+  for (size_t i = 0; i < b.metadata_count(); ++i) {
+    const auto [k, v] = b.metadata(i);
+    meta[std::string(k)] = v;
+  }
+  return meta;
+}
+
 ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_stats) {
   const Digests d = digests(b);
   ordered_json j = document(with_stats ? "stats" : "bundle");
@@ -83,12 +92,7 @@ ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_sta
   j["name"] = b.name();
   j["format_version"] = b.format_version();
   j["producer"] = b.producer();
-  ordered_json meta = ordered_json::object();
-  for (size_t i = 0; i < b.metadata_count(); ++i) {
-    const auto [k, v] = b.metadata(i);
-    meta[std::string(k)] = v;
-  }
-  j["metadata"] = std::move(meta);
+  j["metadata"] = metadata_json(b);
   j["metadata_size"] = b.metadata_bytes().size();
   j["metadata_checksum"] = hex64(d.metadata_checksum);
   j["segment_alignment"] = b.segment_alignment();
