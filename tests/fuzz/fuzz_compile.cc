@@ -40,21 +40,13 @@ std::vector<uint8_t> read_all(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void mutate_file(FuzzFile& f, unsigned seed) {
-  if (f.name == "options") {
-    f.bytes.assign(1, static_cast<uint8_t>(seed >> 8));
-    return;
-  }
-  const size_t size = f.bytes.size();
-  f.bytes.resize(size + size / 2 + 16);
-  f.bytes.resize(LLVMFuzzerMutate(f.bytes.data(), size, f.bytes.size()));
-}
-
 }  // namespace
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
                                           unsigned int seed) {
-  return mpsb::fuzz::mutate_folder(data, size, max_size, seed, LLVMFuzzerMutate, mutate_file);
+  // Every file (manifest, .bin, probes) by plain byte mutation.
+  return mpsb::fuzz::mutate_folder(data, size, max_size, seed, LLVMFuzzerMutate,
+                                   [](FuzzFile&, unsigned) { return false; });
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

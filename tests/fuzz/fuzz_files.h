@@ -121,16 +121,26 @@ class ScratchFolder {
   std::string path_;
 };
 
-// A custom-mutator step for folder inputs: one file's bytes changed by
-// `mutate_file(file)` (which may resize it), the rest kept, so that the
-// record structure survives mutation. Falls back to plain byte mutation
-// when the input holds no file or the result would exceed max_size.
+// A custom-mutator step for folder inputs: one file's bytes changed, the
+// rest kept, so that the record structure survives mutation. The options
+// record gets a new byte; another file is first offered to
+// `mutate_file(file, seed)`, which returns false when it leaves the file to
+// plain byte mutation (which may grow it by half). Falls back to byte
+// mutation of the whole input when it holds no file or the result would
+// exceed max_size.
 template <typename ByteMutator, typename FileMutator>
 size_t mutate_folder(uint8_t* data, size_t size, size_t max_size, unsigned seed,
                      ByteMutator&& mutate_bytes, FileMutator&& mutate_file) {
   std::vector<FuzzFile> files = parse_files(data, size);
   if (files.empty() || seed % 16 == 0) return mutate_bytes(data, size, max_size);
-  mutate_file(files[(seed >> 4) % files.size()], seed);
+  FuzzFile& f = files[(seed >> 4) % files.size()];
+  if (f.name == "options") {
+    f.bytes.assign(1, static_cast<uint8_t>(seed >> 8));
+  } else if (!mutate_file(f, seed)) {
+    const size_t n = f.bytes.size();
+    f.bytes.resize(n + n / 2 + 16);
+    f.bytes.resize(mutate_bytes(f.bytes.data(), n, f.bytes.size()));
+  }
   const std::vector<uint8_t> out = serialize_files(files);
   if (out.size() > max_size) return mutate_bytes(data, size, max_size);
   std::copy(out.begin(), out.end(), data);
