@@ -95,8 +95,9 @@ struct ManifestLayer {
   // output this conv must now reproduce.
   std::string folded_from;
   std::optional<Probe> folded_probe;
-  // In role order (weight, bias, running_mean, running_var): the order of
-  // both the bundle's tensor vector and the data segment.
+  // In the order of the kind's roles in mpsb/kinds.h, then what the
+  // compiler adds (a folded conv's bias, uint8 ranges or lookup table): the
+  // order of both the bundle's tensor vector and the data segment.
   std::vector<ManifestTensor> tensors;
 };
 
