@@ -3,8 +3,11 @@
 // semantic checks, the per-layer ones read from the layer-kind table.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -223,9 +226,21 @@ class Checker {
     return check_presence(l, kind, roles_seen, at);
   }
 
+  // A stored shape of at most four dimensions, without allocating: open
+  // checks every tensor of every layer.
+  struct Dims {
+    std::array<uint64_t, 4> d{};
+    size_t n = 0;
+    Dims() = default;
+    Dims(std::initializer_list<uint64_t> v) : n(v.size()) {
+      std::copy(v.begin(), v.end(), d.begin());
+    }
+    std::span<const uint64_t> span() const { return {d.data(), n}; }
+  };
+
   // The stored shapes the layer's parameters imply.
   struct Shapes {
-    std::vector<uint64_t> kernel;
+    Dims kernel;
     uint64_t out_channels = 0;
     uint64_t features = 0;
   };
@@ -342,7 +357,7 @@ class Checker {
   // The role's exact stored shape, element type and transform.
   Status check_role(const fb::Tensor& t, const RoleSpec& spec, const Shapes& shapes,
                     const std::string& tat) {
-    std::vector<uint64_t> want;
+    Dims want;
     switch (spec.shape) {
       case StoredShape::kKernel:
         want = shapes.kernel;
@@ -361,18 +376,20 @@ class Checker {
         break;
     }
     const auto& shape = *t.shape();
-    const std::string role(to_string(spec.role));
-    if (!(shape.size() == want.size() && std::equal(shape.begin(), shape.end(), want.begin()))) {
-      return fail(Error::kSizeMismatch, tat + ": " + role + " shape does not match the layer (" +
-                                            shape_text(want) + " expected, found " +
+    const std::string_view role = to_string(spec.role);
+    if (!(shape.size() == want.n && std::equal(shape.begin(), shape.end(), want.d.begin()))) {
+      return fail(Error::kSizeMismatch, tat + ": " + std::string(role) +
+                                            " shape does not match the layer (" +
+                                            shape_text(want.span()) + " expected, found " +
                                             shape_text({shape.data(), shape.size()}) + ")");
     }
     const auto dtype = static_cast<DType>(t.dtype());
     switch (spec.dtype) {
       case StoredDType::kFloat32:
         if (dtype != DType::kFloat32) {
-          return fail(Error::kSizeMismatch, tat + ": " + role + " must be float32 (MPS reads " +
-                                                "float*), found " + std::string(to_string(dtype)));
+          return fail(Error::kSizeMismatch, tat + ": " + std::string(role) +
+                                                " must be float32 (MPS reads " + "float*), found " +
+                                                std::string(to_string(dtype)));
         }
         break;
       case StoredDType::kWeight:
@@ -385,7 +402,7 @@ class Checker {
     const auto layout = static_cast<TensorLayout>(t.layout());
     const auto source_layout = static_cast<TensorLayout>(t.source_layout());
     if (layout != spec.stored_layout || source_layout != spec.source_layout) {
-      return fail(Error::kBadField, tat + ": " + role + " layouts " +
+      return fail(Error::kBadField, tat + ": " + std::string(role) + " layouts " +
                                         std::string(to_string(source_layout)) + " -> " +
                                         std::string(to_string(layout)) + " are not " +
                                         std::string(to_string(spec.source_layout)) + " -> " +
@@ -394,7 +411,7 @@ class Checker {
     const auto transform = static_cast<Transform>(t.transform());
     if (transform != spec.transform && transform != Transform::kIdentity) {
       return fail(Error::kBadField, tat + ": transform " + std::string(to_string(transform)) +
-                                        " does not apply to a " + role + " tensor");
+                                        " does not apply to a " + std::string(role) + " tensor");
     }
     return Ok{};
   }
