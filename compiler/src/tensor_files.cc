@@ -100,7 +100,8 @@ bool scan_non_finite(int fd, mpsb::DType dtype, uint64_t size, NonFinite* nf, st
   const size_t elem = mpsb::dtype_size(dtype);
   // Not zeroed: every byte used is read first. A multiple of every element size.
   constexpr size_t kChunk = size_t{1} << 20;
-  static thread_local const auto buf = std::make_unique_for_overwrite<unsigned char[]>(kChunk);
+  // (new T[n], not make_unique_for_overwrite: libc++ 14, Xcode's, lacks it.)
+  static thread_local const std::unique_ptr<unsigned char[]> buf(new unsigned char[kChunk]);
   for (uint64_t pos = 0; pos < size;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, size - pos));
     const ssize_t n = ::pread(fd, buf.get(), want, static_cast<off_t>(pos));

@@ -145,7 +145,8 @@ TEST(LargeBundleTest, OverFourGiBCompilesOpensVerifiesAndExtracts) {
     const uint64_t n = specs[t].plan.element_count();
     ASSERT_EQ(w->size(), n * 4);
     // Extract: stored -> source order, then every element against its value.
-    auto back = std::make_unique_for_overwrite<uint32_t[]>(n);
+    // Uninitialised; new T[n] as libc++ 14 has no make_unique_for_overwrite.
+    std::unique_ptr<uint32_t[]> back(new uint32_t[n]);
     mpsbc::invert(specs[t].plan, w->data(), back.get(), 4);
     uint64_t bad = 0;
     for (uint64_t e = 0; e < n; ++e) bad += back[e] != value(t, e);

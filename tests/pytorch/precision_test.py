@@ -68,7 +68,9 @@ def half_values():
 
 def case_half_bits(args):
     work = os.path.join(args.work, "half")
-    os.makedirs(work, exist_ok=True)
+    # Fresh: a bundle left by an earlier run would pass for one written now.
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     values = half_values()
     overflow = np.array([70000.0, -1e6], dtype="<f4")
     weights = np.concatenate([values, overflow])

@@ -107,7 +107,8 @@ std::optional<TensorDiff> diff_tensor(const Tensor& a, const Tensor& b) {
   diff_fields(tensor_fields(a), tensor_fields(b), "", &d.fields);
   const auto ba = a.bytes(), bb = b.bytes();
   d.bytes_differ = ba.size() != bb.size() || std::memcmp(ba.data(), bb.data(), ba.size()) != 0;
-  const bool same_shape = std::ranges::equal(a.shape(), b.shape());
+  const auto sa = a.shape(), sb = b.shape();  // (std::equal: libc++ 14 has no ranges::equal)
+  const bool same_shape = std::equal(sa.begin(), sa.end(), sb.begin(), sb.end());
   if (same_shape && is_float(a.dtype()) == is_float(b.dtype()) &&
       (d.bytes_differ || a.dtype() != b.dtype())) {
     DataDiff dd;
