@@ -19,7 +19,8 @@
 #   ```
 #   <!-- end check-docs -->
 #
-# The comment's text after "check-docs:" (it may span lines) is a bash
+# The comment's text after "check-docs:" (or on the lines after a bare
+# "<!-- check-docs", up to "-->") is a bash
 # script; what it prints, stdout and stderr, is the block's content. The
 # opening fence line (with its language) is kept. `show COMMAND...` prints
 # "$ COMMAND", runs it, prints its stdout, then its stderr, then
@@ -108,6 +109,7 @@ n = len(w) // 4
 open(f"{d}/dilated.weight.f16.bin", "wb").write(
     struct.pack(f"<{n}e", *struct.unpack(f"<{n}f", w)))
 layers["dilated"]["weight"] = {"path": "dilated.weight.f16.bin", "dtype": "float16"}
+layers["dilated"]["precision"] = "float16"
 m["layers"] = [l for l in m["layers"] if l["name"] != "head"]
 m["layers"].append({"name": "extra", "type": "conv2d", "in_channels": 16, "out_channels": 32,
                     "kernel_size": 1, "weight": "pw.weight.bin"})
@@ -233,13 +235,16 @@ def marker(lines, i):
     body = text[len("<!-- check-docs"):text.index("-->")]
     if body.startswith(" skip:"):
         return "skip", body, j + 1
-    if not body.startswith(":"):
-        raise ValueError(f"line {i + 1}: expected '<!-- check-docs: COMMANDS -->' "
+    if body.startswith(":"):
+        body = body[1:]
+    elif not body.startswith("\n"):
+        raise ValueError(f"line {i + 1}: expected '<!-- check-docs: COMMANDS -->', "
+                         "'<!-- check-docs' and COMMANDS on the lines below, "
                          "or '<!-- check-docs skip: REASON -->'")
-    return "run", body[1:].strip(), j + 1
+    return "run", body.strip(), j + 1
 
 
-failed = 0
+failed = total = 0
 for path in files:
     rel = path[len(root) + 1:] if path.startswith(root + "/") else path
     lines = open(path, encoding="utf-8").read().split("\n")
@@ -315,8 +320,10 @@ for path in files:
         print(f"check-docs.sh: {rel}: {e}", file=sys.stderr)
         failed += 1
         continue
+    total += blocks
     if changed:
         open(path, "w", encoding="utf-8").write("\n".join(out_lines))
+open(f"{work}/.blocks", "w").write(str(total))
 sys.exit(1 if failed else 0)
 PY
 elapsed=$(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" \
@@ -326,4 +333,4 @@ if [ "$status" -ne 0 ]; then
        "output is right, run scripts/check-docs.sh --update and review the diff" >&2
   exit 1
 fi
-echo "check-docs.sh: ${#files[@]} files checked in ${elapsed}s"
+echo "check-docs.sh: $(cat "$work/.blocks") blocks in ${#files[@]} files checked in ${elapsed}s"
