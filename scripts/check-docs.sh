@@ -20,8 +20,8 @@
 #   <!-- end check-docs -->
 #
 # The comment's text after "check-docs:" (or on the lines after a bare
-# "<!-- check-docs", up to "-->") is a bash
-# script; what it prints, stdout and stderr, is the block's content. The
+# "<!-- check-docs", up to "-->") is a bash script; what it prints, stdout
+# and stderr, is the block's content. The
 # opening fence line (with its language) is kept. `show COMMAND...` prints
 # "$ COMMAND", runs it, prints its stdout, then its stderr, then
 # "(exit N)" when it exits N != 0; quote a COMMAND that has a pipe or &&:
@@ -45,10 +45,18 @@
 #   k.mpsb                                the kinds model (docs/DUMP_JSON.md)
 #   bad/manifest.json                     a broken copy (README, error example)
 #
-# Normalisation, applied to every block's output: the scratch folder's
-# absolute path is removed (so paths read relative to it) and the
-# repository's absolute path becomes "<repo>". Nothing else is rewritten;
-# an output that varies from run to run in another way cannot be quoted.
+# Normalisation, applied to every block's output, so nothing is edited by
+# hand: the scratch folder's absolute path is removed (paths read relative to
+# it; TMPDIR is a folder inside it, so temporary paths read "tmp/...") and the
+# repository's absolute path becomes "<repo>"; the compiler's temporary file
+# names ".NAME.tmp-PID-XXXXXX" keep the literal PID-XXXXXX; a duration, a
+# decimal number followed by "s" or "ms" ("0.42 s", "12.5ms"), becomes "#.#"
+# with its unit. Nothing else is rewritten: an output that varies from run to
+# run in another way cannot be quoted.
+#
+# Helpers for the comments, besides show (defined in the prelude below):
+# trim_flatc_json FILE cuts flatc's JSON of the example to what
+# docs/FORMAT.md §6 shows. A link `schema` to schema/ is there for flatc.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,7 +89,8 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export PATH="$bin:$PATH" LC_ALL=C.UTF-8 NO_COLOR=1
+mkdir "$work/tmp"
+export PATH="$bin:$PATH" LC_ALL=C.UTF-8 NO_COLOR=1 TMPDIR="$work/tmp"
 
 # The bundles and manifests the docs quote, built from examples/tiny_cnn.
 make_fixtures() {
@@ -219,6 +228,10 @@ def run(script):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = r.stdout.decode("utf-8", "replace")
     out = out.replace(work + "/", "").replace(work, ".").replace(root, "<repo>")
+    # The compiler's temporary files, ".NAME.tmp-PID-XXXXXX".
+    out = re.sub(r"\.tmp-\d+-[A-Za-z0-9]{6}", ".tmp-PID-XXXXXX", out)
+    # Durations: "0.42 s", "12.5ms".
+    out = re.sub(r"(?<![\w.])\d+\.\d+( ?)(ms|s)\b", r"#.#\1\2", out)
     return out, r.returncode
 
 
