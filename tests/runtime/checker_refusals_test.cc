@@ -42,10 +42,11 @@
 //     fstat and mmap failing: not reached (no fault injection)
 //   Bundle::from_memory: null data   here
 //   Bundle::verify (open with verify_checksums): metadata checksum,
-//     non-zero padding, tensor checksum, segment checksum   here;
-//     "metadata_checksum field is missing": not reached (the Verifier has
-//     accepted the buffer, and a buffer without the field needs a writer
-//     that omits it; the test bundle builder always writes it)
+//     non-zero padding, tensor checksum, segment checksum, and the
+//     metadata_checksum field absent from the root table   here;
+//     "metadata_checksum field is missing": not reachable (FlatBuffers
+//     2.0.8 reports success when it mutates an absent field to its
+//     default 0; the absent field is refused as a mismatch, tested here)
 
 #include <gtest/gtest.h>
 
@@ -411,6 +412,32 @@ TEST(VerifyRefusals, MetadataChecksum) {
   BundleSpec s = base();
   s.metadata_checksum = 1;
   const auto bytes = testing::build_bundle(s);
+  ASSERT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
+  auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kChecksumMismatch);
+  EXPECT_EQ(r.message(), "<memory>: metadata checksum mismatch (bytes 0.." +
+                             std::to_string(4 + metadata_size(bytes)) + " are corrupt)");
+}
+
+TEST(VerifyRefusals, MetadataChecksumFieldAbsent) {
+  // Another writer may leave the field out of the root table: its vtable
+  // slot (field id 10, after the vtable's two uint16 sizes) reads 0. The
+  // Verifier accepts that (the field is not required). verify() then reads
+  // the default 0 and refuses the digest; its own "metadata_checksum field
+  // is missing" is not reached: FlatBuffers 2.0.8's mutate of an absent
+  // field to its default (0) reports success.
+  std::vector<uint8_t> bytes = testing::build_bundle(base());
+  const auto u32 = [&](size_t at) {
+    uint32_t v = 0;
+    std::memcpy(&v, bytes.data() + at, 4);
+    return v;
+  };
+  const size_t table = 4 + u32(4);  // after the size prefix: the root offset
+  int32_t back = 0;
+  std::memcpy(&back, bytes.data() + table, 4);
+  const size_t slot = static_cast<size_t>(static_cast<int64_t>(table) - back) + 4 + 2 * 10;
+  bytes[slot] = bytes[slot + 1] = 0;
   ASSERT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
   auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
   ASSERT_FALSE(r.ok());
