@@ -91,6 +91,7 @@ def main():
             print("```python")
             print(code)
             print("```")
+            print("<!-- check-docs skip: printed by examples/python_walkthrough.py (needs torch) -->")
             print("```")
             print(buf.getvalue().rstrip("\n"))
             print("```")

@@ -12,7 +12,9 @@ if [[ "${1:-}" == "--test" ]]; then
              python3-numpy python3-venv python3-dev clang-14 libclang-rt-14-dev gobjc++ libgnustep-base-dev time
              # The arm64 cross build run under qemu, and clang with libc++ (Apple's
              # standard library); both build GoogleTest from /usr/src/googletest.
-             googletest g++-aarch64-linux-gnu qemu-user libc++-14-dev libc++abi-14-dev)
+             googletest g++-aarch64-linux-gnu qemu-user libc++-14-dev libc++abi-14-dev
+             # scripts/check-docs.sh: the docs quote jq and xxd output.
+             jq xxd)
 fi
 
 missing=()

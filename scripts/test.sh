@@ -11,6 +11,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPSB_WERROR=ON -DMPSB_BU
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
+# The docs: every tool output quoted in README.md, docs/*.md and
+# tests/golden/*.md run again with this build's mpsbc and mpsb-dump and
+# compared (scripts/check-docs.sh --update rewrites them). A few seconds.
+scripts/check-docs.sh --bin build/bin
+
 # The same with clang-14 in build-clang: the runtime, C API, tools and their
 # tests must build warning-free with clang too (apps build the runtime with
 # Apple clang). Without the GNUstep adapter check (Debian's GNUstep is built

@@ -1,7 +1,8 @@
 # A third-party reader works from the schema alone: flatc decodes a compiled
 # bundle's metadata to JSON, and every layer of the example is there with its
 # OHWI stored shape and its PyTorch shape.
-#   cmake -DFLATC=... -DMPSBC=... -DSCHEMA=... -DMANIFEST=... -DWORK=... -P flatc_decode.cmake
+#   cmake -DFLATC=... -DMPSBC=... -DDUMP=... -DSCHEMA=... -DMANIFEST=... -DEXAMPLE_DIR=...
+#         -DWORK=... -P flatc_decode.cmake
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 execute_process(COMMAND ${MPSBC} compile ${MANIFEST} -o ${WORK}/model.mpsb -q
@@ -46,3 +47,44 @@ foreach(i RANGE ${last})
   endif()
 endforeach()
 message(STATUS "flatc decoded ${layers} layers with their OHWI and PyTorch shapes")
+
+# docs/FORMAT.md §6's caveat: flatc prints floats with six fixed decimals, so
+# an eps of 1e-7 decodes as 0.0, while mpsb-dump --json prints the exact
+# float32 (widened to a double, round-trip digits). If flatc ever prints it
+# exactly, the caveat in the doc is wrong and this fails until it is fixed.
+file(COPY ${EXAMPLE_DIR}/stem.bias.bin DESTINATION ${WORK}/eps)
+file(WRITE ${WORK}/eps/manifest.json [[
+{"format": "mpsb.manifest/1", "name": "eps", "layers": [
+  {"name": "gn", "type": "group_norm", "num_groups": 4, "num_channels": 16, "eps": 1e-7,
+   "weight": "stem.bias.bin", "bias": "stem.bias.bin"}]}
+]])
+execute_process(COMMAND ${MPSBC} compile ${WORK}/eps/manifest.json -o ${WORK}/eps.mpsb -q
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mpsbc failed on the eps model: ${rc}")
+endif()
+execute_process(COMMAND ${FLATC} --json --raw-binary --size-prefixed --strict-json
+                        -o ${WORK} ${SCHEMA} -- ${WORK}/eps.mpsb
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "flatc could not decode eps.mpsb: ${err}")
+endif()
+file(READ ${WORK}/eps.json eps_json)
+if(NOT eps_json MATCHES "\"eps\": ([^,\n]*)")
+  message(FATAL_ERROR "no eps in flatc's JSON:\n${eps_json}")
+endif()
+if(NOT CMAKE_MATCH_1 STREQUAL "0.0")
+  message(FATAL_ERROR "flatc printed eps 1e-7 as '${CMAKE_MATCH_1}', not '0.0': "
+                      "docs/FORMAT.md §6's caveat about rounded floats is out of date")
+endif()
+execute_process(COMMAND ${DUMP} ${WORK}/eps.mpsb --layer gn --json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE dump_json ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mpsb-dump --layer gn --json failed: ${err}")
+endif()
+# 1.0000000116860974e-07 is the float32 nearest 1e-7, printed as a double
+# with the digits that read back to the same value.
+if(NOT dump_json MATCHES "\"eps\": *1\\.0000000116860974e-07[,}\n ]")
+  message(FATAL_ERROR "mpsb-dump --json does not print eps 1e-7 exactly:\n${dump_json}")
+endif()
+message(STATUS "flatc rounds eps 1e-7 to 0.0; mpsb-dump --json prints 1.0000000116860974e-07")

@@ -1,12 +1,58 @@
 // One targeted negative test per check of the runtime's Checker
-// (runtime/src/checker.cc) that the other runtime tests do not reach: each
+// (runtime/src/checker.cc) and of Bundle::open, from_memory and verify
+// (runtime/src/bundle.cc) that the other runtime tests do not reach: each
 // case changes one thing in a bundle that opens, and asserts the error code
-// and the whole message. The per-role checks are in kind_table_test.cc, the
-// envelope and segment checks in bundle_test.cc.
+// and the whole message.
+//
+// Where each failure path is tested (a `fail(...)` or error return each):
+//   checker.cc check_envelope
+//     too small, identifier, metadata over 2 GiB, metadata past the end,
+//     Verifier                    bundle_test.cc BundleOpen.Rejects*
+//   check_bundle
+//     format version, segment_alignment, tensor_alignment, segment overlaps
+//     the metadata, segment past the end, bytes after the segment
+//                                 bundle_test.cc BundleOpen.Rejects*
+//     segment not aligned, metadata keys unsorted or repeated   here
+//   check_layers
+//     empty name or NUL           here
+//     duplicate, out of order, index out of range or repeated
+//                                 bundle_test.cc BundleOpen.Rejects*
+//   check_layer
+//     kind/activation/quantization out of range, activation parameters not
+//     finite, softplus beta       here
+//     fused activation on a kind without one, role the kind lacks, second
+//     tensor of a role            kind_table_test.cc
+//   check_params
+//     conv parameters missing     bundle_test.cc
+//     conv zero or not divisible, linear missing or zero, input_shape, norm
+//     missing or zero, eps, num_groups (both messages)   here
+//     "unknown parameter table": unreachable (every ParamTable is a case
+//     and the kind is range-checked before)
+//   check_tensor
+//     enum out of range, shape rank/zero/count/broadcast   here
+//     shape vector not 8-byte aligned   fuzz_regressions_test.cc
+//     size not shape x dtype, offset not aligned, outside the segment
+//                                 bundle_test.cc
+//   check_role: shape, float32-only roles, bfloat16 weight, layouts (also
+//     here), transform            kind_table_test.cc
+//   check_presence: required role, affine pairs, fused prelu slopes,
+//     quantization consistency    kind_table_test.cc
+//   bundle.cc Bundle::open: cannot open, file under 12 bytes   here;
+//     not a regular file          special_files_test.cc;
+//     fstat and mmap failing: not reached (no fault injection)
+//   Bundle::from_memory: null data   here
+//   Bundle::verify (open with verify_checksums): metadata checksum,
+//     non-zero padding, tensor checksum, segment checksum, and the
+//     metadata_checksum field absent from the root table   here;
+//     "metadata_checksum field is missing": not reachable (FlatBuffers
+//     2.0.8 reports success when it mutates an absent field to its
+//     default 0; the absent field is refused as a mismatch, tested here)
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -14,6 +60,7 @@
 
 #include "mpsb/bundle.h"
 #include "runtime/test_bundle.h"
+#include "util/test_util.h"
 
 namespace mpsb {
 namespace {
@@ -305,6 +352,125 @@ TEST(CheckerRefusals, TensorShapeRankCountOrBroadcastSource) {
          conv(s).tensors[1].source_shape = {2};
        },
        Error::kBadField, msg});
+}
+
+// --- Bundle::open, from_memory and verify (runtime/src/bundle.cc) -----------
+
+TEST(OpenRefusals, MissingFile) {
+  testing::TempDir dir;
+  const std::string path = (dir / "absent.mpsb").string();
+  auto r = Bundle::open(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kIo);
+  EXPECT_EQ(r.message(), path + ": cannot open: " + std::strerror(ENOENT));
+}
+
+TEST(OpenRefusals, FileUnderTwelveBytes) {
+  // Bundle::open refuses it before mapping; from_memory reaches the
+  // checker's own test of the same size (bundle_test.cc).
+  testing::TempDir dir;
+  const std::string path = (dir / "short.mpsb").string();
+  const uint8_t bytes[11] = {};
+  testing::write_file(path, bytes, sizeof bytes);
+  auto r = Bundle::open(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kTruncated);
+  EXPECT_EQ(r.message(), path + ": file is 11 bytes, too small for an mpsb bundle");
+}
+
+TEST(OpenRefusals, NullDataWithASize) {
+  auto r = Bundle::from_memory(nullptr, 64);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kInvalidArgument);
+  EXPECT_EQ(r.message(), "<memory>: null data");
+}
+
+// Opens `bytes` with verify_checksums after `corrupt` changed them.
+void expect_verify_refuses(const std::function<void(std::vector<uint8_t>&, const Bundle&)>& corrupt,
+                           Error error, const std::string& message) {
+  std::vector<uint8_t> bytes = testing::build_bundle(base());
+  {
+    auto clean = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
+    ASSERT_TRUE(clean.ok()) << clean.message();
+    corrupt(bytes, *clean);
+  }
+  auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
+  ASSERT_FALSE(r.ok()) << message;
+  EXPECT_EQ(r.error(), error) << r.message();
+  EXPECT_EQ(r.message(), message);
+  // Without the deep check the same bytes open: only verify() looks there.
+  EXPECT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
+}
+
+uint32_t metadata_size(const std::vector<uint8_t>& bytes) {
+  uint32_t n = 0;
+  std::memcpy(&n, bytes.data(), 4);
+  return n;
+}
+
+TEST(VerifyRefusals, MetadataChecksum) {
+  BundleSpec s = base();
+  s.metadata_checksum = 1;
+  const auto bytes = testing::build_bundle(s);
+  ASSERT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
+  auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kChecksumMismatch);
+  EXPECT_EQ(r.message(), "<memory>: metadata checksum mismatch (bytes 0.." +
+                             std::to_string(4 + metadata_size(bytes)) + " are corrupt)");
+}
+
+TEST(VerifyRefusals, MetadataChecksumFieldAbsent) {
+  // Another writer may leave the field out of the root table: its vtable
+  // slot (field id 10, after the vtable's two uint16 sizes) reads 0. The
+  // Verifier accepts that (the field is not required). verify() then reads
+  // the default 0 and refuses the digest; its own "metadata_checksum field
+  // is missing" is not reached: FlatBuffers 2.0.8's mutate of an absent
+  // field to its default (0) reports success.
+  std::vector<uint8_t> bytes = testing::build_bundle(base());
+  const auto u32 = [&](size_t at) {
+    uint32_t v = 0;
+    std::memcpy(&v, bytes.data() + at, 4);
+    return v;
+  };
+  const size_t table = 4 + u32(4);  // after the size prefix: the root offset
+  int32_t back = 0;
+  std::memcpy(&back, bytes.data() + table, 4);
+  const size_t slot = static_cast<size_t>(static_cast<int64_t>(table) - back) + 4 + 2 * 10;
+  bytes[slot] = bytes[slot + 1] = 0;
+  ASSERT_TRUE(Bundle::from_memory(bytes.data(), bytes.size()).ok());
+  auto r = Bundle::from_memory(bytes.data(), bytes.size(), {.verify_checksums = true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Error::kChecksumMismatch);
+  EXPECT_EQ(r.message(), "<memory>: metadata checksum mismatch (bytes 0.." +
+                             std::to_string(4 + metadata_size(bytes)) + " are corrupt)");
+}
+
+TEST(VerifyRefusals, NonZeroPaddingBeforeTheSegment) {
+  // The builder is deterministic: the byte 3 past the metadata is padding.
+  const uint64_t at = 4 + metadata_size(testing::build_bundle(base())) + 3;
+  expect_verify_refuses([&](std::vector<uint8_t>& bytes, const Bundle&) { bytes[at] = 0x5a; },
+                        Error::kNonZeroPadding,
+                        "<memory>: padding byte at offset " + std::to_string(at) + " is not zero");
+}
+
+TEST(VerifyRefusals, TensorChecksum) {
+  expect_verify_refuses(
+      [](std::vector<uint8_t>& bytes, const Bundle& b) {
+        const Tensor w = *b.find("g")->find(TensorRole::kBias);
+        bytes[b.segment_offset() + w.offset()] ^= 0x01;
+      },
+      Error::kChecksumMismatch,
+      "<memory>: layer 'g' tensor bias: checksum mismatch (the data is corrupt)");
+}
+
+TEST(VerifyRefusals, SegmentChecksum) {
+  // The last byte of the file is padding after the last tensor: only the
+  // segment checksum covers it.
+  expect_verify_refuses(
+      [](std::vector<uint8_t>& bytes, const Bundle&) { bytes.back() = 0x01; },
+      Error::kChecksumMismatch,
+      "<memory>: data segment checksum mismatch (padding or tensor bytes are corrupt)");
 }
 
 }  // namespace

@@ -312,5 +312,54 @@ TEST(SourcesAfterMove, MappedBundleMovedTwice) {
   EXPECT_EQ(floats_at(sources.fused_prelu.data, sources.fused_prelu.count), kSlopes);
 }
 
+// The uint8 side tables a ConvolutionSource hands MPS (the ranges of
+// uint8-linear, the 256-entry table of uint8-lut), read after the Bundle
+// was moved and the moved-from object destroyed.
+TEST(SourcesAfterMove, QuantizedConvolutionTables) {
+  BundleSpec s;
+  LayerSpec linear = testing::conv_layer("q_linear", 4, 8, 3);
+  linear.quantization = Quantization::kLinear;
+  linear.tensors[0].dtype = DType::kUInt8;
+  TensorSpec ranges;
+  ranges.role = TensorRole::kQuantRanges;
+  ranges.layout = ranges.source_layout = TensorLayout::kRanges;
+  ranges.shape = {8, 2};
+  linear.tensors.push_back(ranges);
+  s.layers.push_back(linear);
+  LayerSpec lut = testing::conv_layer("q_lut", 4, 8, 3);
+  lut.quantization = Quantization::kLookupTable;
+  lut.tensors[0].dtype = DType::kUInt8;
+  TensorSpec table;
+  table.role = TensorRole::kQuantLookupTable;
+  table.layout = table.source_layout = TensorLayout::kLookupTable;
+  table.shape = {256};
+  lut.tensors.push_back(table);
+  s.layers.push_back(lut);
+  const auto bytes = testing::build_bundle(s);
+
+  auto first = std::make_unique<Bundle>(open_bytes(bytes).value());
+  const ConvolutionSource q_linear = *ConvolutionSource::from(*first, *first->find("q_linear"));
+  const ConvolutionSource q_lut = *ConvolutionSource::from(*first, *first->find("q_lut"));
+  Bundle moved(std::move(*first));
+  first.reset();
+
+  EXPECT_TRUE(q_linear.load());
+  q_linear.purge();
+  EXPECT_EQ(static_cast<const void*>(q_linear.ranges_for_uint8_kernel()),
+            moved.find("q_linear")->find(TensorRole::kQuantRanges)->data());
+  EXPECT_EQ(q_linear.lookup_table_for_uint8_kernel(), nullptr);
+  EXPECT_EQ(q_linear.weights(), moved.find("q_linear")->find(TensorRole::kWeight)->data());
+  EXPECT_TRUE(q_lut.load());
+  q_lut.purge();
+  EXPECT_EQ(static_cast<const void*>(q_lut.lookup_table_for_uint8_kernel()),
+            moved.find("q_lut")->find(TensorRole::kQuantLookupTable)->data());
+  EXPECT_EQ(q_lut.ranges_for_uint8_kernel(), nullptr);
+  // The values themselves, read through the source's pointers.
+  const Tensor want = *moved.find("q_lut")->find(TensorRole::kQuantLookupTable);
+  EXPECT_EQ(std::memcmp(q_lut.lookup_table_for_uint8_kernel(), want.data(), 256 * 4), 0);
+  EXPECT_EQ(static_cast<const void*>(q_linear.bias_terms()),
+            moved.find("q_linear")->find(TensorRole::kBias)->data());
+}
+
 }  // namespace
 }  // namespace mpsb
