@@ -66,6 +66,7 @@ golden dump_stats mpsb-dump tiny_cnn.mpsb --stats
 golden dump_explain mpsb-dump tiny_cnn.mpsb --explain
 golden dump_verify mpsb-dump tiny_cnn.mpsb --verify
 golden dump_diff_same mpsb-dump --diff tiny_cnn.mpsb tiny_cnn.mpsb
+golden dump_buffers mpsb-dump tiny_cnn.mpsb --buffers 64K
 
 if [ "$mode" = --write ]; then
   rm -f "$here"/*.txt
