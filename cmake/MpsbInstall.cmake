@@ -4,7 +4,7 @@
 #   <prefix>/bin/mpsbc, mpsb-dump                      (MPSB_BUILD_TOOLS)
 #   <prefix>/lib/libmpsb.a (or .so with BUILD_SHARED_LIBS=ON)
 #   <prefix>/include/mpsb/*.h, module.modulemap        public API only
-#   <prefix>/share/mpsb/apple/MPSBBundle.h, .mm        for Xcode projects
+#   <prefix>/share/mpsb/apple/MPSBBundle.h, .mm, MPSBBuffers.h, .mm  for Xcode projects
 #   <prefix>/share/mpsb/bundle.fbs                     for flatc --json
 #   <prefix>/lib/cmake/mpsb/mpsbConfig.cmake ...       find_package(mpsb)
 #   <prefix>/lib/pkgconfig/mpsb.pc                     pkg-config mpsb
@@ -37,6 +37,8 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/include/mpsb
 # need Apple's Metal/MPS frameworks, which this build does not have.
 install(FILES ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBundle.h
               ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBundle.mm
+              ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBuffers.h
+              ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBuffers.mm
         DESTINATION ${CMAKE_INSTALL_DATADIR}/mpsb/apple COMPONENT runtime)
 install(FILES ${PROJECT_SOURCE_DIR}/schema/bundle.fbs
         DESTINATION ${CMAKE_INSTALL_DATADIR}/mpsb COMPONENT runtime)

@@ -122,6 +122,8 @@ struct MPSBGroupNormState;
 // alignment is at least the page size, 16384 by default) and segmentLength is
 // a multiple of the segment alignment. Read-only memory in the mapping; valid
 // while this MPSBBundle lives (keep it alive for as long as the MTLBuffer).
+// A segment longer than the device's maxBufferLength needs several buffers:
+// MPSBBufferSet (MPSBBuffers.h) makes them and keeps the mapping alive.
 @property(nonatomic, readonly) const void *segmentBytes;
 @property(nonatomic, readonly) NSUInteger segmentLength;
 

@@ -334,6 +334,10 @@ struct MPSBGroupNormState {
 
 @interface MPSBBundle ()
 - (instancetype)initPrivate;
+// The MPSBBundle's share of the mapping (a const SharedBundle *), for the
+// buffers of MPSBBuffers.mm, which declares it as a category; valid while
+// the MPSBBundle lives.
+- (const void *)mpsbSharedBundle;
 @end
 
 @interface MPSBConvolutionDataSource ()
@@ -412,6 +416,10 @@ MPSB_UNAVAILABLE_INIT
 
 - (const void *)segmentBytes {
   return _state->bundle->segment().data();
+}
+
+- (const void *)mpsbSharedBundle {
+  return &_state->bundle;
 }
 
 - (NSUInteger)segmentLength {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bundle_internal.h"
+#include "mpsb/buffers.h"
 #include "mpsb/bundle.h"
 #include "mpsb/mpsb.h"
 #include "mpsb/sources.h"
@@ -17,6 +18,12 @@ using mpsb::Tensor;
 struct mpsb_bundle {
   explicit mpsb_bundle(Bundle b) : bundle(std::move(b)) {}
   Bundle bundle;
+};
+
+struct mpsb_buffer_plan {
+  mpsb_buffer_plan(const mpsb_bundle* b, mpsb::BufferPlan p) : bundle(b), plan(std::move(p)) {}
+  const mpsb_bundle* bundle;
+  mpsb::BufferPlan plan;
 };
 
 static_assert(MPSB_ERROR_MAP_FAILED == static_cast<int>(Error::kMapFailed));
@@ -50,7 +57,8 @@ const mpsb_layer* handle_of(const mpsb_bundle* b, size_t sorted_index) {
   return reinterpret_cast<const mpsb_layer*>(slots + sorted_index * sizeof(flatbuffers::uoffset_t));
 }
 
-std::optional<Layer> layer_of(const mpsb_bundle* b, const mpsb_layer* h) {
+// The sorted index of a handle of `b`, or nullopt for anything else.
+std::optional<size_t> sorted_index_of(const mpsb_bundle* b, const mpsb_layer* h) {
   if (!b || !h) return std::nullopt;
   size_t n = 0;
   const uint8_t* slots = layer_slots(b, &n);
@@ -58,7 +66,13 @@ std::optional<Layer> layer_of(const mpsb_bundle* b, const mpsb_layer* h) {
   if (p < slots || p >= slots + n * sizeof(flatbuffers::uoffset_t)) return std::nullopt;
   const auto delta = static_cast<size_t>(p - slots);
   if (delta % sizeof(flatbuffers::uoffset_t) != 0) return std::nullopt;
-  return b->bundle.layer(delta / sizeof(flatbuffers::uoffset_t));
+  return delta / sizeof(flatbuffers::uoffset_t);
+}
+
+std::optional<Layer> layer_of(const mpsb_bundle* b, const mpsb_layer* h) {
+  const std::optional<size_t> i = sorted_index_of(b, h);
+  if (!i) return std::nullopt;
+  return b->bundle.layer(*i);
 }
 
 void copy_message(const std::string& text, char* message, size_t size) {
@@ -299,6 +313,57 @@ void mpsb_layer_load(const mpsb_bundle* bundle, const mpsb_layer* layer) {
 
 void mpsb_layer_purge(const mpsb_bundle* bundle, const mpsb_layer* layer) {
   if (const auto l = layer_of(bundle, layer)) bundle->bundle.purge(*l);
+}
+
+mpsb_status mpsb_buffer_plan_create(const mpsb_bundle* bundle, uint64_t max_buffer_length,
+                                    uint64_t page_size, mpsb_buffer_plan** out, char* message,
+                                    size_t message_size) {
+  if (out) *out = nullptr;
+  if (!bundle || !out) {
+    copy_message("mpsb_buffer_plan_create: bundle and out must not be NULL", message, message_size);
+    return MPSB_ERROR_INVALID_ARGUMENT;
+  }
+  auto r = mpsb::BufferPlan::make(bundle->bundle, max_buffer_length, page_size);
+  if (!r.ok()) {
+    copy_message(r.message(), message, message_size);
+    return status_of(r.error());
+  }
+  *out = new (std::nothrow) mpsb_buffer_plan(bundle, std::move(r).value());
+  if (!*out) {
+    copy_message("out of memory", message, message_size);
+    return MPSB_ERROR_IO;
+  }
+  copy_message("", message, message_size);
+  return MPSB_OK;
+}
+
+void mpsb_buffer_plan_free(mpsb_buffer_plan* plan) { delete plan; }
+
+size_t mpsb_buffer_plan_window_count(const mpsb_buffer_plan* plan) {
+  return plan ? plan->plan.windows().size() : 0;
+}
+
+mpsb_status mpsb_buffer_plan_window(const mpsb_buffer_plan* plan, size_t i,
+                                    mpsb_buffer_window* out) {
+  if (!plan || !out) return MPSB_ERROR_INVALID_ARGUMENT;
+  if (i >= plan->plan.windows().size()) return MPSB_ERROR_NOT_FOUND;
+  const mpsb::BufferWindow& w = plan->plan.windows()[i];
+  out->offset = w.offset;
+  out->length = w.length;
+  out->data = plan->bundle->bundle.segment().data() + w.offset;
+  return MPSB_OK;
+}
+
+mpsb_status mpsb_buffer_plan_tensor(const mpsb_buffer_plan* plan, const mpsb_layer* layer,
+                                    size_t tensor_index, size_t* window, uint64_t* offset) {
+  if (!plan || !window || !offset) return MPSB_ERROR_INVALID_ARGUMENT;
+  const std::optional<size_t> i = sorted_index_of(plan->bundle, layer);
+  if (!i) return MPSB_ERROR_INVALID_ARGUMENT;
+  if (tensor_index >= plan->bundle->bundle.layer(*i).tensor_count()) return MPSB_ERROR_NOT_FOUND;
+  const mpsb::TensorPlacement p = plan->plan.placement(*i, tensor_index);
+  *window = p.window;
+  *offset = p.offset;
+  return MPSB_OK;
 }
 
 }  // extern "C"

@@ -16,7 +16,10 @@
 #import <Foundation/Foundation.h>
 #import <MetalPerformanceShaders/MetalPerformanceShaders.h>
 
+#import "MPSBBuffers.h"
 #import "MPSBBundle.h"
+
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -647,6 +650,153 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
   if (before == 0) CHECK(MappingsOf(file) == 0);  // last owner gone: unmapped
 }
 
+// No-copy buffers (MPSBBuffers.h) on the stub device, which refuses what
+// Metal refuses: every tensor comes back as (buffer, offset) over its own
+// bytes, and the mapping lives until the last buffer is gone, after the
+// MPSBBundle and the MPSBBufferSet.
+void CheckBuffers(NSString *path, const std::vector<uint8_t> &bytes) {
+  const std::string ctx = "buffers";
+  mpsb::Result<mpsb::Bundle> ref_result = mpsb::Bundle::from_memory(bytes.data(), bytes.size());
+  if (!ref_result.ok()) return;
+  const mpsb::Bundle &ref = *ref_result;
+  const std::string file = Str(path);
+  const NSUInteger page = static_cast<NSUInteger>(getpagesize());
+  const NSUInteger limit = 2 * page;
+  // The segment must need more than one window for the split to be tested.
+  CHECK(ref.segment().size() > limit);
+  const int before = MappingsOf(file);
+#ifdef __linux__
+  CHECK(before == 0);
+#endif
+  MTLStubDevice *device = [[MTLStubDevice alloc] initWithMaxBufferLength:limit pageSize:page];
+  id<MTLBuffer> last = nil;
+  NSArray *buffers = nil;
+  const mpsb::Tensor want_w = *ref.find("conv1")->find(mpsb::TensorRole::kWeight);
+  {
+    NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+    MPSBBundle *bundle = [MPSBBundle bundleWithPath:path error:NULL];
+    CHECK(bundle != nil);
+    NSError *error = nil;
+    MPSBBufferSet *set = [MPSBBufferSet bufferSetWithBundle:bundle device:device error:&error];
+    CHECK(set != nil && error == nil);
+    if (set == nil) {
+      [pool drain];
+      [device release];
+      return;
+    }
+    CHECK([set pageSize] == page);
+    const NSUInteger count = [[set buffers] count];
+    CHECK(count >= 2);
+    CHECK([device liveBuffers] == count);
+    for (size_t i = 0; i < ref.layer_count(); ++i) {
+      const mpsb::Layer l = ref.layer(i);
+      NSString *name = NS(l.name());
+      for (size_t j = 0; j < l.tensor_count(); ++j) {
+        const mpsb::Tensor t = l.tensor(j);
+        NSUInteger offset = 0;
+        id<MTLBuffer> b = [set bufferForLayer:name tensorIndex:j offset:&offset error:&error];
+        CHECK(b != nil);
+        if (b == nil) continue;
+        CHECK([b length] <= limit && [b length] % page == 0);
+        CHECK(reinterpret_cast<uintptr_t>([b contents]) % page == 0);
+        CHECK(offset + t.size() <= [b length]);
+        CHECK(std::memcmp(static_cast<const uint8_t *>([b contents]) + offset, t.data(),
+                          t.size()) == 0);
+        const NSUInteger k = [[set buffers] indexOfObject:b];
+        CHECK(k != NSNotFound && [set segmentOffsetOfBuffer:k] + offset == t.offset());
+        NSUInteger by_role = 0;
+        CHECK([set bufferForLayer:name
+                             role:static_cast<NSUInteger>(t.role())
+                           offset:&by_role
+                            error:NULL] == b &&
+              by_role == offset);
+      }
+    }
+    error = nil;
+    CHECK([set bufferForLayer:@"nope" tensorIndex:0 offset:NULL error:&error] == nil);
+    CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+    error = nil;
+    CHECK([set bufferForLayer:@"conv1" tensorIndex:2 offset:NULL error:&error] == nil);
+    CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+    error = nil;
+    CHECK([set bufferForLayer:@"conv1" role:MPSB_ROLE_RUNNING_MEAN offset:NULL
+                        error:&error] == nil);
+    CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+
+    // A limit of one page: refused exactly when some tensor's pages, found
+    // here from the C++ view, are more than one page.
+    bool crosses = false;
+    for (size_t i = 0; i < ref.layer_count(); ++i) {
+      const mpsb::Layer l = ref.layer(i);
+      for (size_t j = 0; j < l.tensor_count(); ++j) {
+        const uint64_t first = l.tensor(j).offset() / page;
+        const uint64_t last_byte = (l.tensor(j).offset() + l.tensor(j).size() - 1) / page;
+        crosses = crosses || first != last_byte;
+      }
+    }
+    CHECK(crosses);  // the bundle has such a tensor, so the refusal is tested
+    error = nil;
+    CHECK([MPSBBufferSet bufferSetWithBundle:bundle
+                                      device:device
+                             maxBufferLength:page
+                                       error:&error] == nil);
+    CHECK(error != nil && [error code] == MPSB_ERROR_TOO_LARGE);
+    CHECK(error != nil &&
+          Str([error localizedDescription])
+                  .find("more than the buffer limit " + std::to_string(page)) != std::string::npos);
+    CHECK([device liveBuffers] == count);  // a refused plan makes no buffer
+
+    NSUInteger weight_offset = 0;
+    last = [[set bufferForLayer:@"conv1" tensorIndex:0 offset:&weight_offset error:NULL] retain];
+    buffers = [[set buffers] retain];
+    [pool drain];  // releases the bundle and the set
+    CHECK(std::memcmp(static_cast<const uint8_t *>([last contents]) + weight_offset, want_w.data(),
+                      want_w.size()) == 0);
+  }
+  if (before == 0) CHECK(MappingsOf(file) >= 1);  // the buffers hold the mapping
+  CHECK([device deallocatorCalls] == 0);
+  const NSUInteger count = [buffers count];
+  [buffers release];  // every buffer but `last` goes, each calling its deallocator
+  CHECK([device liveBuffers] == 1 && [device deallocatorCalls] == count - 1);
+  if (before == 0) CHECK(MappingsOf(file) >= 1);  // `last` alone keeps it
+  [last release];
+  CHECK([device liveBuffers] == 0 && [device deallocatorCalls] == count);
+  if (before == 0) CHECK(MappingsOf(file) == 0);  // the last buffer unmapped it
+  [device release];
+}
+
+// A bundle whose segment alignment is below the page size cannot be
+// wrapped: its segment need not start on a page.
+void CheckBufferRefusals(const std::string &dir) {
+  const std::string ctx = "buffer refusals";
+  const NSUInteger page = static_cast<NSUInteger>(getpagesize());
+  BundleSpec spec;
+  spec.segment_alignment = 1024;  // below every page size Apple uses
+  spec.layers.push_back(mpsb::testing::conv_layer("conv", 4, 8, 3));
+  const std::string path = dir + "/segment_1024.mpsb";
+  const std::vector<uint8_t> bytes = mpsb::testing::build_bundle(spec);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+  MTLStubDevice *device = [[MTLStubDevice alloc] initWithMaxBufferLength:1u << 30 pageSize:page];
+  MPSBBundle *bundle = [MPSBBundle bundleWithPath:NS(path) error:NULL];
+  CHECK(bundle != nil);
+  NSError *error = nil;
+  CHECK([MPSBBufferSet bufferSetWithBundle:bundle device:device error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_MISALIGNED);
+  CHECK(error != nil && Str([error localizedDescription])
+                                .find("segment alignment 1024 is not a multiple of the page "
+                                      "size " +
+                                      std::to_string(page)) != std::string::npos);
+  CHECK([device liveBuffers] == 0);
+  [device release];
+  [pool drain];
+  std::remove(path.c_str());
+}
+
 void CheckOpenErrors(const std::string &dir) {
   const std::string ctx = "open errors";
   // Missing file: same code and message as the C++ API.
@@ -720,8 +870,10 @@ int main(int argc, char **argv) {
     [inner drain];
   }
   CheckLifetime(path, bytes);
+  CheckBuffers(path, bytes);
   const size_t slash = file.find_last_of('/');
   CheckOpenErrors(slash == std::string::npos ? std::string(".") : file.substr(0, slash));
+  CheckBufferRefusals(slash == std::string::npos ? std::string(".") : file.substr(0, slash));
   [pool drain];
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

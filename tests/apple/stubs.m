@@ -123,3 +123,94 @@
   return in == 0 ? 0 : [self outputFeatureChannels] / in;
 }
 @end
+
+// --- No-copy buffers (MTLStubDevice, stubs/Metal/Metal.h) -------------------
+
+@interface MTLStubBuffer : NSObject <MTLBuffer> {
+ @private
+  MTLStubDevice *_device;
+  void *_contents;
+  NSUInteger _length;
+  MTLStubDeallocator _deallocator;
+}
+- (instancetype)initWithDevice:(MTLStubDevice *)device
+                      contents:(void *)contents
+                        length:(NSUInteger)length
+                   deallocator:(MTLStubDeallocator)deallocator;
+@end
+
+@interface MTLStubDevice ()
+- (void)bufferWentAway:(BOOL)calledDeallocator;
+@end
+
+@implementation MTLStubBuffer
+- (instancetype)initWithDevice:(MTLStubDevice *)device
+                      contents:(void *)contents
+                        length:(NSUInteger)length
+                   deallocator:(MTLStubDeallocator)deallocator {
+  self = [super init];
+  if (self != nil) {
+    _device = [device retain];
+    _contents = contents;
+    _length = length;
+    _deallocator = deallocator;
+  }
+  return self;
+}
+
+- (void)dealloc {
+  // GCC has no blocks: the deallocator is the hand-built record, whose
+  // invoke function frees it (GSBlocks.h's CALL_BLOCK).
+  if (_deallocator != NULL) CALL_BLOCK(_deallocator, _contents, _length);
+  [_device bufferWentAway:_deallocator != NULL];
+  [_device release];
+  [super dealloc];
+}
+
+- (void *)contents {
+  return _contents;
+}
+
+- (NSUInteger)length {
+  return _length;
+}
+@end
+
+@implementation MTLStubDevice
+@synthesize liveBuffers = _liveBuffers;
+@synthesize deallocatorCalls = _deallocatorCalls;
+
+- (instancetype)initWithMaxBufferLength:(NSUInteger)maxBufferLength pageSize:(NSUInteger)pageSize {
+  self = [super init];
+  if (self != nil) {
+    _maxBufferLength = maxBufferLength;
+    _pageSize = pageSize;
+  }
+  return self;
+}
+
+- (NSUInteger)maxBufferLength {
+  return _maxBufferLength;
+}
+
+- (id<MTLBuffer>)newBufferWithBytesNoCopy:(void *)pointer
+                                   length:(NSUInteger)length
+                                  options:(MTLResourceOptions)options
+                              deallocator:(MTLStubDeallocator)deallocator {
+  (void)options;
+  if (pointer == NULL || length == 0 || length > _maxBufferLength ||
+      (NSUInteger)pointer % _pageSize != 0 || length % _pageSize != 0) {
+    return nil;
+  }
+  ++_liveBuffers;
+  return [[MTLStubBuffer alloc] initWithDevice:self
+                                      contents:pointer
+                                        length:length
+                                   deallocator:deallocator];
+}
+
+- (void)bufferWentAway:(BOOL)calledDeallocator {
+  --_liveBuffers;
+  if (calledDeallocator) ++_deallocatorCalls;
+}
+@end

@@ -931,6 +931,15 @@ TEST_F(DumpTest, JsonKeysAreExactlyTheDocumentedOnes) {
   EXPECT_EQ(explain.at("document"), "explain");
   expect_keys(explain, "explain");
   for (const json& r : explain.at("regions")) expect_keys(r, "region");
+
+  const json buffers = json::parse(dump({bundle_, "--buffers", "64K", "--json"}).out);
+  EXPECT_EQ(buffers.at("document"), "buffers");
+  expect_keys(buffers, "buffers");
+  ASSERT_FALSE(buffers.at("windows").empty());
+  for (const json& w : buffers.at("windows")) {
+    expect_keys(w, "buffers.window");
+    for (const json& t : w.at("tensors")) expect_keys(t, "buffers.tensor");
+  }
 }
 
 TEST_F(DumpTest, ColourOnlyWhenAskedOrOnATerminal) {

@@ -32,7 +32,8 @@ if(STEP STREQUAL "install")
   foreach(f ${LIBDIR}/cmake/mpsb/mpsbConfig.cmake ${LIBDIR}/cmake/mpsb/mpsbConfigVersion.cmake
             ${LIBDIR}/cmake/mpsb/MpsbAddBundle.cmake ${LIBDIR}/pkgconfig/mpsb.pc
             include/mpsb/mpsb.h include/mpsb/bundle.h include/mpsb/module.modulemap
-            share/mpsb/apple/MPSBBundle.h share/mpsb/apple/MPSBBundle.mm bin/mpsbc bin/mpsb-dump)
+            share/mpsb/apple/MPSBBundle.h share/mpsb/apple/MPSBBundle.mm
+            share/mpsb/apple/MPSBBuffers.h share/mpsb/apple/MPSBBuffers.mm bin/mpsbc bin/mpsb-dump)
     if(NOT EXISTS "${PREFIX}/${f}")
       message(FATAL_ERROR "not installed: ${PREFIX}/${f}")
     endif()

@@ -50,6 +50,60 @@ static void check_neuron(const mpsb_bundle* b, const char* name, mpsb_activation
   if (n.mps_neuron_type != type) fprintf(stderr, "  (layer %s)\n", name);
 }
 
+/* Buffer windows over BUNDLE (segment alignment 4096): every tensor's
+ * window and offset give back its own bytes; the refusals keep their codes
+ * and name the tensor. */
+static void check_buffer_plan(const mpsb_bundle* b) {
+  char message[512];
+  mpsb_buffer_plan* plan = NULL;
+  mpsb_buffer_window w;
+  size_t i, j, window = 0;
+  uint64_t offset = 0;
+  CHECK(mpsb_buffer_plan_create(b, 1u << 20, 4096, &plan, message, sizeof message) == MPSB_OK);
+  CHECK(plan != NULL && message[0] == '\0');
+  CHECK(mpsb_buffer_plan_window_count(plan) == 1);
+  CHECK(mpsb_buffer_plan_window(plan, 0, &w) == MPSB_OK);
+  CHECK(w.offset == 0 && w.length % 4096 == 0 && w.data == mpsb_bundle_segment(b, NULL));
+  CHECK(mpsb_buffer_plan_window(plan, 1, &w) == MPSB_ERROR_NOT_FOUND);
+  mpsb_buffer_plan_free(plan);
+
+  /* 256-byte pages and a 1280-byte limit (conv1's weight and no more): several
+   * windows. */
+  CHECK(mpsb_buffer_plan_create(b, 1280, 256, &plan, message, sizeof message) == MPSB_OK);
+  CHECK(mpsb_buffer_plan_window_count(plan) > 1);
+  for (i = 0; i < mpsb_bundle_layer_count(b); ++i) {
+    const mpsb_layer* l = mpsb_bundle_layer(b, i);
+    for (j = 0; j < mpsb_layer_tensor_count(b, l); ++j) {
+      mpsb_tensor_info info;
+      CHECK(mpsb_layer_tensor(b, l, j, &info) == MPSB_OK);
+      CHECK(mpsb_buffer_plan_tensor(plan, l, j, &window, &offset) == MPSB_OK);
+      CHECK(mpsb_buffer_plan_window(plan, window, &w) == MPSB_OK);
+      CHECK(w.length <= 1280 && w.length % 256 == 0 && w.offset % 256 == 0);
+      CHECK(offset + info.size <= w.length);
+      CHECK((const char*)w.data + offset == (const char*)info.data);
+    }
+    CHECK(mpsb_buffer_plan_tensor(plan, l, j, &window, &offset) == MPSB_ERROR_NOT_FOUND);
+  }
+  CHECK(mpsb_buffer_plan_tensor(plan, NULL, 0, &window, &offset) == MPSB_ERROR_INVALID_ARGUMENT);
+  mpsb_buffer_plan_free(plan);
+  mpsb_buffer_plan_free(NULL);
+
+  /* conv1's weight is 1152 bytes: more than a 1 KiB limit. */
+  CHECK(mpsb_buffer_plan_create(b, 1024, 256, &plan, message, sizeof message) ==
+        MPSB_ERROR_TOO_LARGE);
+  CHECK(plan == NULL);
+  CHECK(strstr(message, "layer 'conv1' tensor 0 (weight, 1152 bytes") != NULL);
+  CHECK(mpsb_buffer_plan_create(b, 1u << 20, 16384, &plan, message, sizeof message) ==
+        MPSB_ERROR_MISALIGNED);
+  CHECK(strstr(message, "segment alignment 4096 is not a multiple of the page size 16384") != NULL);
+  CHECK(mpsb_buffer_plan_create(b, 1u << 20, 3000, &plan, message, sizeof message) ==
+        MPSB_ERROR_INVALID_ARGUMENT);
+  CHECK(strcmp(message, "page size 3000 is not a power of two") == 0);
+  CHECK(mpsb_buffer_plan_create(NULL, 1u << 20, 4096, &plan, message, sizeof message) ==
+        MPSB_ERROR_INVALID_ARGUMENT);
+  CHECK(mpsb_buffer_plan_window_count(NULL) == 0);
+}
+
 static void check_kinds(const char* path) {
   char message[512];
   mpsb_bundle* b = NULL;
@@ -226,6 +280,7 @@ int main(int argc, char** argv) {
 
   mpsb_layer_load(b, conv1);
   mpsb_layer_purge(b, conv1);
+  check_buffer_plan(b);
   mpsb_bundle_free(b);
 
   if (argc >= 3) check_kinds(argv[2]);

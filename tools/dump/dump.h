@@ -44,6 +44,7 @@ enum class Mode {
   kDiff,     // what changed from bundle_path (A) to other_path (B)
   kExplain,  // the file's bytes and regions, offset by offset
   kCheck,    // every probed layer on the CPU reference vs PyTorch's probes
+  kBuffers,  // the Metal buffer windows of the segment (mpsb/buffers.h)
 };
 
 enum class ColorMode { kAuto, kAlways, kNever };
@@ -70,6 +71,10 @@ struct Options {
   std::string manifest;
   std::optional<double> check_tolerance;  // unset: by each layer's precision
   bool fold_batchnorm = false;
+  // kBuffers: the largest buffer (MTLDevice.maxBufferLength) and the page
+  // size, in bytes.
+  uint64_t buffer_limit = 0;
+  uint64_t page_size = 16384;
   // Colour in text output. kAuto colours only when `out_is_terminal` and the
   // NO_COLOR environment variable is unset or empty (https://no-color.org).
   ColorMode color = ColorMode::kAuto;

@@ -181,6 +181,8 @@ int run_verify(const Options& o, const Bundle& b, std::ostream& out, std::ostrea
                const Style& style);
 int run_diff(const Options& o, std::ostream& out, std::ostream& err, const Style& style);
 int run_check(const Options& o, std::ostream& out, std::ostream& err, const Style& style);
+int run_buffers(const Options& o, const Bundle& b, std::ostream& out, std::ostream& err,
+                const Style& style);
 
 }  // namespace mpsb::dump::detail
 

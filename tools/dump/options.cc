@@ -25,9 +25,11 @@ constexpr std::string_view kFooter = R"(Examples:
   mpsb-dump model.mpsb --explain              the file's bytes and regions, offset by offset
   mpsb-dump model.mpsb --extract conv1.weight -o w.bin
   mpsb-dump model.mpsb --verify
+  mpsb-dump model.mpsb --buffers 256M         Metal no-copy buffer windows within a 256 MiB limit
 
 Exit codes: 0 ok; 1 invalid or unreadable bundle, unknown layer or tensor,
-write failed; 2 bad command line. With --diff: 0 identical, 1 different,
+write failed, no --buffers plan (a tensor longer than MAX, a segment alignment
+below the page size); 2 bad command line. With --diff: 0 identical, 1 different,
 2 trouble (as diff(1)).)";
 
 const ModeSpec* mode_selected_by(Flag f) {
@@ -83,6 +85,30 @@ const ModeSpec* resolve_mode(FlagSet given, std::string* error) {
     }
   }
   return mode;
+}
+
+// "268435456", "256M", "16K", "1G" (K, M, G: 1024-based, either case).
+std::optional<uint64_t> parse_size(std::string_view text) {
+  uint64_t value = 0;
+  size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (value > (UINT64_MAX - 9) / 10) return std::nullopt;
+    value = value * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  const std::string_view suffix = text.substr(i);
+  unsigned shift = 0;
+  if (suffix == "K" || suffix == "k") {
+    shift = 10;
+  } else if (suffix == "M" || suffix == "m") {
+    shift = 20;
+  } else if (suffix == "G" || suffix == "g") {
+    shift = 30;
+  } else if (!suffix.empty()) {
+    return std::nullopt;
+  }
+  if (value > (UINT64_MAX >> shift)) return std::nullopt;
+  return value << shift;
 }
 
 std::optional<Options> usage_error(std::ostream& err, int* exit_code, std::string_view text) {
@@ -151,6 +177,17 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
   opt[Flag::kFoldBatchnorm] =
       app.add_flag("--fold-batchnorm", o.fold_batchnorm,
                    "With --check: the bundle was compiled with --fold-batchnorm");
+  std::string buffers, page_size;
+  opt[Flag::kBuffers] =
+      app.add_option("--buffers", buffers,
+                     "Plan Metal no-copy buffers of at most MAX bytes (the device's "
+                     "maxBufferLength; K, M, G suffixes are 1024-based): page-aligned windows "
+                     "of the segment and the tensors in each")
+          ->type_name("MAX");
+  opt[Flag::kPageSize] = app.add_option("--page-size", page_size,
+                                        "With --buffers: the page size, a power of two "
+                                        "(default 16384, Apple silicon's)")
+                             ->type_name("BYTES");
   std::string color = "auto";
   opt[Flag::kColor] =
       app.add_option("--color", color,
@@ -193,6 +230,29 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
   o.color = color == "always"  ? ColorMode::kAlways
             : color == "never" ? ColorMode::kNever
                                : ColorMode::kAuto;
+  if (!buffers.empty()) {
+    const std::optional<uint64_t> limit = parse_size(buffers);
+    if (!limit) {
+      return usage_error(err, exit_code,
+                         fmt::format("--buffers {}: not a size (bytes, or a number with K, M or "
+                                     "G, 1024-based)",
+                                     printable(buffers)));
+    }
+    o.buffer_limit = *limit;
+  }
+  if (!page_size.empty()) {
+    const std::optional<uint64_t> page = parse_size(page_size);
+    if (!page || *page == 0 || (*page & (*page - 1)) != 0) {
+      return usage_error(err, exit_code,
+                         fmt::format("--page-size {}: not a power of two", printable(page_size)));
+    }
+    o.page_size = *page;
+  }
+  if (o.mode == Mode::kBuffers && o.buffer_limit < o.page_size) {
+    return usage_error(err, exit_code,
+                       fmt::format("--buffers {}: less than one page ({} bytes)",
+                                   printable(buffers), o.page_size));
+  }
   if (!as.empty()) {
     o.as = as == "float32"   ? DType::kFloat32
            : as == "float16" ? DType::kFloat16

@@ -34,8 +34,10 @@ enum class Flag : uint8_t {
   kCheckTolerance,
   kFoldBatchnorm,
   kColor,
+  kBuffers,
+  kPageSize,
 };
-inline constexpr size_t kFlagCount = 13;
+inline constexpr size_t kFlagCount = 15;
 
 struct FlagSpec {
   Flag flag;
@@ -76,6 +78,8 @@ inline constexpr std::array<FlagSpec, kFlagCount> kFlags = {{
     {Flag::kCheckTolerance, "--check-tolerance", "1e-4"},
     {Flag::kFoldBatchnorm, "--fold-batchnorm", ""},
     {Flag::kColor, "--color", "never"},
+    {Flag::kBuffers, "--buffers", "256M"},
+    {Flag::kPageSize, "--page-size", "4096"},
 }};
 
 // --color is global: it only ever turns colour off or on, and JSON and
@@ -92,9 +96,10 @@ inline constexpr ModeSpec kModes[] = {
     {Mode::kExplain, Flag::kExplain, true, flags(Flag::kJson), 0},
     {Mode::kStats, Flag::kStats, true, flags(Flag::kJson, Flag::kLayer), 0},
     {Mode::kLayer, Flag::kLayer, true, flags(Flag::kJson), 0},
+    {Mode::kBuffers, Flag::kBuffers, true, flags(Flag::kJson, Flag::kPageSize), 0},
     {Mode::kSummary, Flag::kColor, false, flags(Flag::kJson), 0},
 };
-inline constexpr size_t kModeCount = 8;
+inline constexpr size_t kModeCount = 9;
 static_assert(std::size(kModes) == kModeCount, "one ModeSpec per Mode");
 
 constexpr const FlagSpec& flag_spec(Flag f) { return kFlags[static_cast<size_t>(f)]; }

@@ -39,6 +39,8 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
         return run_extract(o, b, out, err);
       case Mode::kVerify:
         return run_verify(o, b, out, err, style);
+      case Mode::kBuffers:
+        return run_buffers(o, b, out, err, style);
       case Mode::kDiff:
       case Mode::kCheck:
         break;

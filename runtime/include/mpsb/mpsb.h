@@ -3,7 +3,8 @@
  * Conventions
  * - Every function and type has the `mpsb_` prefix; handles are opaque.
  * - mpsb_bundle_open() creates a bundle, mpsb_bundle_free() destroys it;
- *   free accepts NULL. Nothing else allocates.
+ *   mpsb_buffer_plan_create() and mpsb_buffer_plan_free() do the same for a
+ *   buffer plan. Both frees accept NULL. Nothing else allocates.
  * - A const mpsb_layer* and every pointer a query returns (names, weights,
  *   biases, shapes) points into the bundle's read-only mapping: do not free
  *   it; it is valid until mpsb_bundle_free() of the bundle that gave it.
@@ -244,6 +245,40 @@ mpsb_status mpsb_layer_find_tensor(const mpsb_bundle* bundle, const mpsb_layer* 
 /* madvise(WILLNEED) / madvise(DONTNEED) over the layer's tensors. */
 void mpsb_layer_load(const mpsb_bundle* bundle, const mpsb_layer* layer);
 void mpsb_layer_purge(const mpsb_bundle* bundle, const mpsb_layer* layer);
+
+/* Buffers within Metal's limits (mpsb::BufferPlan in <mpsb/buffers.h>,
+ * docs/APPLE.md): the data segment as page-aligned windows of at most
+ * max_buffer_length bytes (MTLDevice.maxBufferLength, rounded down to whole
+ * pages), one -newBufferWithBytesNoCopy: each, with every tensor whole inside
+ * one window. Few windows: greedy in segment order, which none beats.
+ * page_size must be a power of two (vm_page_size / getpagesize()) that
+ * divides the bundle's segment alignment. Errors: MPSB_ERROR_INVALID_ARGUMENT
+ * (bad page size, a limit below one page), MPSB_ERROR_MISALIGNED (segment
+ * alignment not a multiple of the page size), MPSB_ERROR_TOO_LARGE (a tensor
+ * longer than the limit; the message names it and the sizes).
+ * The plan refers to `bundle` and must be freed before it. */
+typedef struct mpsb_buffer_plan mpsb_buffer_plan;
+
+typedef struct mpsb_buffer_window {
+  uint64_t offset;  /* from the start of the data segment; page multiple */
+  uint64_t length;  /* page multiple, <= the limit; never past the file's end */
+  const void* data; /* mpsb_bundle_segment() + offset, in the mapping */
+} mpsb_buffer_window;
+
+mpsb_status mpsb_buffer_plan_create(const mpsb_bundle* bundle, uint64_t max_buffer_length,
+                                    uint64_t page_size, mpsb_buffer_plan** out, char* message,
+                                    size_t message_size);
+void mpsb_buffer_plan_free(mpsb_buffer_plan* plan);
+/* 0 for NULL or a bundle without tensors. */
+size_t mpsb_buffer_plan_window_count(const mpsb_buffer_plan* plan);
+/* MPSB_ERROR_NOT_FOUND when i >= mpsb_buffer_plan_window_count(). */
+mpsb_status mpsb_buffer_plan_window(const mpsb_buffer_plan* plan, size_t i,
+                                    mpsb_buffer_window* out);
+/* The window of the layer's tensor `tensor_index` (as mpsb_layer_tensor
+ * numbers them) and the tensor's offset in it, for -setBuffer:offset:.
+ * MPSB_ERROR_NOT_FOUND when the layer has no such tensor. */
+mpsb_status mpsb_buffer_plan_tensor(const mpsb_buffer_plan* plan, const mpsb_layer* layer,
+                                    size_t tensor_index, size_t* window, uint64_t* offset);
 
 #ifdef __cplusplus
 }
