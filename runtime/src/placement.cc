@@ -41,10 +41,24 @@ Result<KernelPlacement> refuse(std::string message) {
 
 Result<KernelPlacement> place_kernel(LayerKind kind, const ConvParams& p, uint64_t source_width,
                                      uint64_t source_height) {
+  if (kind == LayerKind::kLinear) {
+    // MPSCNNFullyConnected: the kernel spans the flattened input map exactly.
+    if (source_width != p.kernel_w || source_height != p.kernel_h) {
+      return refuse("a linear layer over a " + pair(p.kernel_h, p.kernel_w) +
+                    " map takes exactly a " + pair(p.kernel_h, p.kernel_w) + " input, not " +
+                    pair(source_height, source_width));
+    }
+    KernelPlacement r;
+    r.source_width = source_width;
+    r.source_height = source_height;
+    r.destination_width = r.destination_height = 1;
+    r.destination_feature_channels = p.out_channels;
+    return r;
+  }
   if (kind != LayerKind::kConv2d && kind != LayerKind::kConvTranspose2d) {
     return {Error::kWrongLayerKind, "a " + std::string(to_string(kind)) +
-                                        " layer has no convolution placement (want conv2d or "
-                                        "conv_transpose2d)"};
+                                        " layer has no kernel placement (want conv2d, "
+                                        "conv_transpose2d or linear)"};
   }
   const bool transposed = kind == LayerKind::kConvTranspose2d;
   if (p.kernel_h == 0 || p.kernel_w == 0 || p.stride_h == 0 || p.stride_w == 0 ||
@@ -115,21 +129,6 @@ Result<KernelPlacement> place_kernel(LayerKind kind, const ConvParams& p, uint64
 Result<KernelPlacement> place_kernel(const ConvolutionSource& source, uint64_t source_width,
                                      uint64_t source_height) {
   const std::string layer = "layer '" + std::string(source.label()) + "': ";
-  if (source.kind() == LayerKind::kLinear) {
-    // The data source's kernel spans the flattened input map exactly.
-    if (source_width != source.kernel_width() || source_height != source.kernel_height()) {
-      return refuse(layer + "a linear layer over a " +
-                    pair(source.kernel_height(), source.kernel_width()) + " map takes exactly a " +
-                    pair(source.kernel_height(), source.kernel_width()) + " input, not " +
-                    pair(source_height, source_width));
-    }
-    KernelPlacement r;
-    r.source_width = source_width;
-    r.source_height = source_height;
-    r.destination_width = r.destination_height = 1;
-    r.destination_feature_channels = source.output_feature_channels();
-    return r;
-  }
   Result<KernelPlacement> r =
       place_kernel(source.kind(), source.params(), source_width, source_height);
   if (!r) return {r.error(), layer + r.message()};

@@ -48,21 +48,22 @@ struct KernelPlacement {
 };
 
 // The placement of a conv2d (any groups) or conv_transpose2d with
-// parameters `p` over a `source_width` × `source_height` input. Refuses,
+// parameters `p` over a `source_width` × `source_height` input; for a
+// linear layer (MPSCNNFullyConnected), `p` as ConvolutionSource gives it
+// (kernel = the flattened input map, out_channels): it takes exactly a
+// kernel-sized input and gives 1 × 1 × out_channels. Refuses,
 // with kInvalidArgument and a message naming the sizes, what PyTorch
 // refuses: an empty input, a conv whose padded input is smaller than its
 // dilated kernel, a transposed conv whose output would be empty, an
 // output_padding not smaller than stride or dilation, zero strides or
-// dilations, groups that do not divide the channels. kWrongLayerKind for
-// other kinds.
+// dilations, groups that do not divide the channels; a linear layer's
+// input of another size, because MPS would apply the weights to a
+// different window. kWrongLayerKind for other kinds.
 [[nodiscard]] Result<KernelPlacement> place_kernel(LayerKind kind, const ConvParams& p,
                                                    uint64_t source_width, uint64_t source_height);
 
-// The same for a bundle layer served by a ConvolutionSource. A linear layer
-// (MPSCNNFullyConnected) takes exactly its flattened input map [H][W] (1 × 1
-// for a vector input) and gives 1 × 1 × out_features; any other size is
-// refused, because MPS would apply the weights to a different window.
-// Error messages name the layer.
+// The same for a bundle layer served by a ConvolutionSource (a linear
+// layer over a vector takes 1 × 1). Error messages name the layer.
 [[nodiscard]] Result<KernelPlacement> place_kernel(const ConvolutionSource& source,
                                                    uint64_t source_width, uint64_t source_height);
 
