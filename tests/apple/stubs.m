@@ -177,7 +177,33 @@ id<MTLDevice> MTLCreateSystemDefaultDevice(void) { return nil; }
 }
 @end
 
+// The stub's one allocator: ordinary images.
+@interface MPSBStubImageAllocator : NSObject <MPSImageAllocator>
+@end
+
+@implementation MPSBStubImageAllocator
++ (BOOL)supportsSecureCoding {
+  return YES;
+}
+- (id)initWithCoder:(NSCoder *)coder {
+  return [super init];
+}
+- (void)encodeWithCoder:(NSCoder *)coder {
+}
+- (MPSImage *)imageForCommandBuffer:(id<MTLCommandBuffer>)cmdBuf
+                    imageDescriptor:(MPSImageDescriptor *)inputDescriptor
+                             kernel:(id)kernel {
+  return [[[MPSImage alloc] initWithDevice:nil imageDescriptor:inputDescriptor] autorelease];
+}
+@end
+
 @implementation MPSImage
+
++ (id<MPSImageAllocator>)defaultAllocator {
+  static MPSBStubImageAllocator *allocator = nil;
+  if (allocator == nil) allocator = [[MPSBStubImageAllocator alloc] init];
+  return allocator;
+}
 @synthesize width = _width;
 @synthesize height = _height;
 @synthesize featureChannels = _featureChannels;
@@ -283,6 +309,7 @@ id<MTLDevice> MTLCreateSystemDefaultDevice(void) { return nil; }
 @synthesize destinationFeatureChannelOffset = _destinationFeatureChannelOffset;
 @synthesize edgeMode = _edgeMode;
 @synthesize padding = _padding;
+@synthesize destinationImageAllocator = _destinationImageAllocator;
 
 - (instancetype)initWithDevice:(id<MTLDevice>)device {
   self = [super initWithDevice:device];
@@ -296,6 +323,7 @@ id<MTLDevice> MTLCreateSystemDefaultDevice(void) { return nil; }
 
 - (void)dealloc {
   [_padding release];
+  [_destinationImageAllocator release];
   [super dealloc];
 }
 
@@ -326,7 +354,9 @@ id<MTLDevice> MTLCreateSystemDefaultDevice(void) { return nil; }
   MPSImageDescriptor *d =
       [self destinationImageDescriptorForSourceImages:[NSArray arrayWithObject:sourceImage]
                                          sourceStates:nil];
-  MPSImage *out = [[[MPSImage alloc] initWithDevice:[self device] imageDescriptor:d] autorelease];
+  MPSImage *out = [[MPSImage defaultAllocator] imageForCommandBuffer:commandBuffer
+                                                     imageDescriptor:d
+                                                              kernel:self];
   [self encodeToCommandBuffer:commandBuffer sourceImage:sourceImage destinationImage:out];
   return out;
 }

@@ -114,6 +114,15 @@ API_AVAILABLE(macos(10.13), ios(10.0))
                                                     featureChannels:(NSUInteger)featureChannels;
 @end
 
+@class MPSImage;
+// MPSImage.h: what makes the images the image-returning encodes return.
+@protocol MPSImageAllocator <NSObject, NSSecureCoding>
+@required
+- (MPSImage *MPS_NONNULL)imageForCommandBuffer:(id<MTLCommandBuffer> MPS_NONNULL)cmdBuf
+                               imageDescriptor:(MPSImageDescriptor *MPS_NONNULL)inputDescriptor
+                                        kernel:(id MPS_NONNULL)kernel;
+@end
+
 // The stub keeps the pixels in memory ([image][H][W][C] floats) so that
 // -writeBytes / -readBytes round-trip; a real MPSImage is a texture.
 API_AVAILABLE(macos(10.13), ios(10.0))
@@ -129,6 +138,8 @@ API_AVAILABLE(macos(10.13), ios(10.0))
 @property(readonly, nonatomic) NSUInteger numberOfImages;
 @property(readonly, nonatomic) MPSImageFeatureChannelFormat featureChannelFormat;
 @property(nullable, copy, atomic) NSString *label;
+// Makes ordinary (not temporary) images (MPSImage.h, macOS 10.13 / iOS 11).
++ (id<MPSImageAllocator> MPS_NONNULL)defaultAllocator API_AVAILABLE(macos(10.13), ios(11.0));
 - (instancetype MPS_NONNULL)initWithDevice:(id<MTLDevice> MPS_NONNULL)device
                            imageDescriptor:(const MPSImageDescriptor *MPS_NONNULL)imageDescriptor;
 // float32 bytes only in the stub (MPS converts from the channel format).
@@ -212,6 +223,7 @@ API_AVAILABLE(macos(10.13), ios(10.0))
   NSUInteger _destinationFeatureChannelOffset;
   MPSImageEdgeMode _edgeMode;
   id<MPSNNPadding> _padding;
+  id<MPSImageAllocator> _destinationImageAllocator;
 }
 @property(readwrite, nonatomic) MPSOffset offset;
 @property(readwrite, nonatomic) MTLRegion clipRect;
@@ -221,6 +233,11 @@ API_AVAILABLE(macos(10.13), ios(10.0))
 // and set `offset` with; the destinationImage: encode does not use it.
 @property(readwrite, nonatomic, retain, nonnull) id<MPSNNPadding> padding API_AVAILABLE(
     macos(10.13), ios(11.0));
+// What the image-returning encodes allocate the result with; MPS's default
+// makes MPSTemporaryImages, which cannot be read back after the command
+// buffer completes.
+@property(readwrite, nonatomic, retain, nonnull) id<MPSImageAllocator> destinationImageAllocator
+    API_AVAILABLE(macos(10.13), ios(11.0));
 - (void)encodeToCommandBuffer:(id<MTLCommandBuffer> MPS_NONNULL)commandBuffer
                   sourceImage:(MPSImage *MPS_NONNULL)sourceImage
              destinationImage:(MPSImage *MPS_NONNULL)destinationImage;
