@@ -34,7 +34,8 @@ inline std::vector<FeatureMap> split_images(std::span<const uint64_t> shape,
     maps[n].height = shape[1];
     maps[n].width = shape[2];
     maps[n].channels = shape[3];
-    maps[n].values.assign(values.begin() + n * per_image, values.begin() + (n + 1) * per_image);
+    const std::span<const float> image = values.subspan(n * per_image, per_image);
+    maps[n].values.assign(image.begin(), image.end());
   }
   return maps;
 }

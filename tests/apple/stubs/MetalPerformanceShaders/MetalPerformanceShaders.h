@@ -394,10 +394,10 @@ API_AVAILABLE(macos(10.13), ios(10.0))
 @property(readonly, retain, nonatomic, nonnull) id<MPSCNNConvolutionDataSource> dataSource
     API_AVAILABLE(macos(10.13.4), ios(11.3));
 @property(readonly, nonatomic, nullable)
-    MPSNNNeuronDescriptor *fusedNeuronDescriptor API_AVAILABLE(macos(10.15), ios(13.0));
+    MPSNNNeuronDescriptor *fusedNeuronDescriptor API_AVAILABLE(macos(10.14), ios(12.0));
 @property(readwrite, nonatomic)
     MPSNNConvolutionAccumulatorPrecisionOption accumulatorPrecisionOption API_AVAILABLE(
-        macos(10.14), ios(12.0));
+        macos(10.13.4), ios(11.3));
 - (instancetype MPS_NONNULL)initWithDevice:(id<MTLDevice> MPS_NONNULL)device
                                    weights:(id<MPSCNNConvolutionDataSource> MPS_NONNULL)weights
     API_AVAILABLE(macos(10.13), ios(11.0));
@@ -433,7 +433,7 @@ API_AVAILABLE(macos(10.13), ios(11.0))
     API_AVAILABLE(macos(10.13.4), ios(11.3));
 @property(readwrite, nonatomic)
     MPSNNConvolutionAccumulatorPrecisionOption accumulatorPrecisionOption API_AVAILABLE(
-        macos(10.14), ios(12.0));
+        macos(10.13.4), ios(11.3));
 - (instancetype MPS_NONNULL)initWithDevice:(id<MTLDevice> MPS_NONNULL)device
                                    weights:(id<MPSCNNConvolutionDataSource> MPS_NONNULL)weights
     API_AVAILABLE(macos(10.13), ios(11.0));
