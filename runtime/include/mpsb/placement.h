@@ -51,7 +51,9 @@ struct KernelPlacement {
 // parameters `p` over a `source_width` × `source_height` input; for a
 // linear layer (MPSCNNFullyConnected), `p` as ConvolutionSource gives it
 // (kernel = the flattened input map, out_channels): it takes exactly a
-// kernel-sized input and gives 1 × 1 × out_channels. Refuses,
+// kernel-sized input and gives 1 × 1 × out_channels, offsets 0 (Apple,
+// MPSCNNFullyConnected: "kernelWidth == source.width", "Offset is not
+// applicable and is ignored"). Refuses,
 // with kInvalidArgument and a message naming the sizes, what PyTorch
 // refuses: an empty input, a conv whose padded input is smaller than its
 // dilated kernel, a transposed conv whose output would be empty, an
