@@ -39,6 +39,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBundle.h
               ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBundle.mm
               ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBuffers.h
               ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBBuffers.mm
+              ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBKernels.h
+              ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBKernels.mm
+              ${PROJECT_SOURCE_DIR}/runtime/apple/MPSBInternal.h
         DESTINATION ${CMAKE_INSTALL_DATADIR}/mpsb/apple COMPONENT runtime)
 install(FILES ${PROJECT_SOURCE_DIR}/schema/bundle.fbs
         DESTINATION ${CMAKE_INSTALL_DATADIR}/mpsb COMPONENT runtime)

@@ -63,6 +63,10 @@
 #ifndef NS_SWIFT_NAME
 #define NS_SWIFT_NAME(name)
 #endif
+// Apple's SDK defines it (<os/availability.h>); GNUstep does not.
+#ifndef API_AVAILABLE
+#define API_AVAILABLE(...)
+#endif
 
 NS_ASSUME_NONNULL_BEGIN
 
@@ -203,16 +207,22 @@ struct MPSBGroupNormState;
 - (NSString *MPSB_NULLABLE)label;
 
 // --- MPSCNNConvolutionDataSource, optional ---
-// MPSCNNConvolutionWeightsLayoutOHWI, the only layout Apple defines.
-- (MPSCNNConvolutionWeightsLayout)weightsLayout;
+// MPSCNNConvolutionWeightsLayoutOHWI, the only layout Apple defines
+// (asked from macOS 10.15 / iOS 13).
+- (MPSCNNConvolutionWeightsLayout)weightsLayout API_AVAILABLE(macos(10.15), ios(13.0), tvos(13.0));
 // None for float weights; Linear or LookupTable for uint8 weights, as the
-// compiler quantized them.
-- (MPSCNNWeightsQuantizationType)weightsQuantizationType;
+// compiler quantized them (asked from macOS 10.14 / iOS 12).
+- (MPSCNNWeightsQuantizationType)weightsQuantizationType API_AVAILABLE(macos(10.14), ios(12.0),
+                                                                       tvos(12.0));
+// Apple: "MPSDataTypeUInt8 weight containers must implement one of the
+// following optional methods", both declared __nonnull; before
+// weightsQuantizationType (macOS 10.14 / iOS 12) MPS could tell the two
+// only by which one the source implements. So the source responds to
+// exactly the one its layer has (-respondsToSelector: says NO to the other,
+// and to both for float weights).
 // uint8 + Linear: outputFeatureChannels {min, max} pairs in the mapping.
-// NULL when the layer has none.
 - (vector_float2 *)rangesForUInt8Kernel;
-// uint8 + LookupTable: 256 floats in the mapping. NULL when the layer has
-// none.
+// uint8 + LookupTable: 256 floats in the mapping.
 - (float *)lookupTableForUInt8Kernel;
 
 // Precision MPS converts the weights to for the kernel. Apple: uint8 and
@@ -220,8 +230,22 @@ struct MPSBGroupNormState;
 // Float16 or Float32, and Float32 requires the convolution's
 // accumulatorPrecisionOption to be MPSNNConvolutionAccumulatorPrecisionOptionFloat.
 // Default MPSDataTypeFloat16 (what MPS does when the method is absent).
-// Setting Float32 on non-float32 weights is ignored.
-@property(nonatomic) MPSDataType kernelWeightsDataType;
+// Setting Float32 on non-float32 weights is ignored. MPS reads it once,
+// when the kernel is made: set it before -[MPSCNNConvolution
+// initWithDevice:weights:] (the factories in MPSBKernels.h do). MPS asks
+// for it from macOS 11 / iOS 14 on; earlier systems compute with float16.
+- (MPSDataType)kernelWeightsDataType API_AVAILABLE(macos(11.0), ios(14.0), tvos(14.0));
+- (void)setKernelWeightsDataType:(MPSDataType)kernelWeightsDataType;
+
+// NSCopying, and (macOS 10.14 / iOS 12) the copy MPS makes when it copies a
+// kernel to a device: "data source copyWithZone:device will be called if
+// data source object responds to this selector. If not, copyWithZone:".
+// Both give a new object over the same layer sharing the mapping; the
+// weights are CPU memory, so the device changes nothing.
+- (id)copyWithZone:(NSZone *MPSB_NULLABLE)zone;
+- (instancetype)copyWithZone:(NSZone *MPSB_NULLABLE)zone
+                      device:(id<MTLDevice> MPSB_NULLABLE)device
+    API_AVAILABLE(macos(10.14), ios(12.0), tvos(12.0));
 
 // --- Extras for building the MPS kernel (not part of the protocol) ---
 @property(nonatomic, readonly) BOOL isTransposed;      // conv_transpose2d
@@ -277,7 +301,8 @@ struct MPSBGroupNormState;
 
 - (instancetype)init NS_UNAVAILABLE;
 
-- (NSUInteger)numberOfFeatureChannels;
+// A readonly property in Apple's protocol.
+@property(nonatomic, readonly) NSUInteger numberOfFeatureChannels;
 // In the mapping, or owned ones / zeros when PyTorch had affine=False.
 - (float *MPSB_NULLABLE)gamma;
 - (float *MPSB_NULLABLE)beta;
@@ -300,12 +325,12 @@ struct MPSBGroupNormState;
 
 - (instancetype)init NS_UNAVAILABLE;
 
-- (NSUInteger)numberOfFeatureChannels;
+// Properties in Apple's protocol.
+@property(nonatomic, readonly) NSUInteger numberOfFeatureChannels;
 // PyTorch's num_groups. The protocol declares it readwrite; the bundle's γ
-// and β were trained for this grouping, so -setNumberOfGroups: keeps it and
-// ignores any other value.
-- (NSUInteger)numberOfGroups;
-- (void)setNumberOfGroups:(NSUInteger)numberOfGroups;
+// and β were trained for this grouping, so setting it keeps it and ignores
+// any other value.
+@property(nonatomic) NSUInteger numberOfGroups;
 // numberOfFeatureChannels floats: in the mapping, or owned ones / zeros
 // when PyTorch had affine=False.
 - (float *MPSB_NULLABLE)gamma;

@@ -22,6 +22,9 @@
 // developer.apple.com/documentation/metalperformanceshaders.
 
 #import "MPSBBundle.h"
+#import "MPSBInternal.h"
+
+#import <objc/runtime.h>
 
 #include <cstddef>
 #include <cstring>
@@ -52,9 +55,40 @@
 
 NSString *const MPSBErrorDomain = @"MPSBErrorDomain";
 
+namespace mpsb_apple {
+
+NSString *StringFromView(std::string_view s) {
+  NSString *r = [[NSString alloc] initWithBytes:s.data()
+                                         length:s.size()
+                                       encoding:NSUTF8StringEncoding];
+  if (r == nil) {
+    // Not UTF-8 (a host path in an error message, say): keep every byte.
+    r = [[NSString alloc] initWithBytes:s.data()
+                                 length:s.size()
+                               encoding:NSISOLatin1StringEncoding];
+  }
+  return MPSB_AUTORELEASE(r);
+}
+
+std::string StringFromNSString(NSString *s) {
+  const char *utf8 = [s UTF8String];
+  return utf8 ? std::string(utf8) : std::string();
+}
+
+void SetError(NSError **error, mpsb::Error code, const std::string &message) {
+  if (error == NULL) return;
+  NSDictionary *info = [NSDictionary dictionaryWithObject:StringFromView(message)
+                                                   forKey:NSLocalizedDescriptionKey];
+  *error = [NSError errorWithDomain:MPSBErrorDomain
+                               code:static_cast<NSInteger>(code)
+                           userInfo:info];
+}
+
+}  // namespace mpsb_apple
+
 namespace {
 
-using SharedBundle = std::shared_ptr<const mpsb::Bundle>;
+using mpsb_apple::SharedBundle;
 
 // The MPSDataType and MPSCNN* enum values are Apple's; the runtime's mirror
 // enums must agree with the ones the SDK (or the stubs) declare.
@@ -90,32 +124,9 @@ static_assert(NeuronTypeOf(mpsb::Activation::kGELU) == MPSCNNNeuronTypeGeLU, "Ge
 static_assert(NeuronTypeOf(mpsb::Activation::kPReLU) == MPSCNNNeuronTypePReLU, "PReLU");
 static_assert(mpsb::kActivationCount == 11, "a new activation needs its static_assert above");
 
-NSString *StringFromView(std::string_view s) {
-  NSString *r = [[NSString alloc] initWithBytes:s.data()
-                                         length:s.size()
-                                       encoding:NSUTF8StringEncoding];
-  if (r == nil) {
-    // Not UTF-8 (a host path in an error message, say): keep every byte.
-    r = [[NSString alloc] initWithBytes:s.data()
-                                 length:s.size()
-                               encoding:NSISOLatin1StringEncoding];
-  }
-  return MPSB_AUTORELEASE(r);
-}
-
-std::string StringFromNSString(NSString *s) {
-  const char *utf8 = [s UTF8String];
-  return utf8 ? std::string(utf8) : std::string();
-}
-
-void SetError(NSError **error, mpsb::Error code, const std::string &message) {
-  if (error == NULL) return;
-  NSDictionary *info = [NSDictionary dictionaryWithObject:StringFromView(message)
-                                                   forKey:NSLocalizedDescriptionKey];
-  *error = [NSError errorWithDomain:MPSBErrorDomain
-                               code:static_cast<NSInteger>(code)
-                           userInfo:info];
-}
+using mpsb_apple::SetError;
+using mpsb_apple::StringFromNSString;
+using mpsb_apple::StringFromView;
 
 std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name, NSError **error) {
   if (name == nil) {
@@ -471,6 +482,10 @@ MPSB_UNAVAILABLE_INIT
   return NeuronFor(_state->bundle, *layer, error);
 }
 
+- (const mpsb_apple::SharedBundle *)sharedBundle {
+  return &_state->bundle;
+}
+
 - (NSString *)description {
   return [NSString stringWithFormat:@"<MPSBBundle '%@': %lu layers, segment %lu bytes>", _name,
                                     (unsigned long)[_layerNames count],
@@ -516,6 +531,24 @@ MPSB_UNAVAILABLE_INIT
   return
       [[[self class] allocWithZone:zone] initWithConvolutionState:new MPSBConvolutionState(*_state)
                                             kernelWeightsDataType:_kernelWeightsDataType];
+}
+
+// -copyWithZone:device: (optional, macOS 10.14 / iOS 12): MPS calls it in
+// preference to -copyWithZone: when it copies a kernel to a device.
+- (instancetype)copyWithZone:(NSZone *)zone device:(id<MTLDevice>)device {
+  (void)device;
+  return [self copyWithZone:zone];
+}
+
+// Only the uint8 side table the layer has: see the header.
+- (BOOL)respondsToSelector:(SEL)selector {
+  if (sel_isEqual(selector, @selector(rangesForUInt8Kernel))) {
+    return [self weightsQuantizationType] == MPSCNNWeightsQuantizationTypeLinear;
+  }
+  if (sel_isEqual(selector, @selector(lookupTableForUInt8Kernel))) {
+    return [self weightsQuantizationType] == MPSCNNWeightsQuantizationTypeLookupTable;
+  }
+  return [super respondsToSelector:selector];
 }
 
 // -dataType: "what sort of weights are provided by the object";

@@ -4,6 +4,7 @@
 
 #include "bundle_internal.h"
 #include "mpsb/kinds.h"
+#include "placement_rules.h"
 
 namespace mpsb {
 namespace {
@@ -63,17 +64,13 @@ Result<ConvolutionSource> ConvolutionSource::from(const Bundle& bundle, const La
 
 int64_t ConvolutionSource::offset(uint32_t k, uint32_t d, uint32_t pad) const {
   if (layer_.kind() == LayerKind::kLinear) return 0;
-  const int64_t reach = int64_t(d) * (int64_t(k) - 1);  // dilated kernel size - 1
-  const int64_t center = (reach + 1) >> 1;
-  return transposed() ? center - (reach - int64_t(pad)) : center - int64_t(pad);
+  return internal::mps_axis_offset(transposed(), k, d, pad);
 }
 
 uint64_t ConvolutionSource::output_size(uint64_t in, uint32_t k, uint32_t s, uint32_t pad,
                                         uint32_t d, uint32_t op) const {
   if (layer_.kind() == LayerKind::kLinear) return 1;
-  const int64_t reach = int64_t(d) * (int64_t(k) - 1);
-  const int64_t n = transposed() ? (int64_t(in) - 1) * s - 2 * int64_t(pad) + reach + op + 1
-                                 : (int64_t(in) + 2 * int64_t(pad) - reach - 1) / int64_t(s) + 1;
+  const int64_t n = internal::pytorch_axis_size(transposed(), in, k, s, pad, d, op);
   return n > 0 ? uint64_t(n) : 0;
 }
 

@@ -18,6 +18,7 @@
 
 #import "MPSBBuffers.h"
 #import "MPSBBundle.h"
+#import "MPSBKernels.h"
 
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 
 #include "mpsb/bundle.h"
 #include "mpsb/mpsb.h"
+#include "mpsb/placement.h"
 #include "mpsb/sources.h"
 #include "runtime/test_bundle.h"
 
@@ -94,6 +96,19 @@ BundleSpec MakeSpec() {
   spec.layers.push_back(tanh_layer);
 
   spec.layers.push_back(conv_transpose_layer("up", 8, 4, 3, 2));
+  // Even kernel, stride 2, asymmetric padding; a dilated grouped transposed
+  // conv with output_padding.
+  LayerSpec even = conv_layer("even", 4, 4, 4);
+  even.conv.stride_h = even.conv.stride_w = 2;
+  even.conv.padding_h = 1;
+  even.conv.padding_w = 0;
+  spec.layers.push_back(even);
+  LayerSpec up_dilated = conv_transpose_layer("up_dilated", 8, 4, 3, 2);
+  up_dilated.conv.dilation_h = up_dilated.conv.dilation_w = 2;
+  up_dilated.conv.padding_w = 2;
+  up_dilated.conv.output_padding_h = 1;
+  up_dilated.conv.output_padding_w = 0;
+  spec.layers.push_back(up_dilated);
   spec.layers.push_back(linear_layer("fc", 10, 4, 2, 3));
   spec.layers.push_back(linear_layer("fc_vector", 5, 16));
   spec.layers.push_back(batch_norm_layer("bn", 8));
@@ -196,6 +211,8 @@ const WantNeuron kWantNeurons[] = {
     {"sig", MPSCNNNeuronTypeSigmoid, 0.0f, 0.0f},
     {"tanh", MPSCNNNeuronTypeTanH, 1.0f, 1.0f},
     {"up", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"even", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
+    {"up_dilated", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
     {"fc", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
     {"fc_vector", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
     {"q8", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
@@ -358,8 +375,15 @@ void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::L
   CHECK(SameTensor([src rangesForUInt8Kernel], layer.find(mpsb::TensorRole::kQuantRanges), bundle));
   CHECK(SameTensor([src lookupTableForUInt8Kernel], layer.find(mpsb::TensorRole::kQuantLookupTable),
                    bundle));
-  CHECK([src respondsToSelector:@selector(rangesForUInt8Kernel)]);
+  // Exactly the uint8 side table the layer has (Apple: both __nonnull, and
+  // before weightsQuantizationType MPS tells them apart by which exists).
+  CHECK([src respondsToSelector:@selector(rangesForUInt8Kernel)] ==
+        (q == MPSCNNWeightsQuantizationTypeLinear ? YES : NO));
+  CHECK([src respondsToSelector:@selector(lookupTableForUInt8Kernel)] ==
+        (q == MPSCNNWeightsQuantizationTypeLookupTable ? YES : NO));
+  CHECK([src respondsToSelector:@selector(weightsQuantizationType)]);
   CHECK([src respondsToSelector:@selector(kernelWeightsDataType)]);
+  CHECK([src respondsToSelector:@selector(copyWithZone:device:)]);
 
   // kernelWeightsDataType: Float16 by default; Float32 only for float32.
   CHECK([src kernelWeightsDataType] == MPSDataTypeFloat16);
@@ -376,6 +400,12 @@ void CheckConvolution(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::L
         [[copy descriptor] groups] == [d groups]);
   CHECK(Str([copy label]) == Str([src label]));
   [copy release];
+  // copyWithZone:device: (what MPS prefers when it copies a kernel).
+  MPSBConvolutionDataSource *device_copy = [src copyWithZone:NULL device:nil];
+  CHECK(device_copy != nil && device_copy != src);
+  CHECK([device_copy weights] == [src weights] &&
+        [device_copy kernelWeightsDataType] == [src kernelWeightsDataType]);
+  [device_copy release];
 }
 
 // A normalization's -gamma and -beta: the layer's tensors in the mapping, or
@@ -487,6 +517,296 @@ void CheckPReLULayer(MPSBBundle *bundle, const mpsb::Layer &layer) {
   CHECK([n data] != nil && [[n data] length] == layer.norm().num_features * sizeof(float));
 }
 
+bool SameOffset(MPSOffset a, int64_t x, int64_t y) { return a.x == x && a.y == y && a.z == 0; }
+
+// A source image of the given size for the padding policy.
+MPSImage *SourceImage(NSUInteger width, NSUInteger height, NSUInteger channels) {
+  MPSImageDescriptor *d =
+      [MPSImageDescriptor imageDescriptorWithChannelFormat:MPSImageFeatureChannelFormatFloat16
+                                                     width:width
+                                                    height:height
+                                           featureChannels:channels];
+  return [[[MPSImage alloc] initWithDevice:nil imageDescriptor:d] autorelease];
+}
+
+// The policy against mpsb::place_kernel, directly and as MPS uses it: the
+// image-returning encode's descriptor, and the offsets it leaves on the
+// kernel (set to junk first, so the policy must set them).
+void CheckPadding(MPSBBundle *bundle, const mpsb::ConvolutionSource &w, MPSCNNKernel *kernel,
+                  const std::string &ctx) {
+  id<MPSNNPadding> policy = [kernel padding];
+  CHECK([(id)policy isKindOfClass:[MPSBPadding class]]);
+  if (![(id)policy isKindOfClass:[MPSBPadding class]]) return;
+  MPSBPadding *padding = (MPSBPadding *)policy;
+  CHECK([padding paddingMethod] == MPSNNPaddingMethodCustom);
+  CHECK([padding conformsToProtocol:@protocol(MPSNNPadding)]);
+  CHECK([MPSBPadding supportsSecureCoding]);
+  CHECK(Str([padding layerName]) == std::string(w.label()));
+  CHECK(Str([padding label]).find(std::string(w.label())) != std::string::npos);
+  const bool linear = w.kind() == mpsb::LayerKind::kLinear;
+  const bool transposed = w.transposed();
+  std::vector<std::pair<NSUInteger, NSUInteger>> sizes;
+  if (linear) {
+    sizes.push_back({w.kernel_width(), w.kernel_height()});
+  } else {
+    sizes = {{5, 7}, {8, 6}, {13, 2}, {1, 1}};
+  }
+  for (const auto &[sw, sh] : sizes) {
+    const mpsb::Result<mpsb::KernelPlacement> want = mpsb::place_kernel(w, sw, sh);
+    NSError *error = nil;
+    MPSBPlacement *p = [padding placementForSourceWidth:sw height:sh error:&error];
+    CHECK((p != nil) == want.ok());
+    if (!want.ok()) {
+      CHECK(error != nil && [error code] == MPSB_ERROR_INVALID_ARGUMENT);
+      CHECK(error != nil &&
+            Str([error localizedDescription]).find(want.message()) != std::string::npos);
+      continue;
+    }
+    if (p == nil) continue;
+    CHECK([p destinationWidth] == want->destination_width);
+    CHECK([p destinationHeight] == want->destination_height);
+    CHECK([p destinationFeatureChannels] == want->destination_feature_channels);
+    CHECK(SameOffset([p offset], want -> offset_x, want -> offset_y));
+    CHECK([p kernelOffsetX] == want->kernel_offset_x && [p kernelOffsetY] == want->kernel_offset_y);
+    // Sizes and offsets by hand from PyTorch's formula and the source's
+    // offsets, not through place_kernel.
+    if (!linear) {
+      CHECK([p destinationWidth] == w.output_width(sw));
+      CHECK([p destinationHeight] == w.output_height(sh));
+      CHECK((transposed ? [p kernelOffsetX] : [p offset].x) == w.mps_offset_x());
+      CHECK((transposed ? [p kernelOffsetY] : [p offset].y) == w.mps_offset_y());
+    } else {
+      CHECK([p destinationWidth] == 1 && [p destinationHeight] == 1);
+    }
+
+    MPSOffset junk = {99, -99, 3};
+    [kernel setOffset:junk];
+    [kernel setEdgeMode:MPSImageEdgeModeClamp];
+    if (transposed) {
+      [(MPSCNNConvolutionTranspose *)kernel setKernelOffsetX:77];
+      [(MPSCNNConvolutionTranspose *)kernel setKernelOffsetY:77];
+    }
+    MPSImage *src = SourceImage(sw, sh, w.input_feature_channels());
+    MPSImageDescriptor *d =
+        [kernel destinationImageDescriptorForSourceImages:[NSArray arrayWithObject:src]
+                                             sourceStates:nil];
+    CHECK([d width] == want->destination_width && [d height] == want->destination_height);
+    CHECK([d featureChannels] == w.output_feature_channels());
+    CHECK(SameOffset([kernel offset], want -> offset_x, want -> offset_y));
+    CHECK([kernel edgeMode] == MPSImageEdgeModeZero);
+    if (transposed) {
+      MPSCNNConvolutionTranspose *t = (MPSCNNConvolutionTranspose *)kernel;
+      CHECK([t kernelOffsetX] == want->kernel_offset_x &&
+            [t kernelOffsetY] == want->kernel_offset_y);
+    }
+    MPSImage *out = [kernel encodeToCommandBuffer:nil sourceImage:src];
+    CHECK([out width] == want->destination_width && [out height] == want->destination_height &&
+          [out featureChannels] == w.output_feature_channels());
+  }
+  // A size PyTorch refuses: MPS's suggestion is kept, and nothing crashes.
+  const NSUInteger bad_w = linear ? w.kernel_width() + 1 : 0;
+  MPSImage *bad = SourceImage(bad_w, linear ? w.kernel_height() : 3, w.input_feature_channels());
+  NSError *error = nil;
+  CHECK([padding placementForSourceWidth:bad_w height:[bad height] error:&error] == nil);
+  CHECK(error != nil &&
+        Str([error localizedDescription]).find("layer '" + std::string(w.label()) + "'") !=
+            std::string::npos);
+  MPSImageDescriptor *kept =
+      [kernel destinationImageDescriptorForSourceImages:[NSArray arrayWithObject:bad]
+                                           sourceStates:nil];
+  CHECK([kept width] == bad_w);
+
+  // NSSecureCoding: the archived policy places as the original does.
+  NSData *archive = [NSKeyedArchiver archivedDataWithRootObject:padding];
+  CHECK(archive != nil);
+  id restored = archive ? [NSKeyedUnarchiver unarchiveObjectWithData:archive] : nil;
+  CHECK([restored isKindOfClass:[MPSBPadding class]]);
+  if ([restored isKindOfClass:[MPSBPadding class]]) {
+    const auto &[sw, sh] = sizes[0];
+    MPSBPlacement *a = [padding placementForSourceWidth:sw height:sh error:NULL];
+    MPSBPlacement *b = [restored placementForSourceWidth:sw height:sh error:NULL];
+    CHECK(a != nil && b != nil && [a destinationWidth] == [b destinationWidth] &&
+          [a destinationHeight] == [b destinationHeight] &&
+          [a kernelOffsetX] == [b kernelOffsetX] && [a offset].x == [b offset].x &&
+          [a offset].y == [b offset].y);
+    CHECK(Str([restored layerName]) == Str([padding layerName]));
+  }
+  (void)bundle;
+}
+
+// The kernel a factory makes for a conv, transposed conv or linear layer:
+// what MPS read from the data source at init (the stub records it) and what
+// the factory set on the kernel.
+void CheckConvolutionKernel(MPSBBundle *bundle, const mpsb::Bundle &ref, const mpsb::Layer &layer) {
+  const std::string ctx = "kernel " + std::string(layer.name());
+  const mpsb::ConvolutionSource w = mpsb::ConvolutionSource::from(ref, layer).value();
+  NSError *error = nil;
+  MPSCNNKernel *kernel = [bundle kernelForLayer:NS(layer.name()) device:nil error:&error];
+  CHECK(kernel != nil && error == nil);
+  if (kernel == nil) return;
+  const bool f32 = w.weight_dtype() == mpsb::DType::kFloat32;
+  const MPSDataType want_kernel_type = f32 ? MPSDataTypeFloat32 : MPSDataTypeFloat16;
+  const MPSNNConvolutionAccumulatorPrecisionOption want_acc =
+      f32 ? MPSNNConvolutionAccumulatorPrecisionOptionFloat
+          : MPSNNConvolutionAccumulatorPrecisionOptionHalf;
+  CHECK(Str([kernel label]) == std::string(layer.name()));
+  CHECK([kernel edgeMode] == MPSImageEdgeModeZero);
+  if (w.transposed()) {
+    CHECK([kernel isMemberOfClass:[MPSCNNConvolutionTranspose class]]);
+    MPSCNNConvolutionTranspose *t = (MPSCNNConvolutionTranspose *)kernel;
+    CHECK(SameOffset([t offset], 0, 0));
+    CHECK([t kernelOffsetX] == w.mps_offset_x() && [t kernelOffsetY] == w.mps_offset_y());
+    CHECK([t stubKernelWeightsDataTypeAtInit] == want_kernel_type);
+    CHECK([t accumulatorPrecisionOption] == want_acc);
+    CHECK([t inputFeatureChannels] == w.input_feature_channels() &&
+          [t outputFeatureChannels] == w.output_feature_channels() && [t groups] == w.groups());
+    CHECK([[t dataSource] isKindOfClass:[MPSBConvolutionDataSource class]]);
+  } else {
+    const bool linear = layer.kind() == mpsb::LayerKind::kLinear;
+    CHECK(
+        [kernel isMemberOfClass:linear ? [MPSCNNFullyConnected class] : [MPSCNNConvolution class]]);
+    MPSCNNConvolution *c = (MPSCNNConvolution *)kernel;
+    CHECK(SameOffset([c offset], w.mps_offset_x(), w.mps_offset_y()));
+    CHECK([c stubKernelWeightsDataTypeAtInit] == want_kernel_type);
+    CHECK([c accumulatorPrecisionOption] == want_acc);
+    const bool depthwise = layer.kind() == mpsb::LayerKind::kConv2d && w.groups() > 1 &&
+                           w.groups() == w.input_feature_channels();
+    CHECK([c stubDepthwise] == (depthwise ? YES : NO));
+    CHECK([c groups] == (depthwise ? 1u : w.groups()));
+    CHECK([c kernelWidth] == w.kernel_width() && [c kernelHeight] == w.kernel_height());
+    CHECK([c strideInPixelsX] == w.stride_x() && [c strideInPixelsY] == w.stride_y());
+    CHECK([c dilationRateX] == w.dilation_x() && [c dilationRateY] == w.dilation_y());
+    CHECK([c inputFeatureChannels] == w.input_feature_channels() &&
+          [c outputFeatureChannels] == w.output_feature_channels());
+    CheckNeuronDescriptor([c fusedNeuronDescriptor], bundle, layer, ctx + " fused");
+  }
+  CheckPadding(bundle, w, kernel, ctx);
+
+  // The typed factory for the kind, and the wrong ones.
+  NSString *name = NS(layer.name());
+  error = nil;
+  switch (layer.kind()) {
+    case mpsb::LayerKind::kConv2d:
+      CHECK([bundle convolutionKernelForLayer:name device:nil error:NULL] != nil);
+      CHECK([bundle convolutionTransposeKernelForLayer:name device:nil error:&error] == nil);
+      break;
+    case mpsb::LayerKind::kConvTranspose2d:
+      CHECK([bundle convolutionTransposeKernelForLayer:name device:nil error:NULL] != nil);
+      CHECK([bundle fullyConnectedKernelForLayer:name device:nil error:&error] == nil);
+      break;
+    default:
+      CHECK([bundle fullyConnectedKernelForLayer:name device:nil error:NULL] != nil);
+      CHECK([bundle convolutionKernelForLayer:name device:nil error:&error] == nil);
+      break;
+  }
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  CHECK(error != nil &&
+        Str([error localizedDescription]).find(std::string(layer.name())) != std::string::npos);
+
+  // The graph node: the same data source, precision and padding policy.
+  MPSNNFilterNode *node = [bundle nodeForLayer:name
+                                        source:[MPSNNImageNode nodeWithHandle:nil]
+                                         error:&error];
+  CHECK(node != nil);
+  Class want_node = w.transposed() ? [MPSCNNConvolutionTransposeNode class]
+                    : layer.kind() == mpsb::LayerKind::kLinear ? [MPSCNNFullyConnectedNode class]
+                                                               : [MPSCNNConvolutionNode class];
+  CHECK([node isMemberOfClass:want_node]);
+  CHECK(Str([node label]) == std::string(layer.name()));
+  CHECK([(id)[node paddingPolicy] isKindOfClass:[MPSBPadding class]] &&
+        Str([(MPSBPadding *)[node paddingPolicy] layerName]) == std::string(layer.name()));
+  id weights = [node stubParameters];
+  CHECK([weights isKindOfClass:[MPSBConvolutionDataSource class]] &&
+        [weights kernelWeightsDataType] == want_kernel_type);
+}
+
+// Normalization and prelu kernels and nodes.
+void CheckOtherKernel(MPSBBundle *bundle, const mpsb::Layer &layer) {
+  const std::string ctx = "kernel " + std::string(layer.name());
+  NSString *name = NS(layer.name());
+  NSError *error = nil;
+  MPSCNNKernel *kernel = [bundle kernelForLayer:name device:nil error:&error];
+  CHECK(kernel != nil && error == nil);
+  MPSNNFilterNode *node = [bundle nodeForLayer:name
+                                        source:[MPSNNImageNode nodeWithHandle:nil]
+                                         error:&error];
+  CHECK(node != nil && error == nil && Str([node label]) == std::string(layer.name()));
+  if (kernel == nil || node == nil) return;
+  switch (layer.kind()) {
+    case mpsb::LayerKind::kBatchNorm2d: {
+      CHECK([kernel isMemberOfClass:[MPSCNNBatchNormalization class]]);
+      MPSCNNBatchNormalization *k = (MPSCNNBatchNormalization *)kernel;
+      CHECK([k epsilon] == layer.norm().eps &&
+            [k numberOfFeatureChannels] == layer.norm().num_features);
+      CHECK([node isMemberOfClass:[MPSCNNBatchNormalizationNode class]]);
+      CHECK([[node stubParameters] isKindOfClass:[MPSBBatchNormalizationDataSource class]]);
+      break;
+    }
+    case mpsb::LayerKind::kInstanceNorm2d:
+      CHECK([kernel isMemberOfClass:[MPSCNNInstanceNormalization class]]);
+      CHECK([(MPSCNNInstanceNormalization *)kernel epsilon] == layer.norm().eps);
+      CHECK([node isMemberOfClass:[MPSCNNInstanceNormalizationNode class]]);
+      break;
+    case mpsb::LayerKind::kGroupNorm:
+      CHECK([kernel isMemberOfClass:[MPSCNNGroupNormalization class]]);
+      CHECK([(MPSCNNGroupNormalization *)kernel epsilon] == layer.norm().eps);
+      CHECK([node isMemberOfClass:[MPSCNNGroupNormalizationNode class]]);
+      break;
+    case mpsb::LayerKind::kPReLU: {
+      CHECK([kernel isMemberOfClass:[MPSCNNNeuron class]]);
+      MPSCNNNeuron *n = (MPSCNNNeuron *)kernel;
+      const auto slopes = layer.find(mpsb::TensorRole::kWeight);
+      CHECK([n neuronType] == MPSCNNNeuronTypePReLU && slopes.has_value());
+      CHECK(slopes && SameTensor([[n data] bytes], slopes, bundle));
+      CHECK([node isMemberOfClass:[MPSCNNNeuronPReLUNode class]]);
+      NSData *a = [node stubParameters];
+      CHECK(slopes && [a length] == slopes->size() && SameTensor([a bytes], slopes, bundle));
+      break;
+    }
+    default:
+      CHECK(false);
+  }
+  error = nil;
+  CHECK([bundle paddingForLayer:name error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  if (layer.kind() != mpsb::LayerKind::kPReLU) {
+    error = nil;
+    CHECK([bundle preluKernelForLayer:name device:nil error:&error] == nil);
+    CHECK(error != nil && [error code] == MPSB_ERROR_WRONG_LAYER_KIND);
+  }
+}
+
+}  // namespace
+
+// An archive that claims to be an MPSBPadding of a batch norm: secure
+// decoding refuses it.
+@interface MPSBTestForgedPadding : NSObject <NSCoding>
+@end
+@implementation MPSBTestForgedPadding
+- (void)encodeWithCoder:(NSCoder *)coder {
+  [coder encodeInt64:static_cast<int64_t>(mpsb::LayerKind::kBatchNorm2d) forKey:@"mpsb.kind"];
+  [coder encodeInt64:3 forKey:@"mpsb.kernel_h"];
+  [coder encodeInt64:3 forKey:@"mpsb.kernel_w"];
+  [coder encodeInt64:4 forKey:@"mpsb.out_channels"];
+}
+- (id)initWithCoder:(NSCoder *)coder {
+  (void)coder;
+  return [super init];
+}
+@end
+
+namespace {
+
+void CheckForgedPaddingArchive() {
+  const std::string ctx = "padding archive";
+  MPSBTestForgedPadding *forged = [[[MPSBTestForgedPadding alloc] init] autorelease];
+  NSData *archive = [NSKeyedArchiver archivedDataWithRootObject:forged];
+  NSKeyedUnarchiver *u = [[[NSKeyedUnarchiver alloc] initForReadingWithData:archive] autorelease];
+  [u setClass:[MPSBPadding class] forClassName:@"MPSBTestForgedPadding"];
+  id decoded = [u decodeObjectForKey:@"root"];
+  CHECK(decoded == nil);
+}
+
 void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
   const std::string ctx = "bundle";
   mpsb::Result<mpsb::Bundle> ref_result = mpsb::Bundle::from_memory(bytes.data(), bytes.size());
@@ -515,18 +835,23 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
       case mpsb::LayerKind::kConvTranspose2d:
       case mpsb::LayerKind::kLinear:
         CheckConvolution(bundle, ref, layer);
+        CheckConvolutionKernel(bundle, ref, layer);
         break;
       case mpsb::LayerKind::kBatchNorm2d:
         CheckBatchNorm(bundle, ref, layer);
+        CheckOtherKernel(bundle, layer);
         break;
       case mpsb::LayerKind::kGroupNorm:
         CheckGroupNorm(bundle, ref, layer);
+        CheckOtherKernel(bundle, layer);
         break;
       case mpsb::LayerKind::kPReLU:
         CheckPReLULayer(bundle, layer);
+        CheckOtherKernel(bundle, layer);
         break;
       case mpsb::LayerKind::kInstanceNorm2d:
         CheckInstanceNorm(bundle, ref, layer);
+        CheckOtherKernel(bundle, layer);
         break;
     }
   }
@@ -563,6 +888,14 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
   error = nil;
   CHECK([bundle neuronDescriptorForLayer:@"nope" error:&error] == nil);
   CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+  error = nil;
+  CHECK([bundle kernelForLayer:@"nope" device:nil error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+  error = nil;
+  CHECK([bundle nodeForLayer:@"nope" source:[MPSNNImageNode nodeWithHandle:nil]
+                       error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+  CheckForgedPaddingArchive();
 }
 
 // The mapping lives exactly as long as the last object that shares it.
@@ -592,6 +925,7 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
   MPSBGroupNormalizationDataSource *gn = nil;
   MPSNNNeuronDescriptor *prelu = nil;
   NSData *fused_slopes = nil;
+  MPSCNNConvolution *kernel = nil;
   {
     NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
     MPSBBundle *bundle = [MPSBBundle bundleWithPath:path error:NULL];
@@ -608,8 +942,13 @@ void CheckLifetime(NSString *path, const std::vector<uint8_t> &bytes) {
     MPSBConvolutionDataSource *fused = [bundle convolutionDataSourceForLayer:@"conv_prelu"
                                                                        error:NULL];
     fused_slopes = [[[[fused descriptor] fusedNeuronDescriptor] data] retain];
+    kernel = [[bundle convolutionKernelForLayer:@"conv1" device:nil error:NULL] retain];
     [pool drain];  // releases bundle, conv and fused
   }
+  // A kernel keeps its data source and so the mapping.
+  CHECK(kernel != nil &&
+        std::memcmp([[kernel dataSource] weights], want_w.data(), want_w.size()) == 0);
+  [kernel release];
   CHECK(gn != nil && prelu != nil && fused_slopes != nil);
   if (gn == nil || prelu == nil || fused_slopes == nil) return;
   CHECK(std::memcmp([gn gamma], want_gamma.data(), want_gamma.size()) == 0);

@@ -1,0 +1,37 @@
+// What MPSBBundle.mm shares with the other Objective-C++ files of
+// runtime/apple (MPSBKernels.mm). Not part of the public interface: it
+// needs C++ and the runtime's headers.
+
+#ifndef MPSB_APPLE_MPSBINTERNAL_H_
+#define MPSB_APPLE_MPSBINTERNAL_H_
+
+#import "MPSBBundle.h"
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mpsb/bundle.h"
+#include "mpsb/result.h"
+
+namespace mpsb_apple {
+
+using SharedBundle = std::shared_ptr<const mpsb::Bundle>;
+
+// *error = an NSError in MPSBErrorDomain with `code` and `message`; nothing
+// when error is NULL.
+void SetError(NSError **error, mpsb::Error code, const std::string &message);
+// An autoreleased NSString of the bytes (UTF-8, else Latin-1 so no byte is
+// lost).
+NSString *StringFromView(std::string_view s);
+std::string StringFromNSString(NSString *s);
+
+}  // namespace mpsb_apple
+
+@interface MPSBBundle (MPSBInternal)
+// The mapping's owner that the bundle and its data sources share. Points
+// into this MPSBBundle; copy it to keep the mapping beyond it.
+- (const mpsb_apple::SharedBundle *)sharedBundle;
+@end
+
+#endif  // MPSB_APPLE_MPSBINTERNAL_H_
