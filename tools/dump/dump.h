@@ -70,6 +70,9 @@ struct Options {
   std::string manifest;
   std::optional<double> check_tolerance;  // unset: by each layer's precision
   bool fold_batchnorm = false;
+  // kCheck: manifest fields the format does not have are warnings, not
+  // errors (mpsbc's --allow-unknown-fields).
+  bool allow_unknown_fields = false;
   // Colour in text output. kAuto colours only when `out_is_terminal` and the
   // NO_COLOR environment variable is unset or empty (https://no-color.org).
   ColorMode color = ColorMode::kAuto;

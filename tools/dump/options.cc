@@ -151,6 +151,9 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
   opt[Flag::kFoldBatchnorm] =
       app.add_flag("--fold-batchnorm", o.fold_batchnorm,
                    "With --check: the bundle was compiled with --fold-batchnorm");
+  opt[Flag::kAllowUnknownFields] =
+      app.add_flag("--allow-unknown-fields", o.allow_unknown_fields,
+                   "With --check: warn about and ignore manifest fields the format does not have");
   std::string color = "auto";
   opt[Flag::kColor] =
       app.add_option("--color", color,

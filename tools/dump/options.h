@@ -34,8 +34,9 @@ enum class Flag : uint8_t {
   kCheckTolerance,
   kFoldBatchnorm,
   kColor,
+  kAllowUnknownFields,
 };
-inline constexpr size_t kFlagCount = 13;
+inline constexpr size_t kFlagCount = 14;
 
 struct FlagSpec {
   Flag flag;
@@ -76,6 +77,7 @@ inline constexpr std::array<FlagSpec, kFlagCount> kFlags = {{
     {Flag::kCheckTolerance, "--check-tolerance", "1e-4"},
     {Flag::kFoldBatchnorm, "--fold-batchnorm", ""},
     {Flag::kColor, "--color", "never"},
+    {Flag::kAllowUnknownFields, "--allow-unknown-fields", ""},
 }};
 
 // --color is global: it only ever turns colour off or on, and JSON and
@@ -85,7 +87,7 @@ inline constexpr FlagSet kGlobalFlags = flags(Flag::kColor);
 // Selector precedence is this order; the summary (no selector) is last.
 inline constexpr ModeSpec kModes[] = {
     {Mode::kCheck, Flag::kCheck, true,
-     flags(Flag::kJson, Flag::kCheckTolerance, Flag::kFoldBatchnorm), 0},
+     flags(Flag::kJson, Flag::kCheckTolerance, Flag::kFoldBatchnorm, Flag::kAllowUnknownFields), 0},
     {Mode::kExtract, Flag::kExtract, true, flags(Flag::kAs, Flag::kOutput), flags(Flag::kOutput)},
     {Mode::kVerify, Flag::kVerify, true, 0, 0},
     {Mode::kDiff, Flag::kDiff, true, flags(Flag::kJson), 0},
