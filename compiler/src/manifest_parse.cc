@@ -221,6 +221,27 @@ bool bind_norm(FieldReader& r, const KindSpec& kind, const Fields& f, ManifestLa
               "expected the name of the conv this batch norm follows, found " + describe(*v));
     }
   }
+  // track_running_stats (accepted, kinds.h) only in the form MPS computes:
+  // a batch norm applies its stored statistics (with false, PyTorch uses
+  // each batch's own, even in eval mode), an instance norm each instance's
+  // (with true, PyTorch's eval mode uses stored ones, which MPS does not
+  // take). The exporter refuses both modules; a hand-written manifest must
+  // not get them silently wrong.
+  if (kind.served == mpsb::Served::kBatchNorm || kind.served == mpsb::Served::kInstanceNorm) {
+    const bool batch = kind.served == mpsb::Served::kBatchNorm;
+    if (const json* v = r.find("track_running_stats")) {
+      if (!v->is_boolean()) {
+        r.error("track_running_stats", "expected true or false, found " + describe(*v));
+      } else if (v->get<bool>() != batch) {
+        r.error("track_running_stats",
+                batch ? "expected true: with false PyTorch normalizes with each batch's "
+                        "statistics even in eval mode, and MPS's batch normalization applies "
+                        "running_mean and running_var"
+                      : "expected false: with true PyTorch's eval mode normalizes with stored "
+                        "running statistics, and MPS's instance normalization takes none");
+      }
+    }
+  }
   if (!f.ok) return false;
   layer.norm.num_features = f.u(Slot::kNumFeatures);
   if (kind.params != ParamTable::kChannels) layer.norm.eps = *f.number[size_t(Slot::kEps)];

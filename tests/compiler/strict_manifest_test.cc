@@ -323,6 +323,36 @@ TEST(StrictManifest, NormWeightAndBiasAgreeWithAffine) {
   }
 }
 
+TEST(StrictManifest, TrackRunningStatsOnlyAsMpsComputesIt) {
+  ModelBuilder m;
+  m.add_conv("c", 3, 8, 3, 3);
+  m.add_batch_norm("bn", 8)["track_running_stats"] = true;
+  m.manifest()["layers"].push_back({{"name", "in"},
+                                    {"type", "instance_norm2d"},
+                                    {"num_features", 8},
+                                    {"track_running_stats", false}});
+  ASSERT_TRUE(compile(m).ok());
+  m.layer(1)["track_running_stats"] = false;
+  m.layer(2)["track_running_stats"] = true;
+  const auto r = compile(m);
+  EXPECT_EQ(r.exit_code, ExitCode::kBadInput);
+  EXPECT_EQ(errors(r),
+            (std::vector<std::string>{
+                message(m, "/layers/1/track_running_stats",
+                        "expected true: with false PyTorch normalizes with each batch's statistics "
+                        "even in eval mode, and MPS's batch normalization applies running_mean "
+                        "and running_var"),
+                message(m, "/layers/2/track_running_stats",
+                        "expected false: with true PyTorch's eval mode normalizes with stored "
+                        "running statistics, and MPS's instance normalization takes none"),
+            }));
+  m.layer(1)["track_running_stats"] = 1;
+  m.layer(2).erase("track_running_stats");
+  EXPECT_EQ(errors(compile(m)),
+            (std::vector<std::string>{
+                message(m, "/layers/1/track_running_stats", "expected true or false, found 1")}));
+}
+
 // ---- The exporter's "skipped" list.
 
 TEST(StrictManifest, SkippedModulesAreStoredAndReported) {

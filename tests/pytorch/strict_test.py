@@ -116,6 +116,25 @@ class StrictTest(unittest.TestCase):
         self.assertIn("/skiped: warning: unknown field for a manifest, ignored", allowed.stderr)
 
 
+    def test_dump_check_is_strict_unless_allowed(self):
+        build = run(ARGS.mpsbc, "compile", self.manifest_path, "-o", self.bundle)
+        self.assertEqual(build.returncode, 0, build.stderr)
+        m = json.loads(json.dumps(self.manifest))
+        m["author"] = "someone"
+        path = os.path.join(self.out, "with_author.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(m, f)
+        strict = run(ARGS.dump, self.bundle, "--check", path)
+        self.assertEqual(strict.returncode, 1, strict.stdout)
+        self.assertIn("mpsb-dump: %s: /author: unknown field for a manifest\n" % path,
+                      strict.stderr)
+        allowed = run(ARGS.dump, self.bundle, "--check", path, "--allow-unknown-fields")
+        self.assertEqual(allowed.returncode, 0, allowed.stderr)
+        self.assertIn("mpsb-dump: %s: /author: warning: unknown field for a manifest, ignored\n"
+                      % path, allowed.stderr)
+        self.assertIn("OK: 2 layers checked", allowed.stdout)
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
