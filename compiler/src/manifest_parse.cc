@@ -379,32 +379,21 @@ void read_tensors(FieldReader& r, const KindSpec& kind, ManifestLayer& layer,
       r.error(spec.field, "given, but the activation is not \"prelu\"");
     }
   }
-  // γ and β: both when "affine" is true, neither when it is false; absent,
-  // it is PyTorch's default for the kind (true for batch and group norm,
-  // false for instance norm), so that a norm is never stored without the
-  // γ and β its module has, nor with ones it does not apply.
+  // γ and β: both when "affine" is true, neither when it is false, and
+  // without "affine" both or neither (the manifest then says it by the
+  // tensors it gives). Each tensor that is missing or too many is named.
   if (const RoleSpec* w = mpsb::role_spec(kind.kind, TensorRole::kWeight);
       w && w->presence == Presence::kAffine) {
-    const std::optional<bool> given = f.flag[size_t(Slot::kAffine)];
-    bool fallback = false;
-    for (const FieldSpec& spec : kind.fields) {
-      if (spec.slot == Slot::kAffine) fallback = spec.fallback != 0;
-    }
-    const bool affine = given.value_or(fallback);
-    const std::string why = given
-                                ? std::string("affine is ") + (affine ? "true" : "false")
-                                : std::string(kind.name) + " is " + (affine ? "" : "not ") +
-                                      "affine unless \"affine\" says otherwise (PyTorch's affine=" +
-                                      (affine ? "True" : "False") + ")";
+    const std::optional<bool> affine = f.flag[size_t(Slot::kAffine)];
+    const bool any = present[size_t(TensorRole::kWeight)] || present[size_t(TensorRole::kBias)];
     for (TensorRole role : {TensorRole::kWeight, TensorRole::kBias}) {
       const std::string_view field = mpsb::role_spec(kind.kind, role)->field;
       const bool has = present[size_t(role)];
-      if (affine && !has) {
-        r.error(field, "missing; " + why + ", so weight and bias are needed" +
-                           (given ? "" : "; give \"affine\": false for a norm without them"));
-      } else if (!affine && has) {
-        r.error(field, "given, but " + why + ", so PyTorch applies no weight and bias" +
-                           (given ? "" : "; give \"affine\": true to apply them"));
+      if (affine.value_or(any) && !has) {
+        r.error(field, affine ? "missing; affine is true, so weight and bias are needed"
+                              : "missing; weight and bias come in pairs (affine)");
+      } else if (affine && !*affine && has) {
+        r.error(field, "given, but affine is false (PyTorch has no weight and bias then)");
       }
     }
   }

@@ -236,63 +236,30 @@ struct AffineCase {
 };
 
 TEST(StrictManifest, NormWeightAndBiasAgreeWithAffine) {
-  const std::string bn_default =
-      "batch_norm2d is affine unless \"affine\" says otherwise (PyTorch's affine=True)";
-  const std::string in_default =
-      "instance_norm2d is not affine unless \"affine\" says otherwise (PyTorch's affine=False)";
+  const std::string needed = "missing; affine is true, so weight and bias are needed";
+  const std::string pairs = "missing; weight and bias come in pairs (affine)";
+  const std::string not_affine = "given, but affine is false (PyTorch has no weight and bias then)";
   const AffineCase cases[] = {
       {"affine true, both", "instance_norm2d", true, true, true, {}},
       {"affine false, neither", "batch_norm2d", false, false, false, {}},
-      {"instance norm default, neither", "instance_norm2d", std::nullopt, false, false, {}},
-      {"batch norm default, both", "batch_norm2d", std::nullopt, true, true, {}},
-      {"affine true, weight only",
-       "instance_norm2d",
-       true,
-       true,
-       false,
-       {{"bias", "missing; affine is true, so weight and bias are needed"}}},
+      {"no affine, neither", "instance_norm2d", std::nullopt, false, false, {}},
+      {"no affine, both", "batch_norm2d", std::nullopt, true, true, {}},
+      {"affine true, weight only", "instance_norm2d", true, true, false, {{"bias", needed}}},
       {"affine true, neither",
        "group_norm",
        true,
        false,
        false,
-       {{"weight", "missing; affine is true, so weight and bias are needed"},
-        {"bias", "missing; affine is true, so weight and bias are needed"}}},
+       {{"weight", needed}, {"bias", needed}}},
       {"affine false, both",
        "batch_norm2d",
        false,
        true,
        true,
-       {{"weight", "given, but affine is false, so PyTorch applies no weight and bias"},
-        {"bias", "given, but affine is false, so PyTorch applies no weight and bias"}}},
-      {"affine false, bias only",
-       "instance_norm2d",
-       false,
-       false,
-       true,
-       {{"bias", "given, but affine is false, so PyTorch applies no weight and bias"}}},
-      {"batch norm default, neither",
-       "batch_norm2d",
-       std::nullopt,
-       false,
-       false,
-       {{"weight", "missing; " + bn_default +
-                       ", so weight and bias are needed; give \"affine\": false for a norm "
-                       "without them"},
-        {"bias", "missing; " + bn_default +
-                     ", so weight and bias are needed; give \"affine\": false for a norm "
-                     "without them"}}},
-      {"instance norm default, both",
-       "instance_norm2d",
-       std::nullopt,
-       true,
-       true,
-       {{"weight", "given, but " + in_default +
-                       ", so PyTorch applies no weight and bias; give \"affine\": true to apply "
-                       "them"},
-        {"bias", "given, but " + in_default +
-                     ", so PyTorch applies no weight and bias; give \"affine\": true to apply "
-                     "them"}}},
+       {{"weight", not_affine}, {"bias", not_affine}}},
+      {"affine false, bias only", "instance_norm2d", false, false, true, {{"bias", not_affine}}},
+      {"no affine, weight only", "batch_norm2d", std::nullopt, true, false, {{"bias", pairs}}},
+      {"no affine, bias only", "group_norm", std::nullopt, false, true, {{"weight", pairs}}},
   };
   for (const AffineCase& c : cases) {
     SCOPED_TRACE(c.what);
