@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace mpsb::text {
 
@@ -231,6 +232,26 @@ inline std::string human_bytes(uint64_t n) {
     std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
   }
   return buf;
+}
+
+// What mpsbc and mpsb-dump say about the modules of a PyTorch model that a
+// bundle lacks (Bundle.skipped_modules), given as {name, type} pairs:
+// "3 modules of the PyTorch model are not in this bundle: a (Hardswish),
+// b (SiLU), <root> (LSTM)". The model itself has the name "" and shows as
+// <root>, as tools/export names it. Names are escaped. Empty for none.
+inline std::string skipped_modules_text(
+    std::span<const std::pair<std::string_view, std::string_view>> modules) {
+  if (modules.empty()) return {};
+  std::string s = std::to_string(modules.size()) +
+                  (modules.size() == 1 ? " module of the PyTorch model is"
+                                       : " modules of the PyTorch model are") +
+                  " not in this bundle: ";
+  for (size_t i = 0; i < modules.size(); ++i) {
+    if (i) s += ", ";
+    s += modules[i].first.empty() ? std::string("<root>") : escape(modules[i].first);
+    s += " (" + escape(modules[i].second) + ")";
+  }
+  return s;
 }
 
 }  // namespace mpsb::text

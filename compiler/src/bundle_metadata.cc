@@ -139,6 +139,20 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
     }
     metadata = fbb.CreateVector(kvs);
   }
+  // The manifest's "skipped" list, in its order; absent when it has none,
+  // so a bundle of a whole model keeps the bytes it had before the field.
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::SkippedModule>>> skipped = 0;
+  if (!manifest.skipped.empty()) {
+    std::vector<flatbuffers::Offset<fb::SkippedModule>> entries;
+    for (const SkippedModule& s : manifest.skipped) {
+      // One statement each: argument order is unspecified, the bytes are not.
+      auto module_name = fbb.CreateString(s.name);
+      auto type = fbb.CreateString(s.type);
+      auto reason = fbb.CreateString(s.reason);
+      entries.push_back(fb::CreateSkippedModule(fbb, module_name, type, reason));
+    }
+    skipped = fbb.CreateVector(entries);
+  }
   flatbuffers::Offset<flatbuffers::String> name = 0;
   if (manifest.name) name = fbb.CreateString(*manifest.name);
   auto producer = fbb.CreateString(producer_string());
@@ -146,7 +160,7 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
   auto root = fb::CreateBundle(fbb, /*format_version=*/1, producer, name, metadata,
                                plan.segment_alignment, plan.tensor_alignment,
                                /*segment_offset=*/0, plan.segment_size, layer_vec,
-                               /*segment_checksum=*/0, /*metadata_checksum=*/0);
+                               /*segment_checksum=*/0, /*metadata_checksum=*/0, skipped);
   fbb.FinishSizePrefixed(root, fb::BundleIdentifier());
 
   out->bytes.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());

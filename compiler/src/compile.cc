@@ -78,6 +78,8 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
     return false;
   }
   report.layers = layer_reports(*manifest);
+  for (const SkippedModule& s : manifest->skipped)
+    report.skipped.push_back({s.name, s.type, s.reason});
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
   // A compile that writes scans for NaN and infinities in the bytes it
@@ -162,6 +164,7 @@ CompileReport check_manifest(const CompileOptions& options) {
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
+  diag.set_allow_unknown_fields(options.allow_unknown_fields);
   Prepared prepared;
   // The output path too, when given: `mpsbc check -o` runs every check
   // `mpsbc compile -o` would before writing.
@@ -185,6 +188,7 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
+  diag.set_allow_unknown_fields(options.allow_unknown_fields);
   Prepared prepared;
   if (prepare(options, true, diag, report, prepared)) {
     if (!check_output(options.output_path, prepared.manifest, diag)) {
@@ -230,6 +234,7 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
+  diag.set_allow_unknown_fields(options.allow_unknown_fields);
   CompileOptions check_options = options;
   check_options.check = true;
   Prepared prepared;
@@ -284,6 +289,10 @@ std::string report_to_json(const CompileReport& report) {
                             {"tolerance", c.tolerance},
                             {"passed", c.passed}});
     }
+  }
+  j["skipped_modules"] = nlohmann::ordered_json::array();
+  for (const auto& s : report.skipped) {
+    j["skipped_modules"].push_back({{"name", s.name}, {"type", s.type}, {"reason", s.reason}});
   }
   j["diagnostics"] = nlohmann::ordered_json::array();
   for (const auto& d : report.diagnostics) {

@@ -43,6 +43,18 @@ class Diagnostics {
   }
   void set_strict(bool strict) { strict_ = strict; }
 
+  // A field the manifest format does not have: an error, or a warning
+  // ("..., ignored") under --allow-unknown-fields. `text` says what it is
+  // not a field of; `hint` (may be empty) what was probably meant.
+  void unknown_field(std::string_view pointer, std::string_view text, std::string_view hint) {
+    std::string message(text);
+    if (allow_unknown_fields_) message += ", ignored";
+    if (!hint.empty()) message += "; " + std::string(hint);
+    add(allow_unknown_fields_ ? Diagnostic::Severity::kWarning : Diagnostic::Severity::kError,
+        file_, pointer, message);
+  }
+  void set_allow_unknown_fields(bool allow) { allow_unknown_fields_ = allow; }
+
   bool has_errors() const { return errors_ > 0; }
   const std::string& file() const { return file_; }
   std::vector<Diagnostic>& all() { return all_; }
@@ -74,6 +86,7 @@ class Diagnostics {
   std::vector<Diagnostic> all_;
   size_t errors_ = 0;
   bool strict_ = false;
+  bool allow_unknown_fields_ = false;
 };
 
 }  // namespace mpsbc

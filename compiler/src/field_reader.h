@@ -37,6 +37,14 @@ bool is_negative_zero(const json& v);
 std::string shape_text(const std::vector<uint64_t>& shape);
 std::optional<mpsb::DType> parse_dtype(std::string_view s);
 
+// The field an unknown `key` was probably meant to be, out of the fields the
+// object takes (`known`: the names mpsb/kinds.h lists for the kind, or the
+// format's own keys): the closest by edit distance (case-insensitive, a swap
+// of two letters counting one), or the field a common other spelling
+// stands for (gamma for weight, running_variance for running_var, ...).
+// Empty when none is close.
+std::string closest_field(std::string_view key, const std::set<std::string>& known);
+
 inline constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 
 struct Pair {
@@ -237,6 +245,8 @@ class FieldReader {
     return static_cast<uint32_t>(n);
   }
 
+  // Every key of the object that no find() or ignore() asked for: an error
+  // (a warning under --allow-unknown-fields), with the field probably meant.
   void report_unknown() {
     std::vector<std::string> unknown;
     for (auto it = object_.begin(); it != object_.end(); ++it) {
@@ -244,7 +254,9 @@ class FieldReader {
     }
     std::sort(unknown.begin(), unknown.end());
     for (const auto& k : unknown) {
-      diag_.warning(at(k), "unknown field for " + what_ + ", ignored");
+      const std::string meant = closest_field(k, known_);
+      diag_.unknown_field(at(k), "unknown field for " + what_,
+                          meant.empty() ? "" : "did you mean " + quote(meant) + "?");
     }
   }
 

@@ -101,6 +101,15 @@ struct ManifestLayer {
   std::vector<ManifestTensor> tensors;
 };
 
+// A module of the PyTorch model that tools/export left out of the manifest
+// (its "skipped" list): stored in the bundle so every reader can say the
+// bundle is not the whole model.
+struct SkippedModule {
+  std::string name;  // qualified module name; "" for the model itself
+  std::string type;  // its class, "Hardswish"
+  std::string reason;
+};
+
 struct Manifest {
   std::string path;
   std::optional<std::string> name;
@@ -108,6 +117,8 @@ struct Manifest {
   std::vector<std::pair<std::string, std::string>> metadata;
   bool has_metadata = false;
   std::vector<ManifestLayer> layers;
+  // In the manifest's order.
+  std::vector<SkippedModule> skipped;
 };
 
 // Reads and validates the manifest at `path`: JSON syntax, fields, types,

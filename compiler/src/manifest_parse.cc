@@ -221,6 +221,27 @@ bool bind_norm(FieldReader& r, const KindSpec& kind, const Fields& f, ManifestLa
               "expected the name of the conv this batch norm follows, found " + describe(*v));
     }
   }
+  // track_running_stats (accepted, kinds.h) only in the form MPS computes:
+  // a batch norm applies its stored statistics (with false, PyTorch uses
+  // each batch's own, even in eval mode), an instance norm each instance's
+  // (with true, PyTorch's eval mode uses stored ones, which MPS does not
+  // take). The exporter refuses both modules; a hand-written manifest must
+  // not get them silently wrong.
+  if (kind.served == mpsb::Served::kBatchNorm || kind.served == mpsb::Served::kInstanceNorm) {
+    const bool batch = kind.served == mpsb::Served::kBatchNorm;
+    if (const json* v = r.find("track_running_stats")) {
+      if (!v->is_boolean()) {
+        r.error("track_running_stats", "expected true or false, found " + describe(*v));
+      } else if (v->get<bool>() != batch) {
+        r.error("track_running_stats",
+                batch ? "expected true: with false PyTorch normalizes with each batch's "
+                        "statistics even in eval mode, and MPS's batch normalization applies "
+                        "running_mean and running_var"
+                      : "expected false: with true PyTorch's eval mode normalizes with stored "
+                        "running statistics, and MPS's instance normalization takes none");
+      }
+    }
+  }
   if (!f.ok) return false;
   layer.norm.num_features = f.u(Slot::kNumFeatures);
   if (kind.params != ParamTable::kChannels) layer.norm.eps = *f.number[size_t(Slot::kEps)];
@@ -299,13 +320,16 @@ void read_activation(FieldReader& r, ManifestLayer& layer, Diagnostics& diag) {
                   describe(*r.find("threshold")));
     }
   }
-  // Parameters of other activations: given by mistake, without effect.
+  // Parameters of other activations would have no effect: as unknown
+  // fields are, an error ("negative_slope" with "relu" meant "leaky_relu"?).
   for (const auto& other : mpsb::kActivations) {
     for (std::string_view name : other.param_names) {
       if (name.empty() || name == spec.param_names[0] || name == spec.param_names[1]) continue;
       if (r.find(name)) {
-        diag.warning(r.at(name),
-                     "ignored: the activation is not \"" + std::string(other.name) + "\"");
+        diag.unknown_field(r.at(name),
+                           "a parameter of activation \"" + std::string(other.name) +
+                               "\", but the activation is \"" + std::string(spec.name) + "\"",
+                           "");
       }
     }
   }
@@ -355,19 +379,22 @@ void read_tensors(FieldReader& r, const KindSpec& kind, ManifestLayer& layer,
       r.error(spec.field, "given, but the activation is not \"prelu\"");
     }
   }
-  // γ and β come in pairs, as "affine" says when it is given.
+  // γ and β: both when "affine" is true, neither when it is false, and
+  // without "affine" both or neither (the manifest then says it by the
+  // tensors it gives). Each tensor that is missing or too many is named.
   if (const RoleSpec* w = mpsb::role_spec(kind.kind, TensorRole::kWeight);
       w && w->presence == Presence::kAffine) {
-    const bool has_w = present[size_t(TensorRole::kWeight)];
-    const bool has_b = present[size_t(TensorRole::kBias)];
     const std::optional<bool> affine = f.flag[size_t(Slot::kAffine)];
-    if (affine.value_or(has_w || has_b) && (!has_w || !has_b)) {
-      r.error(has_w ? "bias" : "weight",
-              affine ? "missing; affine is true, so weight and bias are needed"
-                     : "missing; weight and bias come in pairs (affine)");
-    } else if (affine && !*affine && (has_w || has_b)) {
-      r.error(has_w ? "weight" : "bias",
-              "given, but affine is false (PyTorch has no weight and bias then)");
+    const bool any = present[size_t(TensorRole::kWeight)] || present[size_t(TensorRole::kBias)];
+    for (TensorRole role : {TensorRole::kWeight, TensorRole::kBias}) {
+      const std::string_view field = mpsb::role_spec(kind.kind, role)->field;
+      const bool has = present[size_t(role)];
+      if (affine.value_or(any) && !has) {
+        r.error(field, affine ? "missing; affine is true, so weight and bias are needed"
+                              : "missing; weight and bias come in pairs (affine)");
+      } else if (affine && !*affine && has) {
+        r.error(field, "given, but affine is false (PyTorch has no weight and bias then)");
+      }
     }
   }
   if (!params_ok) return;
@@ -523,6 +550,46 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   r.report_unknown();
   if (!ok || r.failed()) return std::nullopt;
   return layer;
+}
+
+// "skipped": [{"name": ..., "type": ..., "reason": ...}], as tools/export
+// writes it for the modules it left out. "name" is the module's qualified
+// name, "" for the model itself; "type" and "reason" are not empty.
+void parse_skipped(const json& v, Diagnostics& diag, std::vector<SkippedModule>* out) {
+  const std::string pointer = "/skipped";
+  if (!v.is_array()) {
+    diag.error(pointer, "expected an array of {name, type, reason} objects, found " + describe(v));
+    return;
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = child(pointer, i);
+    if (!v[i].is_object()) {
+      diag.error(at, "expected a {name, type, reason} object, found " + describe(v[i]));
+      continue;
+    }
+    FieldReader r(v[i], at, "a skipped module", diag);
+    SkippedModule s;
+    bool ok = true;
+    for (auto [key, dest] : {std::pair<const char*, std::string*>{"name", &s.name},
+                             {"type", &s.type},
+                             {"reason", &s.reason}}) {
+      const json* f = r.find(key);
+      const bool may_be_empty = dest == &s.name;
+      if (!f) {
+        r.error(key, "missing; a skipped module has a name, a type and a reason");
+        ok = false;
+      } else if (!f->is_string() || (!may_be_empty && f->get_ref<const std::string&>().empty()) ||
+                 f->get_ref<const std::string&>().find('\0') != std::string::npos) {
+        r.error(key, std::string("expected a ") + (may_be_empty ? "" : "non-empty ") +
+                         "string without NUL characters, found " + describe(*f));
+        ok = false;
+      } else {
+        *dest = f->get<std::string>();
+      }
+    }
+    r.report_unknown();
+    if (ok) out->push_back(std::move(s));
+  }
 }
 
 // "line 3, column 5: syntax error ..." out of nlohmann's message, which
@@ -691,8 +758,7 @@ std::optional<Manifest> parse_manifest(const std::string& path, Diagnostics& dia
     }
   }
 
-  // Written by tools/export: modules it did not map. Informational.
-  top.ignore({"skipped"});
+  if (const json* skipped = top.find("skipped")) parse_skipped(*skipped, diag, &m.skipped);
 
   const json* layers = top.find("layers");
   if (!layers) {

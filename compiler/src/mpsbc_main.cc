@@ -13,6 +13,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fault_injection.h"
 #include "mpsb/kinds.h"
@@ -93,6 +96,14 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
   return static_cast<int>(report.exit_code);
 }
 
+// "2 modules of the PyTorch model are not in this bundle: ...", after the
+// summary line of a compile or check that succeeded; nothing for none.
+void print_skipped(const mpsbc::CompileReport& report) {
+  std::vector<std::pair<std::string_view, std::string_view>> modules;
+  for (const auto& s : report.skipped) modules.emplace_back(s.name, s.type);
+  if (!modules.empty()) std::cout << mpsb::text::skipped_modules_text(modules) << '\n';
+}
+
 // Options `compile` and `check` share: the bundle's alignments, the report.
 void add_bundle_options(CLI::App* cmd, mpsbc::CompileOptions& options) {
   cmd->add_option("--segment-alignment", options.segment_alignment,
@@ -113,6 +124,9 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::strin
   cmd->add_flag("--fold-batchnorm", options.fold_batchnorm,
                 "fold each batch_norm2d that follows a conv into it (Apple's formula)");
   cmd->add_flag("--strict", options.strict, "treat MPS limits as errors instead of warnings");
+  cmd->add_flag("--allow-unknown-fields", options.allow_unknown_fields,
+                "warn about and ignore manifest fields the format does not have (an error by "
+                "default)");
   cmd->add_flag("--allow-outside", options.allow_outside,
                 "accept tensor and probe paths that are absolute or leave the manifest's folder");
   cmd->add_flag("--allow-non-finite", options.allow_non_finite,
@@ -375,6 +389,7 @@ Examples:
       std::cout << options.manifest_path << ": ok, " << report.layers.size() << " layers, "
                 << report.tensor_bytes << " tensor bytes, bundle " << report.file_size
                 << " bytes\n";
+      print_skipped(report);
     }
     return rc;
   }
@@ -388,6 +403,7 @@ Examples:
   if (report.ok() && !json && !quiet) {
     std::cout << "wrote " << options.output_path << ": " << report.layers.size() << " layers, "
               << report.file_size << " bytes\n";
+    print_skipped(report);
   }
   return rc;
 }

@@ -192,6 +192,10 @@ class Bundle:
         self.producer: str = info["producer"]
         self.format_version: int = info["format_version"]
         self.metadata: Dict[str, str] = info["metadata"]
+        # Modules of the PyTorch model that are not in the bundle, in the
+        # exporter's order: {"name", "type", "reason"} each ("" names the
+        # model itself).
+        self.skipped_modules: Tuple[Dict[str, str], ...] = tuple(info["skipped_modules"])
         self.segment_alignment: int = info["segment_alignment"]
         self.tensor_alignment: int = info["tensor_alignment"]
         self.segment_offset: int = info["segment_offset"]

@@ -153,6 +153,16 @@ class PyBundle {
       meta[nb::str(k.data(), k.size())] = nb::str(v.data(), v.size());
     }
     d["metadata"] = meta;
+    nb::list skipped;
+    for (size_t i = 0; i < bundle_.skipped_module_count(); ++i) {
+      const mpsb::SkippedModule m = bundle_.skipped_module(i);
+      nb::dict e;
+      e["name"] = nb::str(m.name.data(), m.name.size());
+      e["type"] = nb::str(m.type.data(), m.type.size());
+      e["reason"] = nb::str(m.reason.data(), m.reason.size());
+      skipped.append(e);
+    }
+    d["skipped_modules"] = skipped;
     d["segment_alignment"] = bundle_.segment_alignment();
     d["tensor_alignment"] = bundle_.tensor_alignment();
     d["segment_offset"] = bundle_.segment_offset();

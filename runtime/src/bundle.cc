@@ -175,6 +175,14 @@ std::pair<std::string_view, std::string_view> Bundle::metadata(size_t i) const {
   const fb::KeyValue* kv = root()->metadata()->Get(static_cast<flatbuffers::uoffset_t>(i));
   return {view(kv->key()), view(kv->value())};
 }
+size_t Bundle::skipped_module_count() const {
+  return root()->skipped_modules() ? root()->skipped_modules()->size() : 0;
+}
+SkippedModule Bundle::skipped_module(size_t i) const {
+  const fb::SkippedModule* s =
+      root()->skipped_modules()->Get(static_cast<flatbuffers::uoffset_t>(i));
+  return {view(s->name()), view(s->type()), view(s->reason())};
+}
 uint64_t Bundle::segment_alignment() const { return root()->segment_alignment(); }
 uint64_t Bundle::tensor_alignment() const { return root()->tensor_alignment(); }
 size_t Bundle::layer_count() const { return root()->layers()->size(); }

@@ -152,6 +152,29 @@ const char* mpsb_bundle_name(const mpsb_bundle* bundle) {
   return name ? name->c_str() : "";
 }
 
+size_t mpsb_bundle_skipped_module_count(const mpsb_bundle* bundle) {
+  return bundle ? bundle->bundle.skipped_module_count() : 0;
+}
+
+int mpsb_bundle_skipped_module(const mpsb_bundle* bundle, size_t i, const char** name,
+                               const char** type, const char** reason) {
+  const char* parts[3] = {"", "", ""};
+  const bool found = bundle && i < bundle->bundle.skipped_module_count();
+  if (found) {
+    // FlatBuffers strings end in a NUL, and Bundle::open refused any inside.
+    const auto* m = mpsb::internal::Access::mapping(bundle->bundle)
+                        .root->skipped_modules()
+                        ->Get(static_cast<flatbuffers::uoffset_t>(i));
+    parts[0] = m->name()->c_str();
+    parts[1] = m->type()->c_str();
+    parts[2] = m->reason()->c_str();
+  }
+  if (name) *name = parts[0];
+  if (type) *type = parts[1];
+  if (reason) *reason = parts[2];
+  return found ? 1 : 0;
+}
+
 size_t mpsb_bundle_layer_count(const mpsb_bundle* bundle) {
   return bundle ? bundle->bundle.layer_count() : 0;
 }

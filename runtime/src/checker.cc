@@ -145,6 +145,24 @@ class Checker {
         }
       }
     }
+    if (const auto* skipped = b.skipped_modules()) {
+      // Each entry has all three strings (the model itself has the name ""),
+      // a type and a reason that are not empty, and no NUL: the C API hands
+      // them out as C strings.
+      for (flatbuffers::uoffset_t i = 0; i < skipped->size(); ++i) {
+        const fb::SkippedModule* m = skipped->Get(i);
+        const flatbuffers::String* parts[] = {m->name(), m->type(), m->reason()};
+        bool ok = m->type() && m->type()->size() != 0 && m->reason() && m->reason()->size() != 0;
+        for (const flatbuffers::String* p : parts) {
+          ok = ok && p && view(p).find('\0') == std::string_view::npos;
+        }
+        if (!ok) {
+          return fail(Error::kBadField,
+                      "skipped module " + std::to_string(i) +
+                          " lacks its name, type or reason, or one of them holds a NUL");
+        }
+      }
+    }
     return Ok{};
   }
 

@@ -151,6 +151,8 @@ TEST(DumpOptionMatrix, KnownBadCombinationsAreRefusedNamingBothFlags) {
       {{"x.mpsb", "--extract", "a.weight"}, "--extract", "--output"},
       {{"x.mpsb", "--check-tolerance", "1e-3"}, "--check-tolerance", "--check"},
       {{"x.mpsb", "--layer", "a", "--fold-batchnorm"}, "--fold-batchnorm", "--check"},
+      {{"x.mpsb", "--allow-unknown-fields"}, "--allow-unknown-fields", "--check"},
+      {{"x.mpsb", "--stats", "--allow-unknown-fields"}, "--stats", "--allow-unknown-fields"},
   };
   for (const Bad& b : bad) {
     SCOPED_TRACE(::testing::PrintToString(b.args));
@@ -180,6 +182,16 @@ TEST(DumpOptionMatrix, KnownGoodCombinationsParse) {
     ASSERT_EQ(p.code, kExitOk) << p.err;
     EXPECT_EQ(p.options->mode, mode);
   }
+}
+
+TEST(DumpOptionMatrix, AllowUnknownFieldsGoesWithCheck) {
+  const Parsed strict = parse({"x.mpsb", "--check", "m.json"});
+  ASSERT_EQ(strict.code, kExitOk) << strict.err;
+  EXPECT_FALSE(strict.options->allow_unknown_fields);
+  const Parsed allowed = parse({"x.mpsb", "--check", "m.json", "--allow-unknown-fields"});
+  ASSERT_EQ(allowed.code, kExitOk) << allowed.err;
+  EXPECT_EQ(allowed.options->mode, Mode::kCheck);
+  EXPECT_TRUE(allowed.options->allow_unknown_fields);
 }
 
 }  // namespace

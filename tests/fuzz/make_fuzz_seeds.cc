@@ -265,9 +265,13 @@ void write_manifests(const std::filesystem::path& dir) {
   all.push_back({{"name", "in"},
                  {"type", "instance_norm2d"},
                  {"num_features", 4},
+                 {"affine", true},
                  {"weight", {{"path", "b.bin"}, {"dtype", "float32"}}},
                  {"bias", "b.bin"}});
-  write_manifest(dir, "every_kind", all, {{"metadata", {{"license", "MIT"}, {"seed", "0"}}}});
+  write_manifest(
+      dir, "every_kind", all,
+      {{"metadata", {{"license", "MIT"}, {"seed", "0"}}},
+       {"skipped", {{{"name", "act"}, {"type", "Hardswish"}, {"reason", "no MPS neuron"}}}}});
 
   json half = conv("half");
   half["weight"] = {{"path", "h.bin"}, {"dtype", "float16"}};

@@ -1,6 +1,7 @@
 """mpsb.open over the runtime: metadata, layers, zero-copy views, to_source, errors."""
 
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,19 @@ def test_metadata_matches_manifest(example_bundle, example_manifest):
     assert b.file_size == os.path.getsize(example_bundle)
     assert b.segment_offset % b.segment_alignment == 0
     assert b.segment_offset + b.segment_size == b.file_size
+
+
+def test_skipped_modules(example_bundle, example_manifest, tmp_path):
+    assert mpsb.open(example_bundle).skipped_modules == ()
+    # The example with a "skipped" list, as tools/export writes one.
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    skipped = [{"name": "act", "type": "Hardswish", "reason": "no MPS neuron"},
+               {"name": "", "type": "Net", "reason": "the model itself"}]
+    manifest = dict(example_manifest, skipped=skipped)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    mpsbc("compile", tmp_path / "manifest.json", "-o", tmp_path / "s.mpsb", "-q")
+    assert list(mpsb.open(tmp_path / "s.mpsb").skipped_modules) == skipped
 
 
 def test_layers_in_network_and_name_order(example_bundle, example_manifest):

@@ -246,10 +246,24 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
   for (const auto& [k, v] : spec.metadata) {
     md.push_back(fb::CreateKeyValue(fbb, fbb.CreateString(k), fbb.CreateString(v)));
   }
-  auto root =
-      fb::CreateBundle(fbb, spec.format_version, fbb.CreateString("test_bundle"),
-                       fbb.CreateString(spec.name), fbb.CreateVector(md), spec.segment_alignment,
-                       spec.tensor_alignment, 0, segment_size, fbb.CreateVector(layers), 0, 0);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::SkippedModule>>> skipped = 0;
+  if (!spec.skipped.empty()) {
+    std::vector<flatbuffers::Offset<fb::SkippedModule>> entries;
+    for (const SkippedSpec& s : spec.skipped) {
+      auto str = [&](const std::optional<std::string>& v) {
+        return v ? fbb.CreateString(*v) : flatbuffers::Offset<flatbuffers::String>();
+      };
+      auto name = str(s.name);
+      auto type = str(s.type);
+      auto reason = str(s.reason);
+      entries.push_back(fb::CreateSkippedModule(fbb, name, type, reason));
+    }
+    skipped = fbb.CreateVector(entries);
+  }
+  auto root = fb::CreateBundle(fbb, spec.format_version, fbb.CreateString("test_bundle"),
+                               fbb.CreateString(spec.name), fbb.CreateVector(md),
+                               spec.segment_alignment, spec.tensor_alignment, 0, segment_size,
+                               fbb.CreateVector(layers), 0, 0, skipped);
   fb::FinishSizePrefixedBundleBuffer(fbb, root);
 
   std::vector<uint8_t> meta(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());

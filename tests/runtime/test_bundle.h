@@ -41,6 +41,11 @@ struct LayerSpec {
   Quantization quantization = Quantization::kNone;
 };
 
+// An entry of Bundle.skipped_modules; an unset string is left out.
+struct SkippedSpec {
+  std::optional<std::string> name, type, reason;
+};
+
 struct BundleSpec {
   std::string name = "test";
   std::vector<std::pair<std::string, std::string>> metadata;
@@ -50,6 +55,8 @@ struct BundleSpec {
   bool sort_layers = true;
   std::vector<LayerSpec> layers;
   std::optional<uint64_t> segment_offset, segment_size, segment_checksum, metadata_checksum;
+  // Empty: the field is absent.
+  std::vector<SkippedSpec> skipped;
 };
 
 // A conv2d layer with OHWI weight (+ bias) matching its parameters.

@@ -14,6 +14,7 @@ int run_check(const Options& o, std::ostream& out, std::ostream& err, const Styl
   options.manifest_path = o.manifest;
   options.check_tolerance = o.check_tolerance;
   options.fold_batchnorm = o.fold_batchnorm;
+  options.allow_unknown_fields = o.allow_unknown_fields;
   const mpsbc::CompileReport report = mpsbc::check_bundle(o.bundle_path, options);
   // Diagnostic messages come escaped (compiler/src/diagnostics.h).
   for (const auto& d : report.diagnostics) err << "mpsb-dump: " << d.message << '\n';

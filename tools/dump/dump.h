@@ -75,6 +75,9 @@ struct Options {
   // size, in bytes.
   uint64_t buffer_limit = 0;
   uint64_t page_size = 16384;
+  // kCheck: manifest fields the format does not have are warnings, not
+  // errors (mpsbc's --allow-unknown-fields).
+  bool allow_unknown_fields = false;
   // Colour in text output. kAuto colours only when `out_is_terminal` and the
   // NO_COLOR environment variable is unset or empty (https://no-color.org).
   ColorMode color = ColorMode::kAuto;

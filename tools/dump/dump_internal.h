@@ -157,6 +157,7 @@ ordered_json weight_error_json(const Layer& l);
 ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats);
 // The bundle's metadata key/value pairs as one JSON object, in key order.
 ordered_json metadata_json(const Bundle& b);
+ordered_json skipped_modules_json(const Bundle& b);
 ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_stats);
 void print_json(std::ostream& out, const ordered_json& j);
 

@@ -84,6 +84,16 @@ ordered_json metadata_json(const Bundle& b) {
   return meta;
 }
 
+// Bundle.skipped_modules: what of the PyTorch model the bundle lacks.
+ordered_json skipped_modules_json(const Bundle& b) {
+  ordered_json out = ordered_json::array();
+  for (size_t i = 0; i < b.skipped_module_count(); ++i) {
+    const SkippedModule m = b.skipped_module(i);
+    out.push_back({{"name", m.name}, {"type", m.type}, {"reason", m.reason}});
+  }
+  return out;
+}
+
 ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_stats) {
   const Digests d = digests(b);
   ordered_json j = document(with_stats ? "stats" : "bundle");
@@ -93,6 +103,7 @@ ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_sta
   j["format_version"] = b.format_version();
   j["producer"] = b.producer();
   j["metadata"] = metadata_json(b);
+  j["skipped_modules"] = skipped_modules_json(b);
   j["metadata_size"] = b.metadata_bytes().size();
   j["metadata_checksum"] = hex64(d.metadata_checksum);
   j["segment_alignment"] = b.segment_alignment();

@@ -188,6 +188,9 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
                                         "With --buffers: the page size, a power of two "
                                         "(default 16384, Apple silicon's)")
                              ->type_name("BYTES");
+  opt[Flag::kAllowUnknownFields] =
+      app.add_flag("--allow-unknown-fields", o.allow_unknown_fields,
+                   "With --check: warn about and ignore manifest fields the format does not have");
   std::string color = "auto";
   opt[Flag::kColor] =
       app.add_option("--color", color,

@@ -36,8 +36,9 @@ enum class Flag : uint8_t {
   kColor,
   kBuffers,
   kPageSize,
+  kAllowUnknownFields,
 };
-inline constexpr size_t kFlagCount = 15;
+inline constexpr size_t kFlagCount = 16;
 
 struct FlagSpec {
   Flag flag;
@@ -80,6 +81,7 @@ inline constexpr std::array<FlagSpec, kFlagCount> kFlags = {{
     {Flag::kColor, "--color", "never"},
     {Flag::kBuffers, "--buffers", "256M"},
     {Flag::kPageSize, "--page-size", "4096"},
+    {Flag::kAllowUnknownFields, "--allow-unknown-fields", ""},
 }};
 
 // --color is global: it only ever turns colour off or on, and JSON and
@@ -89,7 +91,7 @@ inline constexpr FlagSet kGlobalFlags = flags(Flag::kColor);
 // Selector precedence is this order; the summary (no selector) is last.
 inline constexpr ModeSpec kModes[] = {
     {Mode::kCheck, Flag::kCheck, true,
-     flags(Flag::kJson, Flag::kCheckTolerance, Flag::kFoldBatchnorm), 0},
+     flags(Flag::kJson, Flag::kCheckTolerance, Flag::kFoldBatchnorm, Flag::kAllowUnknownFields), 0},
     {Mode::kExtract, Flag::kExtract, true, flags(Flag::kAs, Flag::kOutput), flags(Flag::kOutput)},
     {Mode::kVerify, Flag::kVerify, true, 0, 0},
     {Mode::kDiff, Flag::kDiff, true, flags(Flag::kJson), 0},

@@ -2,6 +2,10 @@
 // "bundle" JSON document).
 #include <fmt/format.h>
 
+#include <string_view>
+#include <utility>
+#include <vector>
+
 #include "dump_internal.h"
 #include "mpsb_text.h"
 
@@ -21,6 +25,13 @@ void print_summary(std::ostream& out, const std::string& path, const Bundle& b,
     f.add(i == 0 ? "metadata" : "", fmt::format("{} = {}", printable(k), printable(v)));
   }
   if (b.metadata_count() == 0) f.add("metadata", "(none)");
+  if (b.skipped_module_count() != 0) {
+    std::vector<std::pair<std::string_view, std::string_view>> modules;
+    for (size_t i = 0; i < b.skipped_module_count(); ++i) {
+      modules.emplace_back(b.skipped_module(i).name, b.skipped_module(i).type);
+    }
+    f.add("skipped", style.yellow(text::skipped_modules_text(modules)));
+  }
   f.add("file size", fmt::format("{} ({})", b.file().size(), text::human_bytes(b.file().size())));
   f.add("metadata size",
         fmt::format("{}, checksum {}", b.metadata_bytes().size(), hex64(d.metadata_checksum)));

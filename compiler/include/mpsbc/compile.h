@@ -61,6 +61,10 @@ struct CompileOptions {
   Precision precision = Precision::kFloat32;
   // float16 overflow (|w| > 65504) clamps to ±65504 instead of failing.
   bool allow_overflow = false;
+  // A manifest field the format does not have (a misspelt "padidng", "gamma"
+  // for "weight") is a warning and ignored, instead of an error
+  // (--allow-unknown-fields).
+  bool allow_unknown_fields = false;
 };
 
 // Compiles options.manifest_path into options.output_path.
@@ -79,6 +83,7 @@ CompileReport check_manifest(const CompileOptions& options);
 // The report as a JSON document (one object, no trailing newline):
 // {"ok", "exit_code", "file_size", "segment_offset", "segment_size",
 //  "tensor_bytes", "layers": [{"name", "kind", "bytes", "tensors"}],
+//  "skipped_modules": [{"name", "type", "reason"}],
 //  "diagnostics": [{"severity", "file", "pointer", "message"}]}.
 std::string report_to_json(const CompileReport& report);
 

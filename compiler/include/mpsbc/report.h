@@ -65,6 +65,14 @@ struct LayerCheck {
   bool passed = false;
 };
 
+// A module of the PyTorch model the manifest's "skipped" list names: not in
+// the bundle (Bundle.skipped_modules).
+struct SkippedModuleReport {
+  std::string name;  // "" for the model itself
+  std::string type;
+  std::string reason;
+};
+
 struct CompileReport {
   ExitCode exit_code = ExitCode::kOk;
   std::vector<Diagnostic> diagnostics;
@@ -78,6 +86,8 @@ struct CompileReport {
   uint64_t tensor_bytes = 0;
   // With CompileOptions::check: one entry per probed layer, network order.
   std::vector<LayerCheck> checks;
+  // The manifest's "skipped" list, in its order, once the manifest parsed.
+  std::vector<SkippedModuleReport> skipped;
   bool ok() const { return exit_code == ExitCode::kOk; }
 };
 

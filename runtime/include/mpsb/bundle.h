@@ -144,6 +144,15 @@ class Layer {
   const std::byte* segment_;
 };
 
+// A module of the PyTorch model that is not in the bundle: the exporter
+// could not map it, or it did not run (schema: Bundle.skipped_modules).
+// Points into the mapping; valid while the Bundle lives.
+struct SkippedModule {
+  std::string_view name;  // qualified module name; "" for the model itself
+  std::string_view type;  // its class, "Hardswish"
+  std::string_view reason;
+};
+
 struct OpenOptions {
   // Also check every tensor's checksum and the metadata and segment digests
   // (reads every weight page). Off by default: open stays cheap.
@@ -180,6 +189,12 @@ class Bundle {
   size_t metadata_count() const;
   // REQUIRES: i < metadata_count(). Sorted by key.
   std::pair<std::string_view, std::string_view> metadata(size_t i) const;
+
+  // The modules of the PyTorch model that this bundle lacks, in the order
+  // the exporter listed them; none for a bundle of the whole model.
+  size_t skipped_module_count() const;
+  // REQUIRES: i < skipped_module_count().
+  SkippedModule skipped_module(size_t i) const;
 
   uint64_t segment_alignment() const;
   uint64_t tensor_alignment() const;

@@ -130,6 +130,15 @@ mpsb_status mpsb_bundle_verify(const mpsb_bundle* bundle, char* message, size_t 
 const char* mpsb_bundle_name(const mpsb_bundle* bundle);
 size_t mpsb_bundle_layer_count(const mpsb_bundle* bundle);
 
+/* Modules of the PyTorch model that are not in the bundle (the exporter's
+ * "skipped" list), in its order; 0 for a bundle of the whole model. */
+size_t mpsb_bundle_skipped_module_count(const mpsb_bundle* bundle);
+/* Entry i's qualified module name ("" for the model itself), class and
+ * reason, valid while the bundle lives. Returns 1, or 0 (each set to "")
+ * when i >= mpsb_bundle_skipped_module_count(). Any output may be NULL. */
+int mpsb_bundle_skipped_module(const mpsb_bundle* bundle, size_t i, const char** name,
+                               const char** type, const char** reason);
+
 /* Layers sorted by name; NULL when i >= mpsb_bundle_layer_count(). */
 const mpsb_layer* mpsb_bundle_layer(const mpsb_bundle* bundle, size_t i);
 /* The layer at manifest position `index` (network order), or NULL. */
