@@ -157,6 +157,10 @@ class FoldActivationTest(unittest.TestCase):
         explain = run(DUMP, folded, "--explain")
         self.assertIn("c.weight float32 ohwi 8x3x3x3, folded with batch norm bn", explain.stdout)
 
+        diff = run(DUMP, folded, "--diff", plain)
+        self.assertEqual(diff.returncode, 1, diff.stderr)
+        self.assertIn('folded_batchnorm "bn" -> ""', diff.stdout)
+
         out = os.path.join(self.dir, "w.bin")
         for role in ("weight", "bias"):
             r = run(DUMP, folded, "--extract", "c." + role, "-o", out)
