@@ -166,6 +166,9 @@ static void check_kinds(const char* path) {
   check_neuron(b, "conv_softplus", MPSB_ACTIVATION_SOFTPLUS, 7, 0.5f, 2.0f);
   check_neuron(b, "conv_hardsigmoid", MPSB_ACTIVATION_HARDSIGMOID, 4, 1.0f / 6.0f, 0.5f);
   check_neuron(b, "conv_gelu", MPSB_ACTIVATION_GELU, 15, 0.0f, 0.0f);
+  /* A batch norm's activation, run after MPSCNNBatchNormalization: LeakyReLU
+   * is ReLU 1 with a = negative_slope. */
+  check_neuron(b, "bn_leaky", MPSB_ACTIVATION_LEAKY_RELU, 1, 0.25f, 0.0f);
   mpsb_bundle_free(b);
 }
 

@@ -45,6 +45,11 @@ mpsb::testing::BundleSpec kinds_spec() {
   LayerSpec gelu = conv_layer("conv_gelu", 4, 4, 1);
   gelu.activation = Activation::kGELU;
   spec.layers.push_back(gelu);
+  // conv -> BN -> LeakyReLU, not folded: the neuron to run after the norm.
+  LayerSpec bn_leaky = mpsb::testing::batch_norm_layer("bn_leaky", 8);
+  bn_leaky.activation = Activation::kLeakyReLU;
+  bn_leaky.activation_alpha = 0.25f;
+  spec.layers.push_back(bn_leaky);
   return spec;
 }
 

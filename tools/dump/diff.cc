@@ -95,6 +95,8 @@ ordered_json layer_fields(const Layer& l) {
   j["activation_beta"] = l.activation_beta();
   j["quantization"] = to_string(l.quantization());
   j["weight_error"] = weight_error_json(l);
+  // A folded and an unfolded conv differ in what their weights mean.
+  j["folded_batchnorm"] = l.folded_batchnorm();
   j["params"] = params_json(l);
   return j;
 }
