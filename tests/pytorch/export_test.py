@@ -283,30 +283,65 @@ class GraphFactsTest(unittest.TestCase):
         self.assertEqual({layer.name: layer.follows for layer in plan.layers
                           if layer.kind == "batch_norm2d"}, {"bn": None, "bn2": "conv2"})
 
-    def test_untraceable_model_falls_back_to_hooks_with_a_warning(self):
+    def test_model_fx_cannot_trace_gets_its_graph_from_jit_trace(self):
         class DataDependent(nn.Module):
             def __init__(self):
                 super().__init__()
                 self.conv = nn.Conv2d(3, 4, 3, padding=1)
                 self.relu = nn.ReLU()
                 self.bn = nn.BatchNorm2d(4)
+                self.conv2 = nn.Conv2d(4, 4, 1)
+                self.bn2 = nn.BatchNorm2d(4)
                 self.pool = nn.AdaptiveAvgPool2d((2, 3))
                 self.fc = nn.Linear(24, 5)
 
             def forward(self, x):
                 if x.sum() > 1e9:   # data-dependent control flow: fx cannot trace it
                     x = x * 2
-                x = self.pool(self.bn(self.relu(self.conv(x))))
+                x = self.bn(self.relu(self.conv(x)))
+                x = self.pool(F.leaky_relu(self.bn2(self.conv2(x)), 0.3))
                 return self.fc(torch.flatten(x, 1))
 
         plan, warns = quiet_plan(DataDependent(), torch.randn(1, 3, 8, 8))
         self.assertFalse(plan.traced)
-        self.assertTrue(any("could not trace" in w and "TraceError" in w for w in warns), warns)
+        self.assertEqual(plan.route, "torch.jit.trace")
+        self.assertTrue(any("torch.fx could not trace" in w and "TraceError" in w and
+                            "comes from torch.jit.trace" in w for w in warns), warns)
         layers = {layer.name: layer for layer in plan.layers}
-        self.assertIsNone(layers["conv"].activation)
+        self.assertEqual(layers["conv"].activation, ("relu", None))
+        self.assertIsNone(layers["bn"].follows)           # a ReLU between them
+        self.assertEqual(layers["bn2"].follows, "conv2")
+        self.assertEqual(layers["bn2"].activation, ("leaky_relu", 0.3))
+        self.assertEqual(layers["fc"].input_shape, [4, 2, 3])
+
+    def test_model_nothing_traces_falls_back_to_hooks_naming_the_layers(self):
+        class Labelled(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = nn.BatchNorm2d(4)
+                self.pool = nn.AdaptiveAvgPool2d((2, 3))
+                self.fc = nn.Linear(24, 5)
+
+            def forward(self, x):
+                n, c, h, w = x.size()   # fx: a Proxy cannot be unpacked
+                y = self.pool(F.relu(self.bn(self.conv(x))))
+                return self.fc(y.reshape(n, -1)), "label"   # jit.trace: a str output
+
+        plan, warns = quiet_plan(Labelled(), torch.randn(1, 3, 8, 8))
+        self.assertIsNone(plan.route)
+        self.assertIn("TraceError", plan.trace_error)
+        self.assertIn("RuntimeError", plan.jit_error)
+        layers = {layer.name: layer for layer in plan.layers}
+        self.assertIsNone(layers["bn"].activation)
         self.assertIsNone(layers["bn"].follows)
         # Still found: the flattened map is the pool module's output.
         self.assertEqual(layers["fc"].input_shape, [4, 2, 3])
+        text = "\n".join(warns)
+        self.assertIn("fc (Linear): input_shape [4, 2, 3] comes from the forward hooks (its "
+                      "input equals the output of pool flattened)", text)
+        self.assertIn("no activation is fused into conv, bn, fc", text)
+        self.assertIn("--fold-batchnorm folds none of bn", text)
 
 
 class Odd(nn.Module):
