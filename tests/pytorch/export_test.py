@@ -325,8 +325,10 @@ class GraphFactsTest(unittest.TestCase):
 
             def forward(self, x):
                 n, c, h, w = x.size()   # fx: a Proxy cannot be unpacked
+                if torch.jit.is_tracing():   # stands for whatever defeats torch.jit.trace
+                    raise RuntimeError("this model cannot be traced")
                 y = self.pool(F.relu(self.bn(self.conv(x))))
-                return self.fc(y.reshape(n, -1)), "label"   # jit.trace: a str output
+                return self.fc(y.reshape(n, -1))
 
         plan, warns = quiet_plan(Labelled(), torch.randn(1, 3, 8, 8))
         self.assertIsNone(plan.route)

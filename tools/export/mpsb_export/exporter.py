@@ -132,15 +132,14 @@ class LinearInputError(ExportError):
         super().__init__(self.describe(API))
 
     def describe(self, spelling=API):
-        lines = []
+        lines = ["%d Linear layer(s): cannot tell whether the input is a plain vector or a "
+                 "flattened [C, H, W] feature map: %s. A flattened map needs input_shape (MPS "
+                 "feature maps are in H, W, C order, so the weight columns are reordered); "
+                 "say which:" % (len(self.layers), self.why)]
         for name, features in self.layers:
-            lines.append(
-                "%s (Linear): cannot tell whether its input of %d features is a plain vector or "
-                "a flattened [C, H, W] feature map (%s). A flattened map needs input_shape: "
-                "MPS feature maps are in H, W, C order, so its weight columns are reordered. "
-                "Pass %s with the map's C, H, W (C*H*W = %d), or %s if it is a vector"
-                % (name, features, self.why, option("input_shape_of", spelling, name),
-                   features, option("input_shape_of_vector", spelling, name)))
+            lines.append("  %s (Linear, in_features %d): %s with C*H*W = %d, or %s"
+                         % (name, features, option("input_shape_of", spelling, name), features,
+                            option("input_shape_of_vector", spelling, name)))
         return "\n".join(lines)
 
 
@@ -527,9 +526,9 @@ def _layout(input_shape):
 def _no_graph_reason(result):
     if result.route is not None:
         return "the %s graph does not show where it comes from, and no module's 4-D output " \
-               "flattened equals it" % result.route
+               "equals it flattened" % result.route
     return "torch.fx could not trace the model (%s), nor torch.jit.trace (%s), and no " \
-           "module's 4-D output flattened equals it" % (result.trace_error, result.jit_error)
+           "module's 4-D output equals it flattened" % (result.trace_error, result.jit_error)
 
 
 def _linear_input(layer, facts, inputs, earlier_outputs, result):

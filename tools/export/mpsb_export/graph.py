@@ -462,13 +462,39 @@ class _Call:
         self.name = name
 
 
+class _TensorsOut(nn.Module):
+    """The model with its output as a flat tuple of its tensors:
+    torch.jit.trace takes only tensors and lists, tuples and dicts of them
+    as outputs, and detection models return lists of dicts with other values."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        return tuple(_tensors(self.model(*inputs)))
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+_SCOPE = "__module.model"   # the model inside _TensorsOut
+
+
 def _scope_module(node):
-    """The qualified name of the module whose forward recorded `node`
-    ("" for the root's own code), from the tracer's scope
-    "__module.a/__module.a.b"."""
+    """The qualified name of the model's module whose forward recorded
+    `node` ("" for the model's own code), from the tracer's scope
+    "__module.model/__module.model.a/__module.model.a.b"."""
     last = node.scopeName().split("/")[-1]
-    if last.startswith("__module."):
-        return last[len("__module."):]
+    if last.startswith(_SCOPE + "."):
+        return last[len(_SCOPE) + 1:]
     return ""
 
 
@@ -555,7 +581,7 @@ def analyze_jit(model, inputs, layer_names):
         # for other inputs; only this input's graph is read here.
         warnings.simplefilter("ignore")
         with torch.no_grad():
-            traced = torch.jit.trace(model, inputs, check_trace=False, strict=False)
+            traced = torch.jit.trace(_TensorsOut(model), inputs, check_trace=False, strict=False)
         graph = traced.inlined_graph
     modules = dict(model.named_modules())
     calls = {}
