@@ -57,6 +57,7 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
     std::vector<float> v[4] = {std::vector<float>(n, 1.0f), std::vector<float>(n, 0.0f),
                                std::vector<float>(n, 0.0f), std::vector<float>(n, 1.0f)};
     for (const ManifestTensor& t : bn.tensors) {
+      if (t.role == TensorRole::kActivationWeight) continue;  // moves to the conv below
       std::string error;
       if (!read_tensor_floats(t, &v[static_cast<int>(t.role)], &error)) {
         diag.error(t.pointer, error);
@@ -89,6 +90,15 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
       bias.source_size = bias.size = n * 4;
       bias.synthesized = shift;
       conv.tensors.push_back(std::move(bias));
+    }
+    // The activation after the batch norm now follows the folded conv,
+    // which MPS fuses into the convolution; a prelu's slopes come along
+    // (one per channel: num_features is the conv's out_channels).
+    conv.activation = bn.activation;
+    conv.activation_alpha = bn.activation_alpha;
+    conv.activation_beta = bn.activation_beta;
+    for (ManifestTensor& t : manifest.layers[i].tensors) {
+      if (t.role == TensorRole::kActivationWeight) conv.tensors.push_back(std::move(t));
     }
     conv.folded_from = bn.name;
     conv.folded_probe = bn.probe;

@@ -509,8 +509,9 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   }
   if (layer.activation == Activation::kPReLU) {
     // nn.PReLU(num_parameters) fused: 1 or one slope per output channel.
-    const uint32_t out =
-        kind->params == ParamTable::kLinear ? layer.linear.out_features : layer.conv.out_channels;
+    const uint32_t out = kind->params == ParamTable::kLinear ? layer.linear.out_features
+                         : kind->params == ParamTable::kConv ? layer.conv.out_channels
+                                                             : layer.norm.num_features;
     if (auto np = r.optional_uint("num_parameters", 1, 1)) {
       num_parameters = *np;
       if (params_ok && *np != 1 && *np != out) {

@@ -151,8 +151,10 @@ struct MPSBGroupNormState;
 // one slope per feature channel in the mapping (noCopy YES); the NSData
 // keeps the mapping alive as long as it lives. For a conv2d,
 // conv_transpose2d or linear layer, the neuron of its fused activation (the
-// descriptor's fusedNeuronDescriptor; type None when it has none).
-// MPSB_ERROR_WRONG_LAYER_KIND for the normalizations.
+// descriptor's fusedNeuronDescriptor; type None when it has none); for a
+// batch_norm2d layer, the neuron to run after it (MPSCNNBatchNormalization
+// fuses none; type None when it has none). MPSB_ERROR_WRONG_LAYER_KIND for
+// instance and group norm layers.
 - (MPSNNNeuronDescriptor *MPSB_NULLABLE)
     neuronDescriptorForLayer:(NSString *)layerName
                        error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;

@@ -143,7 +143,7 @@ Result<Neuron> neuron(const Layer& layer) {
     n.activation = Activation::kPReLU;
     slopes = layer.find(TensorRole::kWeight);
   } else {
-    auto r = wrong_kind(layer, "a layer with a neuron (conv, linear or prelu)");
+    auto r = wrong_kind(layer, "a layer with a neuron (conv, linear, batch norm or prelu)");
     return {r.error(), r.message()};
   }
   n.mps_neuron_type = activation_spec(n.activation).mps_neuron_type;

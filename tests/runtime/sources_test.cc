@@ -82,6 +82,14 @@ BundleSpec kinds_spec() {
   s.layers.push_back(
       with_activation(testing::linear_layer("fc_elu", 3, 8), Activation::kELU, 1.0f));
   s.layers.push_back(testing::batch_norm_layer("bn", 8));
+  // conv -> BN -> activation, not folded: the neuron runs after the norm.
+  s.layers.push_back(with_activation(testing::batch_norm_layer("bn_relu", 8), Activation::kReLU));
+  s.layers.push_back(
+      with_activation(testing::batch_norm_layer("bn_leaky", 8), Activation::kLeakyReLU, 0.1f));
+  LayerSpec bn_prelu =
+      with_activation(testing::batch_norm_layer("bn_prelu", 8), Activation::kPReLU);
+  bn_prelu.tensors.push_back(slopes);
+  s.layers.push_back(bn_prelu);
   s.layers.push_back(testing::instance_norm_layer("in", 8));
   return s;
 }
@@ -159,6 +167,9 @@ TEST(Neuron, GivesMPSTypeAndParametersForEveryActivation) {
       {"conv_softplus", Activation::kSoftplus, 7, 0.25f, 4.0f},
       {"conv_gelu", Activation::kGELU, 15, 0, 0},
       {"fc_elu", Activation::kELU, 9, 1.0f, 0},
+      {"bn", Activation::kNone, 0, 0, 0},
+      {"bn_relu", Activation::kReLU, 1, 0, 0},
+      {"bn_leaky", Activation::kLeakyReLU, 1, 0.1f, 0},
   };
   const auto bytes = testing::build_bundle(kinds_spec());
   auto b = open_bytes(bytes);
@@ -184,7 +195,7 @@ TEST(Neuron, PReLUSlopesOfALayerAndOfAFusedActivation) {
     std::vector<float> slopes;
   };
   for (const Want& w : {Want{"prelu1", std::vector<float>(8, 0.25f)}, Want{"prelu8", kSlopes},
-                        Want{"conv_prelu", kSlopes}}) {
+                        Want{"conv_prelu", kSlopes}, Want{"bn_prelu", kSlopes}}) {
     auto n = neuron(*b->find(w.layer));
     ASSERT_TRUE(n.ok()) << w.layer << ": " << n.message();
     EXPECT_EQ(n->activation, Activation::kPReLU) << w.layer;
@@ -192,7 +203,7 @@ TEST(Neuron, PReLUSlopesOfALayerAndOfAFusedActivation) {
     ASSERT_EQ(n->count, 8u) << w.layer;
     EXPECT_EQ(floats_at(n->data, n->count), w.slopes) << w.layer;
   }
-  for (const char* name : {"gn", "bn", "in"}) {
+  for (const char* name : {"gn", "gn_plain", "in"}) {
     auto n = neuron(*b->find(name));
     ASSERT_FALSE(n.ok()) << name;
     EXPECT_EQ(n.error(), Error::kWrongLayerKind) << name;

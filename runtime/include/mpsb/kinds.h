@@ -140,8 +140,10 @@ struct KindSpec {
   Served served;
   std::string_view mps_data_source;  // the MPS protocol or object it fills
   std::string_view mps_kernel;       // the MPS kernel that runs it
-  bool fused_activation;             // takes "activation" (and its parameters)
-  bool precision;                    // takes "precision" for its weight
+  // Takes "activation" (and its parameters): fused into the MPS kernel of a
+  // conv or linear; after a batch norm, a neuron the app runs after it.
+  bool fused_activation;
+  bool precision;  // takes "precision" for its weight
   std::span<const FieldSpec> fields;
   std::span<const RoleSpec> roles;
 };
@@ -215,6 +217,11 @@ inline constexpr RoleSpec kBatchNormRoles[] = {
      S::kFeatures, D::kFloat32},
     {R::kRunningVar, "running_var", P::kRequired, L::kVector, L::kVector, T::kIdentity,
      S::kFeatures, D::kFloat32},
+    // The activation after the norm (conv -> BN -> ReLU): MPS's batch norm
+    // has no fused neuron, so an app runs neuron() after it; --fold-batchnorm
+    // moves it onto the folded conv.
+    {R::kActivationWeight, "activation_weight", P::kFusedPReLU, L::kVector, L::kVector,
+     T::kBroadcast, S::kFeatures, D::kFloat32},
 };
 inline constexpr RoleSpec kPReLURoles[] = {
     {R::kWeight, "weight", P::kRequired, L::kVector, L::kVector, T::kBroadcast, S::kFeatures,
@@ -287,7 +294,7 @@ inline constexpr std::array<KindSpec, kLayerKindCount> kKinds = {{
      "MPSCNNConvolutionDataSource", "MPSCNNFullyConnected", true, true, kinds_detail::kLinearFields,
      kinds_detail::kLinearRoles},
     {LayerKind::kBatchNorm2d, "batch_norm2d", "nn.BatchNorm2d", ParamTable::kNorm,
-     Served::kBatchNorm, "MPSCNNBatchNormalizationDataSource", "MPSCNNBatchNormalization", false,
+     Served::kBatchNorm, "MPSCNNBatchNormalizationDataSource", "MPSCNNBatchNormalization", true,
      false, kinds_detail::kBatchNormFields, kinds_detail::kBatchNormRoles},
     {LayerKind::kInstanceNorm2d, "instance_norm2d", "nn.InstanceNorm2d", ParamTable::kNorm,
      Served::kInstanceNorm, "MPSCNNInstanceNormalizationDataSource", "MPSCNNInstanceNormalization",

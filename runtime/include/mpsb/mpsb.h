@@ -201,7 +201,8 @@ mpsb_status mpsb_layer_norm_descriptor(const mpsb_bundle* bundle, const mpsb_lay
 /* The MPS neuron (MPSCNNNeuronType.h) that computes what PyTorch computes:
  * of a conv2d, conv_transpose2d or linear layer's fused activation
  * (MPSCNNConvolutionDescriptor.fusedNeuronDescriptor; type 0, none, when it
- * has none), or of a prelu layer. f(x) per Apple's header with these a, b,
+ * has none), of a batch_norm2d layer's activation (a neuron kernel run after
+ * the batch norm, which fuses none), or of a prelu layer. f(x) per Apple's header with these a, b,
  * c; docs/APPLE.md lists the PyTorch form of each. */
 typedef struct mpsb_neuron {
   mpsb_activation activation;
@@ -214,7 +215,7 @@ typedef struct mpsb_neuron {
   uint64_t count;
 } mpsb_neuron;
 
-/* MPSB_ERROR_WRONG_LAYER_KIND for batch, instance and group norm layers. */
+/* MPSB_ERROR_WRONG_LAYER_KIND for instance and group norm layers. */
 mpsb_status mpsb_layer_neuron(const mpsb_bundle* bundle, const mpsb_layer* layer, mpsb_neuron* out);
 
 #define MPSB_MAX_RANK 8

@@ -196,8 +196,9 @@ class GroupNormSource : public NormalizationSource {
 // the type and its a, b, c (f(x) per Apple's header), and for PReLU one
 // slope per feature channel. Where it is the fused activation of a conv or
 // linear layer, MPSCNNConvolutionDescriptor.fusedNeuronDescriptor takes it;
-// a prelu layer is MPSCNNNeuronPReLU or an MPSNNNeuronDescriptor made with
-// cnnNeuronPReLUDescriptorWithData:noCopy:.
+// a batch norm's activation (MPSCNNBatchNormalization fuses none) and a
+// prelu layer are an MPSCNNNeuron kernel run after it, made from an
+// MPSNNNeuronDescriptor (PReLU: cnnNeuronPReLUDescriptorWithData:noCopy:).
 struct Neuron {
   Activation activation = Activation::kNone;
   int32_t mps_neuron_type = 0;  // MPSCNNNeuronType value
@@ -208,9 +209,9 @@ struct Neuron {
   uint64_t count = 0;
 };
 
-// The neuron of a conv, transposed conv or linear layer's fused activation
-// (type none when it has none), or of a prelu layer; kWrongLayerKind for
-// the other kinds.
+// The neuron of a conv, transposed conv, linear or batch norm layer's
+// activation (type none when it has none), or of a prelu layer;
+// kWrongLayerKind for the other kinds.
 [[nodiscard]] Result<Neuron> neuron(const Layer& layer);
 
 }  // namespace mpsb
