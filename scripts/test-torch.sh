@@ -34,7 +34,7 @@ SECONDS=0
   --work "$work/fidelity"
 echo "test-torch: fidelity_test ${SECONDS}s" >&2
 SECONDS=0
-"$venv/bin/python" tests/pytorch/fallback_test.py --mpsbc "$tools/mpsbc"
+"$venv/bin/python" tests/pytorch/fallback_test.py --mpsbc "$tools/mpsbc" --dump "$tools/mpsb-dump"
 echo "test-torch: fallback_test ${SECONDS}s" >&2
 SECONDS=0
 # pytest exits 5 when it collected no test: a failure here too.

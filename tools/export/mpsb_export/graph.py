@@ -333,7 +333,7 @@ def _fusing_outputs(module):
     return None
 
 
-def _fusion_facts(facts, name, module, found):
+def _fusion_facts(facts, name, found):
     """Records the activation every call of `name` ends in, from `found`:
     [(Fused, NotFused or None, the activation's call)]. Returns whether a
     prelu was fused (its calls then are no layers of their own)."""
@@ -345,9 +345,6 @@ def _fusion_facts(facts, name, module, found):
     if len(acts) != 1 or None in acts:
         return False
     act = acts.pop()
-    if act.kind == "prelu" and isinstance(module, nn.BatchNorm2d):
-        # batch_norm2d has no activation_weight: the PReLU stays a layer.
-        return False
     facts.activations[name] = act
     return act.kind == "prelu"
 
@@ -396,7 +393,7 @@ def analyze(model, inputs, layer_names):
                 if len(users) == 1 and users[0].args and users[0].args[0] is node:
                     act = _activation(users[0], modules, outputs)
                 found.append((act, users[0] if act is not None else None))
-            if _fusion_facts(facts, name, module, found):
+            if _fusion_facts(facts, name, found):
                 fused_nodes.update(user for _, user in found)
 
         if isinstance(module, nn.Linear):
@@ -609,7 +606,7 @@ def analyze_jit(model, inputs, layer_names):
                 if len(uses) == 1 and uses[0].offset == 0:
                     act = _jit_activation(uses[0].user, modules, outputs)
                 found.append((act, _node_key(uses[0].user) if act is not None else None))
-            if _fusion_facts(facts, name, module, found):
+            if _fusion_facts(facts, name, found):
                 fused_nodes.update(user for _, user in found)
         if isinstance(module, nn.Linear):
             _linear_facts(facts, name, {_freeze(_jit_linear_input(node)) for node in nodes})
