@@ -332,8 +332,8 @@ class FlattenTest(TempDirTest):
     def test_input_shape_of_refusals(self):
         spec = self.write_factory(UNTRACEABLE_FACTORY)
         cases = [
-            (["fc2=8,3,5"], 1, "input_shape_of names fc2, which is no Linear layer of the model "
-                               "(its Linear layers: fc)"),
+            (["fc2=8,3,5"], 1, "mpsb_export: --input-shape-of names fc2, which is no Linear "
+                               "layer of the model (its Linear layers: fc)"),
             (["fc=8,3"], 2, "--input-shape-of fc: expected three positive integers C,H,W "
                             "(like 8,3,5) or \"vector\", found '8,3'"),
             (["8,3,5"], 2, "--input-shape-of: expected LAYER=C,H,W or LAYER=vector"),
@@ -353,6 +353,10 @@ class FlattenTest(TempDirTest):
 
     def test_input_shape_of_against_what_the_graph_shows(self):
         model, x = flatten_example(TorchFlatten)
+        with self.assertRaises(mpsb_export.ExportError) as cm:
+            quiet(mpsb_export.plan, model, x, input_shape_of={"fc2": (8, 3, 5)})
+        self.assertEqual(str(cm.exception), "input_shape_of names fc2, which is no Linear layer "
+                                            "of the model (its Linear layers: fc)")
         with self.assertRaises(mpsb_export.ExportError) as cm:
             quiet(mpsb_export.plan, model, x, input_shape_of={"fc": "vector"})
         self.assertEqual(str(cm.exception),

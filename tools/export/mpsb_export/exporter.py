@@ -31,6 +31,7 @@ _OPTION_NAMES = {
     "input_shape_of": {API: "input_shape_of={%r: (C, H, W)}", CLI: "--input-shape-of %s=C,H,W"},
     "input_shape_of_vector": {API: "input_shape_of={%r: \"vector\"}",
                               CLI: "--input-shape-of %s=vector"},
+    "input_shape_of_name": {API: "input_shape_of", CLI: "--input-shape-of"},
 }
 
 
@@ -48,6 +49,19 @@ class ExportError(Exception):
         return str(self)
 
 
+class _OptionError(ExportError):
+    """An ExportError whose message names an option: `text` with %s where
+    the option `key` goes."""
+
+    def __init__(self, text, key):
+        self.text = text
+        self.key = key
+        super().__init__(self.describe(API))
+
+    def describe(self, spelling=API):
+        return self.text % option(self.key, spelling)
+
+
 # What to do about a module type mpsb does not map. "mpsb has no mapping
 # yet": MPS has the kernel (the class is named), mpsb does not write it.
 # "MPS has no such layer": none of MPS's CNN kernels computes it.
@@ -60,11 +74,11 @@ _HAS_MPS_KERNEL = {
     "FrozenBatchNorm2d": "MPSCNNBatchNormalization",
     "SyncBatchNorm": "MPSCNNBatchNormalization",
     "InstanceNorm1d": "MPSCNNInstanceNormalization, on a one-row image",
+    "ConvTranspose1d": "MPSCNNConvolutionTranspose, as a 1 x K kernel on a one-row image",
 }
 _NO_MPS_LAYER = {
     "Conv3d": "MPS's CNN kernels have no 3-D convolution",
     "ConvTranspose3d": "MPS's CNN kernels have no 3-D convolution",
-    "ConvTranspose1d": "mpsb maps transposed convolutions in 2-D only",
     "BatchNorm3d": "MPS's CNN kernels work on 2-D images",
     "InstanceNorm3d": "MPS's CNN kernels work on 2-D images",
     "LayerNorm": "MPS's CNN kernels have no layer normalization (normalization over C, H "
@@ -311,10 +325,10 @@ def _plan_into(result, model, inputs, allow_unsupported, overrides):
     unknown = sorted(set(overrides) - {n for n, m in mapped if isinstance(m, nn.Linear)})
     if unknown:
         linears = [n for n, m in mapped if isinstance(m, nn.Linear)]
-        raise ExportError("input_shape_of names %s, which %s no Linear layer of the model (its "
-                          "Linear layers: %s)" % (", ".join(unknown),
-                                                  "is" if len(unknown) == 1 else "are",
-                                                  ", ".join(linears) or "none"))
+        raise _OptionError("%%s names %s, which %s no Linear layer of the model (its Linear "
+                           "layers: %s)" % (", ".join(unknown),
+                                            "is" if len(unknown) == 1 else "are",
+                                            ", ".join(linears) or "none"), "input_shape_of_name")
 
     # 1. The graph: torch.fx, else torch.jit.trace on the example input.
     facts = graph.GraphFacts()
