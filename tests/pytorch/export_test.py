@@ -324,7 +324,9 @@ class GraphFactsTest(unittest.TestCase):
                 self.fc = nn.Linear(24, 5)
 
             def forward(self, x):
-                n, c, h, w = x.size()   # fx: a Proxy cannot be unpacked
+                n, c, h, w = x.size()   # torch.fx 1.13: a Proxy cannot be unpacked
+                if x.sum() > 1e30:      # and in any torch.fx: data-dependent control flow
+                    x = x * 2
                 if torch.jit.is_tracing():   # stands for whatever defeats torch.jit.trace
                     raise RuntimeError("this model cannot be traced")
                 y = self.pool(F.relu(self.bn(self.conv(x))))
