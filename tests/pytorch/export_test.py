@@ -236,6 +236,41 @@ class GraphFactsTest(unittest.TestCase):
         self.assertNotIn("activation", L["conv_7x1"])
         self.assertNotIn("negative_slope", L["grouped2"])
 
+    def test_activation_after_a_batch_norm_written_on_it(self):
+        class NormActs(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = nn.BatchNorm2d(4)
+                self.act = nn.LeakyReLU(0.3)
+                self.conv2 = nn.Conv2d(4, 4, 1)
+                self.bn2 = nn.BatchNorm2d(4)
+                self.prelu = nn.PReLU(4)
+                self.conv3 = nn.Conv2d(4, 4, 1)
+                self.bn3 = nn.BatchNorm2d(4)
+
+            def forward(self, x):
+                x = self.act(self.bn(self.conv(x)))
+                x = self.prelu(self.bn2(self.conv2(x)))
+                y = self.bn3(self.conv3(x))
+                return F.relu(y) + y   # the norm's output has two users: nothing fused
+
+        m = models.randomize_norms(NormActs()).eval()
+        with tempfile.TemporaryDirectory() as out:
+            manifest, _ = quiet_export(m, torch.randn(1, 3, 5, 5), out)
+            L = by_name(manifest)
+            with open(os.path.join(out, L["bn2"]["activation_weight"]), "rb") as f:
+                slopes = f.read()
+        self.assertEqual([layer["name"] for layer in manifest["layers"]],
+                         ["conv", "bn", "conv2", "bn2", "conv3", "bn3"])   # no prelu layer
+        self.assertEqual((L["bn"]["activation"], L["bn"]["negative_slope"], L["bn"]["follows"]),
+                         ("leaky_relu", 0.3, "conv"))
+        self.assertEqual((L["bn2"]["activation"], L["bn2"]["num_parameters"]), ("prelu", 4))
+        self.assertEqual(slopes, tensor_bytes(m.prelu.weight))
+        self.assertNotIn("activation", L["bn3"])
+        for conv in ("conv", "conv2", "conv3"):
+            self.assertNotIn("activation", L[conv])
+
     def test_no_fusion_when_output_has_another_user(self):
         class TwoUsers(nn.Module):
             def __init__(self):
