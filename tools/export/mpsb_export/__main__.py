@@ -73,7 +73,6 @@ _TORCHVISION_PACKAGES = ("", "segmentation", "detection")
 
 
 def _torchvision_builder(attr):
-    import torchvision.models as tvm
     package, _, name = attr.rpartition(".")
     packages = [package] if package else _TORCHVISION_PACKAGES
     for where in packages:
