@@ -458,6 +458,18 @@ class MessagesTest(TempDirTest):
         self.assertEqual([s["name"] for s in read_manifest(out)["skipped"]],
                          ["lstm_a", "conv3d", "lstm_b"])
 
+    def test_a_subclass_gets_the_advice_of_its_base(self):
+        class LayerNorm2d(nn.LayerNorm):   # as torchvision's convnext has
+            def forward(self, x):
+                return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+        model = nn.Sequential(nn.Conv2d(3, 4, 1), LayerNorm2d(4))
+        with self.assertRaises(UnsupportedModuleError) as cm:
+            quiet(mpsb_export.plan, model, torch.randn(1, 3, 4, 4))
+        self.assertIn("  LayerNorm2d, 1 module(s): MPS has no such layer (MPS's CNN kernels have "
+                      "no layer normalization): run it outside MPS, or change the model\n"
+                      "    1 (LayerNorm2d): owns weight, bias", str(cm.exception))
+
     def test_the_api_names_its_keyword(self):
         namespace = {}
         exec(UNSUPPORTED_FACTORY, namespace)

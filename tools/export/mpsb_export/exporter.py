@@ -81,8 +81,7 @@ _NO_MPS_LAYER = {
     "ConvTranspose3d": "MPS's CNN kernels have no 3-D convolution",
     "BatchNorm3d": "MPS's CNN kernels work on 2-D images",
     "InstanceNorm3d": "MPS's CNN kernels work on 2-D images",
-    "LayerNorm": "MPS's CNN kernels have no layer normalization (normalization over C, H "
-                 "and W of each image)",
+    "LayerNorm": "MPS's CNN kernels have no layer normalization",
     "Embedding": "MPS's CNN kernels have no table lookup",
     "EmbeddingBag": "MPS's CNN kernels have no table lookup",
     "MultiheadAttention": "MPS's CNN kernels have no attention",
@@ -90,18 +89,28 @@ _NO_MPS_LAYER = {
 }
 
 
-def module_advice(type_name, mapped):
-    """What a user can do about modules of `type_name` that cannot be exported."""
+def known_base(cls):
+    """The name under which the tables above know `cls` or a class it derives
+    from (torchvision's LayerNorm2d is an nn.LayerNorm), else its own."""
+    for c in cls.__mro__:
+        if c.__name__ in _HAS_MPS_KERNEL or c.__name__ in _NO_MPS_LAYER:
+            return c.__name__
+    return cls.__name__
+
+
+def module_advice(type_name, mapped, base=None):
+    """What a user can do about modules of `type_name` (known to the tables
+    as `base`) that cannot be exported."""
+    base = base or type_name
     if mapped:
         return ("mpsb maps %s, but not in the configuration below: change it as the reason "
                 "says, or run the module outside the bundle" % type_name)
-    if type_name in _HAS_MPS_KERNEL:
+    if base in _HAS_MPS_KERNEL:
         return ("mpsb has no mapping yet: MPS has the kernel (%s), but mpsb does not write "
-                "its weights; run it in the app outside the bundle"
-                % _HAS_MPS_KERNEL[type_name])
-    if type_name in _NO_MPS_LAYER:
+                "its weights; run it in the app outside the bundle" % _HAS_MPS_KERNEL[base])
+    if base in _NO_MPS_LAYER:
         return ("MPS has no such layer (%s): run it outside MPS, or change the model"
-                % _NO_MPS_LAYER[type_name])
+                % _NO_MPS_LAYER[base])
     return ("mpsb has no mapping for %s, a module that uses its own parameters or buffers in "
             "its forward: build it from mapped modules (Conv2d, Linear, BatchNorm2d, ...), or "
             "run it outside the bundle" % type_name)
@@ -115,9 +124,10 @@ class UnsupportedModuleError(ExportError):
     what to do about it.
     """
 
-    def __init__(self, modules, mapped_types=()):
+    def __init__(self, modules, mapped_types=(), bases=None):
         self.modules = list(modules)
         self.mapped_types = set(mapped_types)
+        self.bases = dict(bases or {})   # class name -> known_base()
         super().__init__(self.describe(API))
 
     def describe(self, spelling=API):
@@ -128,7 +138,8 @@ class UnsupportedModuleError(ExportError):
                  % (len(self.modules), len(by_type))]
         for t, members in by_type.items():
             lines.append("  %s, %d module(s): %s" % (t, len(members),
-                                                     module_advice(t, t in self.mapped_types)))
+                                                     module_advice(t, t in self.mapped_types,
+                                                                   self.bases.get(t))))
             lines += ["    %s (%s): %s" % (n or "<root>", t, r) for n, r in members]
         lines.append("Pass %s to export the rest: these modules are then listed under "
                      "\"skipped\" in the manifest, and the app must run them outside the "
@@ -458,7 +469,8 @@ def _plan_into(result, model, inputs, allow_unsupported, overrides):
     if unsupported:
         unsupported.sort(key=lambda u: rank.get(u[0], len(rank)))
         if not allow_unsupported:
-            raise UnsupportedModuleError(unsupported, {t.__name__ for t in MAPPED_TYPES})
+            bases = {type(m).__name__: known_base(type(m)) for _, m in named}
+            raise UnsupportedModuleError(unsupported, {t.__name__ for t in MAPPED_TYPES}, bases)
         for n, t, reason in unsupported:
             notes.append("skipped %s (%s): %s" % (_display(n), t, reason))
             result.skipped.append((n, t, reason))
