@@ -23,7 +23,8 @@ To as_fb(From v) {
 // The metadata is written with ForceDefaults, so that every field is
 // present and a reader sees the same bytes for the same values. Fields added
 // to the schema after format 1 first shipped (Layer.activation_beta,
-// NormParams.num_groups) are written only where they apply, so that a
+// Layer.folded_batchnorm, NormParams.num_groups) are written only where
+// they apply, so that a
 // bundle that does not use them keeps the bytes it had. The order of the
 // add_ calls is the generated Create function's.
 flatbuffers::Offset<fb::NormParams> create_norm_params(flatbuffers::FlatBufferBuilder& fbb,
@@ -39,11 +40,13 @@ flatbuffers::Offset<fb::Layer> create_layer(
     flatbuffers::FlatBufferBuilder& fbb, const ManifestLayer& l,
     flatbuffers::Offset<flatbuffers::String> name, flatbuffers::Offset<fb::ConvParams> conv,
     flatbuffers::Offset<fb::LinearParams> linear, flatbuffers::Offset<fb::NormParams> norm,
-    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Tensor>>> tensors) {
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Tensor>>> tensors,
+    flatbuffers::Offset<flatbuffers::String> folded_batchnorm) {
   fb::LayerBuilder b(fbb);
   b.add_weight_noise_energy(l.weight_noise_energy);
   b.add_weight_signal_energy(l.weight_signal_energy);
   b.add_weight_max_abs_error(l.weight_error.max_abs);
+  if (!folded_batchnorm.IsNull()) b.add_folded_batchnorm(folded_batchnorm);
   if (l.activation_beta != 0) b.add_activation_beta(l.activation_beta);
   b.add_tensors(tensors);
   b.add_activation_alpha(l.activation_alpha);
@@ -123,7 +126,9 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
         break;
     }
     auto name = fbb.CreateString(l.name);
-    layers.push_back(create_layer(fbb, l, name, conv, linear, norm, tensor_vec));
+    flatbuffers::Offset<flatbuffers::String> folded = 0;
+    if (!l.folded_from.empty()) folded = fbb.CreateString(l.folded_from);
+    layers.push_back(create_layer(fbb, l, name, conv, linear, norm, tensor_vec, folded));
   }
   // Already in key order (plan.sorted_layers); CreateVectorOfSortedTables
   // would sort again with the same comparison.

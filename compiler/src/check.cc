@@ -54,6 +54,25 @@ Precision stored_precision(const mpsb::Layer& layer) {
   return w->dtype() == mpsb::DType::kFloat16 ? Precision::kFloat16 : Precision::kFloat32;
 }
 
+// Why a layer of the manifest is not in the bundle, when the bundle says:
+// "; it was folded into conv1 (--fold-batchnorm), but this manifest's
+// batch norm follows conv2".
+std::string folded_into(const mpsb::Bundle& bundle, const ManifestLayer& l) {
+  for (size_t i = 0; i < bundle.layer_count(); ++i) {
+    const mpsb::Layer other = bundle.layer(i);
+    if (other.folded_batchnorm() != l.name) continue;
+    std::string why = "; it was folded into " + std::string(other.name()) + " (--fold-batchnorm)";
+    if (l.kind != mpsb::LayerKind::kBatchNorm2d) {
+      why += ", but in this manifest it is a " + std::string(mpsb::to_string(l.kind));
+    } else if (l.follows != other.name()) {
+      why += ", but in this manifest it follows " +
+             (l.follows.empty() ? std::string("no conv") : "\"" + l.follows + "\"");
+    }
+    return why;
+  }
+  return {};
+}
+
 }  // namespace
 
 bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
@@ -69,7 +88,7 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
     c.expected_from = l.folded_from.empty() ? l.name : l.folded_from;
     const auto layer = bundle.find(l.name);
     if (!layer) {
-      diag.error(l.pointer, "--check: the bundle has no layer " + l.name);
+      diag.error(l.pointer, "--check: the bundle has no layer " + l.name + folded_into(bundle, l));
       all_passed = false;
       continue;
     }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -35,6 +36,7 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
     lr.name = l.name;
     lr.kind = std::string(mpsb::to_string(l.kind));
     lr.tensor_count = l.tensors.size();
+    lr.folded_batchnorm = l.folded_from;
     for (const auto& t : l.tensors) lr.bytes += t.size;
     if (mpsb::kind_spec(l.kind).precision) {
       lr.precision = std::string(to_string(l.weight_precision));
@@ -62,7 +64,7 @@ struct Prepared {
 // Fills the report's layers and sizes as far as it gets. Returns false with
 // report.exit_code set when anything failed.
 bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& diag,
-             CompileReport& report, Prepared& out) {
+             CompileReport& report, Prepared& out, const FoldFilter& fold_only = nullptr) {
   const bool options_ok =
       check_alignments(options.segment_alignment, options.tensor_alignment, diag);
   if (options.manifest_path.empty()) {
@@ -91,8 +93,8 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
     report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
     return false;
   }
-  if (options.fold_batchnorm) {
-    if (!fold_batchnorm(*manifest, diag)) {
+  if (options.fold_batchnorm || fold_only) {
+    if (!fold_batchnorm(*manifest, diag, fold_only)) {
       report.exit_code = ExitCode::kBadInput;
       return false;
     }
@@ -230,18 +232,39 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   CompileReport report;
   Diagnostics diag(options.manifest_path);
   diag.set_strict(options.strict);
+  auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
+  if (!bundle.ok()) {
+    diag.error_in(bundle_path, bundle.message());
+    report.exit_code = ExitCode::kBadInput;
+    report.diagnostics = std::move(diag.all());
+    return report;
+  }
+  // The bundle says which batch norm each conv folded: exactly those are
+  // folded, into the conv the bundle names. One the bundle still holds is
+  // checked as a batch norm. Only a bundle that records no fold (from an
+  // mpsbc before Layer.folded_batchnorm) needs options.fold_batchnorm.
+  std::map<std::string, std::string, std::less<>> folded_into;
+  for (size_t i = 0; i < bundle->layer_count(); ++i) {
+    const mpsb::Layer l = bundle->layer(i);
+    if (!l.folded_batchnorm().empty()) {
+      folded_into.emplace(std::string(l.folded_batchnorm()), std::string(l.name()));
+    }
+  }
+  const mpsb::Bundle& b = *bundle;
+  const bool flag = options.fold_batchnorm;
+  const FoldFilter fold_only = [&](const ManifestLayer& bn) {
+    if (auto it = folded_into.find(bn.name); it != folded_into.end()) {
+      return it->second == bn.follows;
+    }
+    return folded_into.empty() && flag && !b.find(bn.name);
+  };
   CompileOptions check_options = options;
   check_options.check = true;
+  check_options.fold_batchnorm = false;
   Prepared prepared;
-  if (prepare(check_options, false, diag, report, prepared)) {
-    auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
-    if (!bundle.ok()) {
-      diag.error_in(bundle_path, bundle.message());
-      report.exit_code = ExitCode::kBadInput;
-    } else if (!run_checks(*bundle, prepared.manifest, options.check_tolerance, diag,
-                           &report.checks)) {
-      report.exit_code = ExitCode::kCheckFailed;
-    }
+  if (prepare(check_options, false, diag, report, prepared, fold_only) &&
+      !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag, &report.checks)) {
+    report.exit_code = ExitCode::kCheckFailed;
   }
   report.diagnostics = std::move(diag.all());
   return report;
@@ -259,6 +282,7 @@ std::string report_to_json(const CompileReport& report) {
   for (const auto& l : report.layers) {
     nlohmann::ordered_json e = {
         {"name", l.name}, {"kind", l.kind}, {"bytes", l.bytes}, {"tensors", l.tensor_count}};
+    if (!l.folded_batchnorm.empty()) e["folded_batchnorm"] = l.folded_batchnorm;
     if (!l.precision.empty()) {
       e["precision"] = l.precision;
       if (!l.precision_note.empty()) e["precision_note"] = l.precision_note;

@@ -1,5 +1,6 @@
 #include "fold.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <string>
@@ -15,7 +16,7 @@ using mpsb::DType;
 using mpsb::LayerKind;
 using mpsb::TensorRole;
 
-bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
+bool fold_batchnorm(Manifest& manifest, Diagnostics& diag, const FoldFilter& only) {
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < manifest.layers.size(); ++i) by_name[manifest.layers[i].name] = i;
   std::vector<bool> folded(manifest.layers.size(), false);
@@ -23,6 +24,7 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
     const ManifestLayer& bn = manifest.layers[i];
     if (bn.kind != LayerKind::kBatchNorm2d || bn.follows.empty()) continue;
+    if (only && !only(bn)) continue;
     const std::string at = bn.pointer + "/follows";
     auto it = by_name.find(bn.follows);
     if (it == by_name.end()) {
@@ -105,6 +107,19 @@ bool fold_batchnorm(Manifest& manifest, Diagnostics& diag) {
     folded[i] = true;
   }
   if (!ok) return false;
+  // Asked to fold and nothing to fold: say why, as a bundle that keeps its
+  // batch norms runs them as separate MPS kernels.
+  if (!only && std::find(folded.begin(), folded.end(), true) == folded.end()) {
+    const bool any_bn =
+        std::any_of(manifest.layers.begin(), manifest.layers.end(),
+                    [](const ManifestLayer& l) { return l.kind == LayerKind::kBatchNorm2d; });
+    diag.warning("", std::string("--fold-batchnorm folded nothing: ") +
+                         (any_bn ? "no batch_norm2d names the conv it follows (\"follows\"); "
+                                   "the exporter writes it only where a BatchNorm2d is fed "
+                                   "directly by a conv"
+                                 : "the manifest has no batch_norm2d"));
+    return true;
+  }
   std::vector<ManifestLayer> kept;
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
     if (folded[i]) continue;

@@ -77,6 +77,20 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
     std::cerr << "mpsbc: " << warnings << (warnings == 1 ? " warning, " : " warnings, ") << errors
               << (errors == 1 ? " error" : " errors") << '\n';
   }
+  if (!json && !quiet) {
+    // What --fold-batchnorm did: the folded norms are not in the bundle.
+    std::string folds;
+    size_t count = 0;
+    for (const auto& l : report.layers) {
+      if (l.folded_batchnorm.empty()) continue;
+      folds += (count++ ? ", " : "") + mpsb::text::escape(l.folded_batchnorm) + " into " +
+               mpsb::text::escape(l.name);
+    }
+    if (count > 0) {
+      std::cout << "folded " << count << (count == 1 ? " batch norm: " : " batch norms: ") << folds
+                << '\n';
+    }
+  }
   if (json) {
     std::cout << mpsbc::report_to_json(report) << '\n';
   } else if (!quiet && !report.checks.empty()) {

@@ -273,6 +273,7 @@ Activation Layer::activation() const { return static_cast<Activation>(l_->activa
 float Layer::activation_alpha() const { return l_->activation_alpha(); }
 float Layer::activation_beta() const { return l_->activation_beta(); }
 Quantization Layer::quantization() const { return static_cast<Quantization>(l_->quantization()); }
+std::string_view Layer::folded_batchnorm() const { return view(l_->folded_batchnorm()); }
 
 Layer::WeightError Layer::weight_error() const {
   return {l_->weight_max_abs_error(), l_->weight_signal_energy(), l_->weight_noise_energy()};

@@ -198,6 +198,18 @@ class Checker {
     if (!std::isfinite(l.activation_alpha()) || !std::isfinite(l.activation_beta())) {
       return fail(Error::kBadField, at + ": activation parameters are not finite");
     }
+    // The batch norm a conv folded: gone from the bundle, so it names no
+    // layer here, but it is a name and is shown like one.
+    if (const flatbuffers::String* folded = l.folded_batchnorm()) {
+      if (kind.params != ParamTable::kConv) {
+        return fail(Error::kBadField, at + ": a " + std::string(kind.name) +
+                                          " layer cannot have a batch norm folded into it");
+      }
+      const std::string_view name = view(folded);
+      if (name.empty() || name.find('\0') != std::string_view::npos) {
+        return fail(Error::kBadField, at + ": folded_batchnorm is empty or has a NUL");
+      }
+    }
     // MPS's SoftPlus takes a = 1/beta: it must be finite too.
     if (activation == Activation::kSoftplus &&
         !(l.activation_alpha() > 0 && std::isfinite(1.0f / l.activation_alpha()))) {

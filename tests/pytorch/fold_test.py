@@ -141,6 +141,59 @@ class FoldActivationTest(unittest.TestCase):
         rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
         self.assertLessEqual(rel, 1e-6, "%s (fold %s): block output differs" % (kind, fold))
 
+    def test_folded_bundle_says_it_is_folded(self):
+        """Layer.folded_batchnorm in mpsb-dump's views; --extract refuses the
+        folded weight and bias instead of giving other bytes than PyTorch's;
+        mpsb-dump --check needs no --fold-batchnorm."""
+        block = Block(os.path.join(self.dir, "m"), "relu")
+        folded, _ = self.compile(block, fold=True)
+        plain, _ = self.compile(block, fold=False)
+        self.assertEqual(self.layers(folded)["c"]["folded_batchnorm"], "bn")
+        self.assertIsNone(self.layers(plain)["c"]["folded_batchnorm"])
+        summary = run(DUMP, folded)
+        self.assertIn("folded          1 batch norm: bn into c", summary.stdout)
+        layer = run(DUMP, folded, "--layer", "c")
+        self.assertIn("source     float32 oihw 8x3x3x3, folded with batch norm 'bn'", layer.stdout)
+        explain = run(DUMP, folded, "--explain")
+        self.assertIn("c.weight float32 ohwi 8x3x3x3, folded with batch norm bn", explain.stdout)
+
+        out = os.path.join(self.dir, "w.bin")
+        for role in ("weight", "bias"):
+            r = run(DUMP, folded, "--extract", "c." + role, "-o", out)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("c.%s holds folded values: batch norm 'bn' was folded into c "
+                          "(--fold-batchnorm)" % role, r.stderr)
+            self.assertFalse(os.path.exists(out))
+            r = run(DUMP, plain, "--extract", "c." + role, "-o", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out, "rb") as got, open(os.path.join(block.folder, "c.%s.bin" % role),
+                                              "rb") as want:
+                self.assertEqual(got.read(), want.read())
+            os.remove(out)
+
+        for bundle in (folded, plain):
+            r = run(DUMP, bundle, "--check", block.manifest)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("OK: %d layers checked" % (1 if bundle == folded else 2), r.stdout)
+        # The same with --fold-batchnorm: the bundle decides, the flag
+        # changes nothing for a bundle that records its folds.
+        r = run(DUMP, plain, "--check", block.manifest, "--fold-batchnorm")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("OK: 2 layers checked", r.stdout)
+
+        # A manifest whose bn follows no conv: the folded bundle says where
+        # bn went instead of only "no layer bn".
+        with open(block.manifest) as f:
+            manifest = json.load(f)
+        del manifest["layers"][1]["follows"]
+        other = os.path.join(block.folder, "unfollowed.json")
+        with open(other, "w") as f:
+            json.dump(manifest, f)
+        r = run(DUMP, folded, "--check", other)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("/layers/1: --check: the bundle has no layer bn; it was folded into c "
+                      "(--fold-batchnorm), but in this manifest it follows no conv", r.stderr)
+
     def test_conv_bn_relu(self):
         for fold in (False, True):
             with self.subTest(fold=fold):

@@ -90,6 +90,25 @@ TEST(CheckerRefusals, LayerNameEmptyOrWithNul) {
        "layer 0 has an empty name or a NUL"});
 }
 
+// The batch norm a conv folded is gone from the bundle, so the name may
+// match no layer; it must still be a name, and only a conv can fold one.
+TEST(CheckerRefusals, FoldedBatchNormEmptyWithNulOrNotOnAConv) {
+  run({"empty", [](BundleSpec& s) { conv(s).folded_batchnorm = ""; }, Error::kBadField,
+       "layer 'c': folded_batchnorm is empty or has a NUL"});
+  run({"NUL", [](BundleSpec& s) { conv(s).folded_batchnorm = std::string("bn\0x", 4); },
+       Error::kBadField, "layer 'c': folded_batchnorm is empty or has a NUL"});
+  run({"group norm", [](BundleSpec& s) { group_norm(s).folded_batchnorm = "bn"; }, Error::kBadField,
+       "layer 'g': a group_norm layer cannot have a batch norm folded into it"});
+  expect_opens("names no layer", [](BundleSpec& s) { conv(s).folded_batchnorm = "gone.bn"; });
+  BundleSpec s = base();
+  conv(s).folded_batchnorm = "enc\x1b[31m.bn";
+  const auto bytes = testing::build_bundle(s);
+  auto r = Bundle::from_memory(bytes.data(), bytes.size());
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->find("c")->folded_batchnorm(), "enc\x1b[31m.bn");
+  EXPECT_EQ(r->find("g")->folded_batchnorm(), "");
+}
+
 TEST(CheckerRefusals, LayerKindActivationOrQuantizationOutOfRange) {
   const std::string msg = "layer 'c': kind, activation or quantization out of range";
   run({"kind",

@@ -235,12 +235,14 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
           break;
       }
     }
-    layers.push_back(fb::CreateLayer(fbb, fbb.CreateString(l.name),
-                                     l.index.value_or(static_cast<uint32_t>(i)),
-                                     static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
-                                     static_cast<fb::Activation>(l.activation), l.activation_alpha,
-                                     static_cast<fb::Quantization>(l.quantization),
-                                     fbb.CreateVector(tensors), 0.0, 0.0, 0.0, l.activation_beta));
+    layers.push_back(
+        fb::CreateLayer(fbb, fbb.CreateString(l.name), l.index.value_or(static_cast<uint32_t>(i)),
+                        static_cast<fb::LayerKind>(l.kind), conv, linear, norm,
+                        static_cast<fb::Activation>(l.activation), l.activation_alpha,
+                        static_cast<fb::Quantization>(l.quantization), fbb.CreateVector(tensors),
+                        0.0, 0.0, 0.0, l.activation_beta,
+                        l.folded_batchnorm ? fbb.CreateString(*l.folded_batchnorm)
+                                           : flatbuffers::Offset<flatbuffers::String>()));
   }
   std::vector<flatbuffers::Offset<fb::KeyValue>> md;
   for (const auto& [k, v] : spec.metadata) {

@@ -39,6 +39,8 @@ struct LayerSpec {
   float activation_alpha = 0.0f;
   float activation_beta = 0.0f;
   Quantization quantization = Quantization::kNone;
+  // Layer.folded_batchnorm; absent when unset.
+  std::optional<std::string> folded_batchnorm;
 };
 
 struct BundleSpec {

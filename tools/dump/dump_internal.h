@@ -106,6 +106,9 @@ std::string activation_text(const Layer& l);
 // parameters.
 void add_param_fields(Fields* f, const Layer& l);
 void add_activation_fields(Fields* f, const Layer& l);
+// The weight or bias of a conv that folded a batch norm (Layer.
+// folded_batchnorm): its values are not the source tensor's.
+bool holds_folded_values(const Layer& l, const Tensor& t);
 ordered_json params_json(const Layer& l);
 // {"alpha": 1.0}: the activation's parameters by PyTorch's names.
 ordered_json activation_params_json(const Layer& l);

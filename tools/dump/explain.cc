@@ -126,10 +126,13 @@ std::vector<Region> explain_regions(const Bundle& b) {
   for (const Layer& l : network_order(b)) {
     for (size_t i = 0; i < l.tensor_count(); ++i) {
       const Tensor t = l.tensor(i);
-      tensors.push_back({t.offset(), t.size(), std::string(l.name()),
-                         std::string(to_string(t.role())),
-                         fmt::format("{} {} {}", to_string(t.dtype()), to_string(t.layout()),
-                                     shape_text(t.shape()))});
+      tensors.push_back(
+          {t.offset(), t.size(), std::string(l.name()), std::string(to_string(t.role())),
+           fmt::format("{} {} {}{}", to_string(t.dtype()), to_string(t.layout()),
+                       shape_text(t.shape()),
+                       holds_folded_values(l, t)
+                           ? ", folded with batch norm " + std::string(l.folded_batchnorm())
+                           : "")});
     }
   }
   std::stable_sort(tensors.begin(), tensors.end(),

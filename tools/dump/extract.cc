@@ -188,6 +188,17 @@ int run_extract(const Options& o, const Bundle& b, std::ostream& out, std::ostre
         << role_name << " tensor (it has: " << fmt::format("{}", fmt::join(has, ", ")) << ")\n";
     return kExitFailure;
   }
+  // A folded conv's weight and bias are W·s and b·s + β − μ·s: giving
+  // them back as the tensor's source bytes would be silently different
+  // bytes (the bundle keeps no copy of PyTorch's).
+  if (holds_folded_values(*layer, *t)) {
+    err << "mpsb-dump: " << printable(file) << ": " << printable(o.tensor)
+        << " holds folded values: batch norm '" << printable(layer->folded_batchnorm())
+        << "' was folded into " << printable(layer_name)
+        << " (--fold-batchnorm), and the bundle keeps no copy of PyTorch's " << to_string(*role)
+        << "; extract it from a bundle compiled without --fold-batchnorm\n";
+    return kExitFailure;
+  }
   // Giving back bytes that no longer match their checksum would hand a
   // corrupt tensor to the user as if it were the original.
   if (const Status s = b.verify_layer(*layer); !s.ok()) {

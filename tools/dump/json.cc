@@ -57,6 +57,8 @@ ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats
   j["activation_params"] = activation_params_json(l);
   j["quantization"] = to_string(l.quantization());
   j["weight_error"] = weight_error_json(l);
+  j["folded_batchnorm"] =
+      l.folded_batchnorm().empty() ? ordered_json(nullptr) : ordered_json(l.folded_batchnorm());
   j["params"] = params_json(l);
   j["bytes"] = layer_bytes(l);
   ordered_json tensors = ordered_json::array();

@@ -177,6 +177,11 @@ void add_activation_fields(Fields* f, const Layer& l) {
   f->add("activation", fmt::format("{} ({})", a.name, fmt::join(parts, ", ")));
 }
 
+bool holds_folded_values(const Layer& l, const Tensor& t) {
+  return !l.folded_batchnorm().empty() &&
+         (t.role() == TensorRole::kWeight || t.role() == TensorRole::kBias);
+}
+
 ordered_json params_json(const Layer& l) {
   ordered_json j = ordered_json::object();
   const LayerKind k = l.kind();

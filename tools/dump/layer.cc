@@ -12,6 +12,11 @@ void print_layer(std::ostream& out, const Bundle& b, const Layer& l, const Style
   f.add("layer", printable(l.name()));
   f.add("index", fmt::format("{}", l.index()));
   f.add("kind", std::string(to_string(l.kind())));
+  if (!l.folded_batchnorm().empty()) {
+    f.add("folded", fmt::format("batch norm '{}': weight and bias hold W·s and b·s + β − μ·s "
+                                "(--fold-batchnorm), not PyTorch's",
+                                printable(l.folded_batchnorm())));
+  }
   add_param_fields(&f, l);
   add_activation_fields(&f, l);
   f.add("quantization", std::string(to_string(l.quantization())));
@@ -28,8 +33,12 @@ void print_layer(std::ostream& out, const Bundle& b, const Layer& l, const Style
     Fields tf(2);
     tf.add("stored", fmt::format("{} {} {}", to_string(t.dtype()), to_string(t.layout()),
                                  shape_text(t.shape())));
-    tf.add("source", fmt::format("{} {} {}", to_string(t.source_dtype()),
-                                 to_string(t.source_layout()), shape_text(t.source_shape())));
+    tf.add("source",
+           fmt::format("{} {} {}{}", to_string(t.source_dtype()), to_string(t.source_layout()),
+                       shape_text(t.source_shape()),
+                       holds_folded_values(l, t) ? fmt::format(", folded with batch norm '{}'",
+                                                               printable(l.folded_batchnorm()))
+                                                 : ""));
     tf.add("transform", std::string(to_string(t.transform())));
     tf.add("elements", fmt::format("{}", t.element_count()));
     tf.add("offset",

@@ -150,7 +150,8 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
           ->capture_default_str();
   opt[Flag::kFoldBatchnorm] =
       app.add_flag("--fold-batchnorm", o.fold_batchnorm,
-                   "With --check: the bundle was compiled with --fold-batchnorm");
+                   "With --check, for a bundle that does not record its folds (from an mpsbc "
+                   "before Layer.folded_batchnorm): it was compiled with --fold-batchnorm");
   std::string color = "auto";
   opt[Flag::kColor] =
       app.add_option("--color", color,

@@ -32,6 +32,16 @@ void print_summary(std::ostream& out, const std::string& path, const Bundle& b,
         fmt::format("segment {}, tensor {}", b.segment_alignment(), b.tensor_alignment()));
   f.add("segment", fmt::format("offset {}, size {}, checksum {}", b.segment_offset(),
                                b.segment().size(), hex64(d.segment_checksum)));
+  std::vector<std::string> folds;
+  for (const Layer& l : network_order(b)) {
+    if (!l.folded_batchnorm().empty()) {
+      folds.push_back(printable(l.folded_batchnorm()) + " into " + printable(l.name()));
+    }
+  }
+  if (!folds.empty()) {
+    f.add("folded", fmt::format("{} batch norm{}: {}", folds.size(), folds.size() == 1 ? "" : "s",
+                                fmt::join(folds, ", ")));
+  }
   f.print(out);
   out << '\n';
 

@@ -67,8 +67,11 @@ struct CompileOptions {
 CompileReport compile(const CompileOptions& options);
 
 // --check on an existing bundle: runs every probed layer of
-// options.manifest_path (folded as options.fold_batchnorm says) against the
-// bundle at `bundle_path`. Writes nothing.
+// options.manifest_path against the bundle at `bundle_path`, with the batch
+// norms folded that the bundle says were folded (Layer.folded_batchnorm);
+// options.fold_batchnorm matters only for a bundle that records no fold
+// (written before that field), where it folds each batch norm the bundle
+// lacks. Writes nothing.
 CompileReport check_bundle(const std::string& bundle_path, const CompileOptions& options);
 
 // Validates the options, the manifest and every .bin and plans the bundle
@@ -78,7 +81,8 @@ CompileReport check_manifest(const CompileOptions& options);
 
 // The report as a JSON document (one object, no trailing newline):
 // {"ok", "exit_code", "file_size", "segment_offset", "segment_size",
-//  "tensor_bytes", "layers": [{"name", "kind", "bytes", "tensors"}],
+//  "tensor_bytes", "layers": [{"name", "kind", "bytes", "tensors"} plus
+//  "folded_batchnorm" on a conv that folded one],
 //  "diagnostics": [{"severity", "file", "pointer", "message"}]}.
 std::string report_to_json(const CompileReport& report);
 

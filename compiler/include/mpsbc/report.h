@@ -50,6 +50,8 @@ struct LayerReport {
   double sqnr_db = 0;
   // float16: weights clamped (--allow-overflow), flushed to zero, subnormal.
   uint64_t half_overflow = 0, half_flushed = 0, half_subnormal = 0;
+  // The batch norm --fold-batchnorm folded into this conv, or empty.
+  std::string folded_batchnorm;
 };
 
 // The result of --check for one layer.

@@ -111,6 +111,12 @@ class Layer {
   float activation_alpha() const;
   float activation_beta() const;
   Quantization quantization() const;
+  // The name of the manifest's batch_norm2d that --fold-batchnorm folded
+  // into this conv's weight and bias (docs/FORMAT.md), or empty. Its weight
+  // and bias are then not PyTorch's: they hold W·s and b·s + (β − μ·s). The
+  // batch norm itself is not in the bundle. Points into the mapping; valid
+  // while the Bundle lives.
+  std::string_view folded_batchnorm() const;
 
   // What storing the weight at its precision changed, as the compiler
   // measured it against the float32 weight (schema: Layer.weight_*).
