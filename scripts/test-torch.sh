@@ -4,9 +4,9 @@
 #   scripts/test-torch.sh [--full] [WHEEL]
 # WHEEL: an mpsb wheel to install (scripts/test.sh passes the one it built);
 # without it the repository is built with `pip install .`.
-# Default: tests/pytorch/export_test.py and fidelity_test.py (the golden
-# exporter tests), tests/pytorch/property_test.py and package_test.py (the
-# commands of the installed wheel). --full adds
+# Default: tests/pytorch/export_test.py, fidelity_test.py and
+# fallback_test.py (the golden exporter tests), tests/pytorch/property_test.py
+# and package_test.py (the commands of the installed wheel). --full adds
 # precision_test.py (every model at float16 and uint8).
 # The venv is scripts/torch-venv.sh's (cached; the first run downloads ~3 GB).
 set -euo pipefail
@@ -33,6 +33,9 @@ SECONDS=0
 "$venv/bin/python" tests/pytorch/fidelity_test.py --mpsbc "$tools/mpsbc" --dump "$tools/mpsb-dump" \
   --work "$work/fidelity"
 echo "test-torch: fidelity_test ${SECONDS}s" >&2
+SECONDS=0
+"$venv/bin/python" tests/pytorch/fallback_test.py --mpsbc "$tools/mpsbc" --dump "$tools/mpsb-dump"
+echo "test-torch: fallback_test ${SECONDS}s" >&2
 SECONDS=0
 # pytest exits 5 when it collected no test: a failure here too.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/pytorch/property_test.py tests/pytorch/package_test.py

@@ -236,6 +236,41 @@ class GraphFactsTest(unittest.TestCase):
         self.assertNotIn("activation", L["conv_7x1"])
         self.assertNotIn("negative_slope", L["grouped2"])
 
+    def test_activation_after_a_batch_norm_written_on_it(self):
+        class NormActs(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = nn.BatchNorm2d(4)
+                self.act = nn.LeakyReLU(0.3)
+                self.conv2 = nn.Conv2d(4, 4, 1)
+                self.bn2 = nn.BatchNorm2d(4)
+                self.prelu = nn.PReLU(4)
+                self.conv3 = nn.Conv2d(4, 4, 1)
+                self.bn3 = nn.BatchNorm2d(4)
+
+            def forward(self, x):
+                x = self.act(self.bn(self.conv(x)))
+                x = self.prelu(self.bn2(self.conv2(x)))
+                y = self.bn3(self.conv3(x))
+                return F.relu(y) + y   # the norm's output has two users: nothing fused
+
+        m = models.randomize_norms(NormActs()).eval()
+        with tempfile.TemporaryDirectory() as out:
+            manifest, _ = quiet_export(m, torch.randn(1, 3, 5, 5), out)
+            L = by_name(manifest)
+            with open(os.path.join(out, L["bn2"]["activation_weight"]), "rb") as f:
+                slopes = f.read()
+        self.assertEqual([layer["name"] for layer in manifest["layers"]],
+                         ["conv", "bn", "conv2", "bn2", "conv3", "bn3"])   # no prelu layer
+        self.assertEqual((L["bn"]["activation"], L["bn"]["negative_slope"], L["bn"]["follows"]),
+                         ("leaky_relu", 0.3, "conv"))
+        self.assertEqual((L["bn2"]["activation"], L["bn2"]["num_parameters"]), ("prelu", 4))
+        self.assertEqual(slopes, tensor_bytes(m.prelu.weight))
+        self.assertNotIn("activation", L["bn3"])
+        for conv in ("conv", "conv2", "conv3"):
+            self.assertNotIn("activation", L[conv])
+
     def test_no_fusion_when_output_has_another_user(self):
         class TwoUsers(nn.Module):
             def __init__(self):
@@ -283,30 +318,69 @@ class GraphFactsTest(unittest.TestCase):
         self.assertEqual({layer.name: layer.follows for layer in plan.layers
                           if layer.kind == "batch_norm2d"}, {"bn": None, "bn2": "conv2"})
 
-    def test_untraceable_model_falls_back_to_hooks_with_a_warning(self):
+    def test_model_fx_cannot_trace_gets_its_graph_from_jit_trace(self):
         class DataDependent(nn.Module):
             def __init__(self):
                 super().__init__()
                 self.conv = nn.Conv2d(3, 4, 3, padding=1)
                 self.relu = nn.ReLU()
                 self.bn = nn.BatchNorm2d(4)
+                self.conv2 = nn.Conv2d(4, 4, 1)
+                self.bn2 = nn.BatchNorm2d(4)
                 self.pool = nn.AdaptiveAvgPool2d((2, 3))
                 self.fc = nn.Linear(24, 5)
 
             def forward(self, x):
                 if x.sum() > 1e9:   # data-dependent control flow: fx cannot trace it
                     x = x * 2
-                x = self.pool(self.bn(self.relu(self.conv(x))))
+                x = self.bn(self.relu(self.conv(x)))
+                x = self.pool(F.leaky_relu(self.bn2(self.conv2(x)), 0.3))
                 return self.fc(torch.flatten(x, 1))
 
         plan, warns = quiet_plan(DataDependent(), torch.randn(1, 3, 8, 8))
         self.assertFalse(plan.traced)
-        self.assertTrue(any("could not trace" in w and "TraceError" in w for w in warns), warns)
+        self.assertEqual(plan.route, "torch.jit.trace")
+        self.assertTrue(any("torch.fx could not trace" in w and "TraceError" in w and
+                            "comes from torch.jit.trace" in w for w in warns), warns)
         layers = {layer.name: layer for layer in plan.layers}
-        self.assertIsNone(layers["conv"].activation)
+        self.assertEqual(layers["conv"].activation, ("relu", None))
+        self.assertIsNone(layers["bn"].follows)           # a ReLU between them
+        self.assertEqual(layers["bn2"].follows, "conv2")
+        self.assertEqual(layers["bn2"].activation, ("leaky_relu", 0.3))
+        self.assertEqual(layers["fc"].input_shape, [4, 2, 3])
+
+    def test_model_nothing_traces_falls_back_to_hooks_naming_the_layers(self):
+        class Labelled(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = nn.BatchNorm2d(4)
+                self.pool = nn.AdaptiveAvgPool2d((2, 3))
+                self.fc = nn.Linear(24, 5)
+
+            def forward(self, x):
+                n, c, h, w = x.size()   # torch.fx 1.13: a Proxy cannot be unpacked
+                if x.sum() > 1e30:      # and in any torch.fx: data-dependent control flow
+                    x = x * 2
+                if torch.jit.is_tracing():   # stands for whatever defeats torch.jit.trace
+                    raise RuntimeError("this model cannot be traced")
+                y = self.pool(F.relu(self.bn(self.conv(x))))
+                return self.fc(y.reshape(n, -1))
+
+        plan, warns = quiet_plan(Labelled(), torch.randn(1, 3, 8, 8))
+        self.assertIsNone(plan.route)
+        self.assertIn("TraceError", plan.trace_error)
+        self.assertIn("RuntimeError", plan.jit_error)
+        layers = {layer.name: layer for layer in plan.layers}
+        self.assertIsNone(layers["bn"].activation)
         self.assertIsNone(layers["bn"].follows)
         # Still found: the flattened map is the pool module's output.
         self.assertEqual(layers["fc"].input_shape, [4, 2, 3])
+        text = "\n".join(warns)
+        self.assertIn("fc (Linear): input_shape [4, 2, 3] comes from the forward hooks (its "
+                      "input equals the output of pool flattened)", text)
+        self.assertIn("no activation is fused into conv, bn, fc", text)
+        self.assertIn("--fold-batchnorm folds none of bn", text)
 
 
 class Odd(nn.Module):

@@ -1,8 +1,11 @@
 """Command line: python -m mpsb_export --model SPEC --out DIR [options].
 
 SPEC is one of
-  torchvision:NAME          a torchvision.models builder, random weights
-                            (weights=None: nothing is downloaded)
+  torchvision:NAME          a torchvision.models builder, also of
+                            torchvision.models.segmentation and .detection
+                            (or torchvision:segmentation.NAME), random
+                            weights (weights=None, weights_backbone=None:
+                            nothing is downloaded)
   path/to/file.py:FACTORY   a function in a Python file
   package.module:FACTORY    a function in an importable module
 A factory takes no arguments and returns a torch.nn.Module, or a
@@ -13,6 +16,7 @@ Exit status: 0 written, 1 the model cannot be exported, 2 bad command line.
 
 import argparse
 import importlib
+import inspect
 import importlib.util
 import os
 import re
@@ -22,6 +26,7 @@ import warnings
 import torch
 
 from . import ExportError, ExportWarning, export
+from .exporter import CLI, VECTOR
 
 EXIT_OK, EXIT_EXPORT, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +46,60 @@ def _parse_shape(text):
     return dims
 
 
+def _parse_input_shape_of(items):
+    """--input-shape-of NAME=C,H,W or NAME=vector, repeatable."""
+    shapes = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise UsageError("--input-shape-of: expected LAYER=C,H,W or LAYER=vector, found %r"
+                             % item)
+        if value.strip() == VECTOR:
+            shapes[name] = VECTOR
+            continue
+        try:
+            dims = [int(d) for d in value.split(",")]
+        except ValueError:
+            dims = []
+        if len(dims) != 3 or any(d <= 0 for d in dims):
+            raise UsageError("--input-shape-of %s: expected three positive integers C,H,W "
+                             "(like 8,3,5) or \"vector\", found %r" % (name, value))
+        shapes[name] = tuple(dims)
+    return shapes
+
+
+# Where --model torchvision:NAME looks, in this order.
+_TORCHVISION_PACKAGES = ("", "segmentation", "detection")
+
+
+def _torchvision_builder(attr):
+    package, _, name = attr.rpartition(".")
+    packages = [package] if package else _TORCHVISION_PACKAGES
+    for where in packages:
+        if where not in _TORCHVISION_PACKAGES:
+            break
+        module = importlib.import_module("torchvision.models" + ("." + where if where else ""))
+        builder = getattr(module, name, None)
+        if callable(builder) and not name.startswith("_") and not isinstance(builder, type):
+            return builder
+    raise UsageError("--model: torchvision.models has no model builder %r (looked in %s)"
+                     % (attr, ", ".join("torchvision.models" + ("." + p if p else "")
+                                        for p in _TORCHVISION_PACKAGES)))
+
+
+def _no_download_kwargs(builder):
+    """weights=None and, where the builder has one, weights_backbone=None:
+    random weights, nothing downloaded."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = {"weights": None}
+    if "weights_backbone" in params:
+        kwargs["weights_backbone"] = None
+    return kwargs
+
+
 def _parse_metadata(items):
     meta = {}
     for item in items or []:
@@ -58,11 +117,9 @@ def _load_factory(spec):
         raise UsageError("--model: expected torchvision:NAME, path/to/file.py:FACTORY or "
                          "module:FACTORY, found %r" % spec)
     if where == "torchvision":
-        import torchvision.models as tvm
-        builder = getattr(tvm, attr, None)
-        if not callable(builder) or attr.startswith("_") or isinstance(builder, type):
-            raise UsageError("--model: torchvision.models has no model builder %r" % attr)
-        return (lambda: builder(weights=None)), attr
+        builder = _torchvision_builder(attr)
+        kwargs = _no_download_kwargs(builder)
+        return (lambda: builder(**kwargs)), attr.rpartition(".")[2]
     if where.endswith(".py") or os.sep in where:
         if not os.path.isfile(where):
             raise UsageError("--model: no such file %r" % where)
@@ -102,10 +159,15 @@ def main(argv=None):
     parser.add_argument("--allow-unsupported", action="store_true",
                         help="skip modules that cannot be exported, with a warning, instead of "
                              "failing")
+    parser.add_argument("--input-shape-of", action="append", metavar="LAYER=C,H,W",
+                        help="what feeds Linear LAYER: a flattened C,H,W feature map, or "
+                             "LAYER=vector; for when the exporter cannot find it out; "
+                             "repeatable")
     args = parser.parse_args(argv)
 
     try:
         metadata = _parse_metadata(args.metadata)
+        input_shape_of = _parse_input_shape_of(args.input_shape_of)
         shape = _parse_shape(args.input_shape) if args.input_shape else None
         factory, default_name = _load_factory(args.model)
     except UsageError as e:
@@ -134,7 +196,8 @@ def main(argv=None):
         try:
             manifest = export(model, example, args.out, name=args.name or default_name,
                               metadata=metadata, probes=not args.no_probes,
-                              allow_unsupported=args.allow_unsupported)
+                              allow_unsupported=args.allow_unsupported,
+                              input_shape_of=input_shape_of)
             failure = None
         except ExportError as e:
             failure = e
@@ -144,7 +207,7 @@ def main(argv=None):
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if failure is not None:
-        print("mpsb_export: %s" % failure, file=sys.stderr)
+        print("mpsb_export: %s" % failure.describe(CLI), file=sys.stderr)
         return EXIT_EXPORT
 
     tensors = sum(1 for layer in manifest["layers"]

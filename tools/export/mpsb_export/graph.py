@@ -9,10 +9,19 @@ shape from the example input. From that graph this module finds
 - activations that can be fused into the conv/linear before them (MPS
   applies a neuron as part of the convolution);
 - BatchNorm2d layers whose input is exactly a conv's output and nothing else
-  reads that output: the pairs mpsbc --fold-batchnorm may fold.
+  reads that output: the pairs mpsbc --fold-batchnorm may fold, and the
+  activation after such a batch norm, which the folded conv fuses.
+
+Two routes give the graph: torch.fx (analyze), and, for models torch.fx
+cannot trace (shufflenet's `n, c, h, w = x.size()`), torch.jit.trace on the
+example input (analyze_jit). Both fill the same GraphFacts.
 
 Everything here is conservative: when in doubt it reports nothing, and the
-manifest then describes the layers unfused, which is always correct.
+manifest then describes the layers unfused, which is always correct. A
+Linear's input is the exception: "nothing" there would mean "a vector",
+which is wrong for a flattened map, so a Linear is either in input_shapes
+(a flattened map), in vectors (proven a vector), or in neither, and the
+exporter then decides by other means or stops.
 """
 
 import torch
@@ -62,6 +71,8 @@ class GraphFacts:
         self.fused_prelus = set()
         # linear name -> [C, H, W]
         self.input_shapes = {}
+        # linear names whose every input is shown to be a plain vector
+        self.vectors = set()
         # batch_norm2d name -> conv name
         self.follows = {}
 
@@ -260,8 +271,26 @@ def _shape(node):
     return None if shape is None else [int(d) for d in shape]
 
 
-def _flattened_map_shape(linear_node, modules):
-    """[C, H, W] when the Linear's input is a flattened 4-D map, else None."""
+MAP, VECTOR = "map", "vector"
+
+
+def _classify_linear_input(linear_in, source, reshaped):
+    """(MAP, [C, H, W]) when a Linear's [N, F] input is a row-major flatten of
+    the 4-D `source`, (VECTOR, None) when it is a 2-D tensor used as it is (or
+    reshaped from one of the same shape), None when the shapes do not say."""
+    if source is None or linear_in is None or len(linear_in) != 2:
+        return None
+    if len(source) == 2 and source == linear_in:
+        return VECTOR, None
+    if reshaped and len(source) == 4:
+        n, c, h, w = source
+        if linear_in == [n, c * h * w]:
+            return MAP, [c, h, w]
+    return None
+
+
+def _linear_input(linear_node, modules):
+    """_classify_linear_input for a torch.fx Linear call."""
     if not linear_node.args or not isinstance(linear_node.args[0], torch.fx.Node):
         return None
     linear_in = _shape(linear_node.args[0])
@@ -275,15 +304,55 @@ def _flattened_map_shape(linear_node, modules):
             node = node.args[0]
         else:
             break
-    source = _shape(node)
-    if not reshaped or source is None or linear_in is None:
-        return None
-    if len(source) != 4 or len(linear_in) != 2:
-        return None
-    n, c, h, w = source
-    if linear_in != [n, c * h * w]:
-        return None
-    return [c, h, w]
+    return _classify_linear_input(linear_in, _shape(node), reshaped)
+
+
+def _linear_facts(facts, name, found):
+    """Records one Linear's input from the classification of each call."""
+    if len(found) != 1:
+        return
+    got = found.pop()
+    if got is None:
+        return
+    if got[0] == MAP:
+        facts.input_shapes[name] = list(got[1])
+    else:
+        facts.vectors.add(name)
+
+
+def _fusing_outputs(module):
+    """The output channels of a layer an activation after it is fused into
+    (conv, linear, and a batch norm, whose activation the folded conv
+    fuses), else None."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return module.out_channels
+    if isinstance(module, nn.BatchNorm2d):
+        return module.num_features
+    return None
+
+
+def _fusion_facts(facts, name, found):
+    """Records the activation every call of `name` ends in, from `found`:
+    [(Fused, NotFused or None, the activation's call)]. Returns whether a
+    prelu was fused (its calls then are no layers of their own)."""
+    acts = {act for act, _ in found}
+    unfused = [a for a in acts if isinstance(a, NotFused)]
+    if unfused:
+        facts.unfused[name] = sorted(unfused, key=lambda a: a.reason)
+        return False
+    if len(acts) != 1 or None in acts:
+        return False
+    act = acts.pop()
+    facts.activations[name] = act
+    return act.kind == "prelu"
+
+
+def _freeze(classified):
+    if classified is None or classified[1] is None:
+        return classified
+    return classified[0], tuple(classified[1])
 
 
 def _calls_by_target(graph):
@@ -314,32 +383,21 @@ def analyze(model, inputs, layer_names):
         if module is None or not nodes:
             continue
 
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        outputs = _fusing_outputs(module)
+        if outputs is not None:
             # Every call must end in the same activation, or none is fused.
-            outputs = module.out_features if isinstance(module, nn.Linear) else \
-                module.out_channels
-            found = set()
+            found = []
             for node in nodes:
                 users = list(node.users)
                 act = None
                 if len(users) == 1 and users[0].args and users[0].args[0] is node:
                     act = _activation(users[0], modules, outputs)
-                found.add(act)
-            unfused = [a for a in found if isinstance(a, NotFused)]
-            if unfused:
-                facts.unfused[name] = sorted(unfused, key=lambda a: a.reason)
-            elif len(found) == 1 and None not in found:
-                facts.activations[name] = found.pop()
-                if facts.activations[name].kind == "prelu":
-                    fused_nodes.update(list(node.users)[0] for node in nodes)
+                found.append((act, users[0] if act is not None else None))
+            if _fusion_facts(facts, name, found):
+                fused_nodes.update(user for _, user in found)
 
         if isinstance(module, nn.Linear):
-            shapes = {tuple(s) if s else None for s in
-                      (_flattened_map_shape(node, modules) for node in nodes)}
-            if len(shapes) == 1:
-                s = shapes.pop()
-                if s is not None:
-                    facts.input_shapes[name] = list(s)
+            _linear_facts(facts, name, {_freeze(_linear_input(node, modules)) for node in nodes})
 
         if isinstance(module, nn.BatchNorm2d) and len(nodes) == 1:
             src = nodes[0].args[0] if nodes[0].args else None
@@ -357,4 +415,216 @@ def analyze(model, inputs, layer_names):
     return facts
 
 
-__all__ = ["Fused", "GraphFacts", "NOT_MPS_MODULES", "analyze"]
+# ---------------------------------------------------------------------------
+# The torch.jit.trace route
+
+# The op each call of a mapped module records, by module type.
+_JIT_LAYER_OPS = (
+    ((nn.Conv2d, nn.ConvTranspose2d), {"aten::_convolution", "aten::conv2d",
+                                       "aten::conv_transpose2d"}),
+    (nn.Linear, {"aten::linear", "aten::addmm", "aten::matmul"}),
+    (nn.BatchNorm2d, {"aten::batch_norm"}),
+    (nn.InstanceNorm2d, {"aten::instance_norm"}),
+    (nn.GroupNorm, {"aten::group_norm"}),
+    (nn.PReLU, {"aten::prelu"}),
+)
+# Functional activations as the traced graph spells them: op -> (the
+# function _activation knows, how many constant arguments it reads).
+_JIT_FUNCTIONS = {
+    "aten::relu": (F.relu, 0), "aten::relu_": (F.relu, 0), "aten::relu6": (F.relu6, 0),
+    "aten::hardtanh": (F.hardtanh, 2), "aten::hardtanh_": (F.hardtanh, 2),
+    "aten::leaky_relu": (F.leaky_relu, 1), "aten::leaky_relu_": (F.leaky_relu, 1),
+    "aten::sigmoid": (torch.sigmoid, 0), "aten::sigmoid_": (torch.sigmoid, 0),
+    "aten::tanh": (torch.tanh, 0), "aten::tanh_": (torch.tanh, 0),
+    "aten::hardsigmoid": (F.hardsigmoid, 0), "aten::hardsigmoid_": (F.hardsigmoid, 0),
+    "aten::softplus": (F.softplus, 2), "aten::gelu": (F.gelu, 1),
+    "aten::silu": (F.silu, 0), "aten::silu_": (F.silu, 0),
+    "aten::hardswish": (F.hardswish, 0), "aten::hardswish_": (F.hardswish, 0),
+    "aten::mish": (F.mish, 0), "aten::mish_": (F.mish, 0),
+}
+_JIT_ELU = {"aten::elu", "aten::elu_"}
+_JIT_PASSTHROUGH = {"aten::dropout", "aten::dropout_", "aten::feature_dropout",
+                    "aten::alpha_dropout", "aten::contiguous", "aten::detach"}
+_JIT_RESHAPE = {"aten::view", "aten::reshape", "aten::flatten"}
+
+
+class _Call:
+    """A traced op in the shape of the torch.fx node _activation reads."""
+
+    def __init__(self, op, target, args, name):
+        self.op = op
+        self.target = target
+        self.args = args
+        self.kwargs = {}
+        self.name = name
+
+
+class _TensorsOut(nn.Module):
+    """The model with its output as a flat tuple of its tensors:
+    torch.jit.trace takes only tensors and lists, tuples and dicts of them
+    as outputs, and detection models return lists of dicts with other values."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        return tuple(_tensors(self.model(*inputs)))
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+_SCOPE = "__module.model"   # the model inside _TensorsOut
+
+
+def _scope_module(node):
+    """The qualified name of the model's module whose forward recorded
+    `node` ("" for the model's own code), from the tracer's scope
+    "__module.model/__module.model.a/__module.model.a.b"."""
+    last = node.scopeName().split("/")[-1]
+    if last.startswith(_SCOPE + "."):
+        return last[len(_SCOPE) + 1:]
+    return ""
+
+
+def _constant(value):
+    if value.node().kind() != "prim::Constant":
+        return None
+    try:
+        return value.toIValue()
+    except RuntimeError:
+        return None
+
+
+def _node_key(node):
+    """A traced op's identity: its first output's name, unique in the graph
+    (the Python objects for one op need not be the same object)."""
+    return node.outputsAt(0).debugName()
+
+
+def _jit_shape(value):
+    t = value.type()
+    if t.kind() != "TensorType":
+        return None
+    sizes = t.sizes()
+    return None if sizes is None else [int(d) for d in sizes]
+
+
+def _jit_activation(node, modules, outputs):
+    """_activation for a traced op: by its module when an activation module
+    recorded it, else by its functional form."""
+    owner = _scope_module(node)
+    m = modules.get(owner)
+    if owner and isinstance(m, _ACTIVATION_MODULES + NOT_MPS_MODULES):
+        return _activation(_Call("call_module", owner, [None], owner), modules, outputs)
+    kind = node.kind()
+    inputs = list(node.inputs())
+    if kind in _JIT_ELU:
+        # aten::elu(x, alpha, scale, input_scale): MPS's ELU has no scales.
+        consts = [_constant(v) for v in inputs[1:4]]
+        if len(consts) != 3 or any(_number(c) is None for c in consts) or \
+                float(consts[1]) != 1.0 or float(consts[2]) != 1.0:
+            return None
+        return _activation(_Call("call_function", F.elu, [None, consts[0]], kind), modules,
+                           outputs)
+    if kind not in _JIT_FUNCTIONS:
+        return None
+    function, count = _JIT_FUNCTIONS[kind]
+    consts = [_constant(v) for v in inputs[1:1 + count]]
+    if len(consts) != count or any(c is None for c in consts):
+        return None
+    return _activation(_Call("call_function", function, [None] + consts, kind), modules, outputs)
+
+
+def _jit_linear_input(node):
+    """_classify_linear_input for a traced Linear op."""
+    inputs = list(node.inputs())
+    if node.kind() == "aten::addmm":   # addmm(bias, input, weight.t())
+        inputs = inputs[1:]
+    if not inputs:
+        return None
+    value = inputs[0]
+    linear_in = _jit_shape(value)
+    reshaped = False
+    while True:
+        producer = value.node()
+        kind = producer.kind()
+        if kind in _JIT_PASSTHROUGH:
+            value = producer.inputsAt(0)
+        elif kind in _JIT_RESHAPE:
+            reshaped = True
+            value = producer.inputsAt(0)
+        else:
+            break
+    return _classify_linear_input(linear_in, _jit_shape(value), reshaped)
+
+
+def analyze_jit(model, inputs, layer_names):
+    """GraphFacts as analyze() gives them, from torch.jit.trace of `model` on
+    `inputs`: the graph of what ran on the example input. Raises whatever
+    tracing raised."""
+    import warnings
+    with warnings.catch_warnings():
+        # TracerWarnings (a tensor turned into a Python value, ...) and
+        # deprecation notes: what they warn about is the trace being valid
+        # for other inputs; only this input's graph is read here.
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            traced = torch.jit.trace(_TensorsOut(model), inputs, check_trace=False, strict=False)
+        graph = traced.inlined_graph
+    modules = dict(model.named_modules())
+    calls = {}
+    for node in graph.nodes():
+        owner = _scope_module(node)
+        m = modules.get(owner) if owner in layer_names else None
+        if m is None:
+            continue
+        for types, ops in _JIT_LAYER_OPS:
+            if isinstance(m, types) and node.kind() in ops:
+                calls.setdefault(owner, []).append(node)
+                break
+    facts = GraphFacts()
+    fused_nodes = set()
+    for name in layer_names:
+        module, nodes = modules.get(name), calls.get(name, [])
+        if module is None or not nodes:
+            continue
+        outputs = _fusing_outputs(module)
+        if outputs is not None:
+            found = []
+            for node in nodes:
+                uses = list(node.outputsAt(0).uses())
+                act = None
+                if len(uses) == 1 and uses[0].offset == 0:
+                    act = _jit_activation(uses[0].user, modules, outputs)
+                found.append((act, _node_key(uses[0].user) if act is not None else None))
+            if _fusion_facts(facts, name, found):
+                fused_nodes.update(user for _, user in found)
+        if isinstance(module, nn.Linear):
+            _linear_facts(facts, name, {_freeze(_jit_linear_input(node)) for node in nodes})
+        if isinstance(module, nn.BatchNorm2d) and len(nodes) == 1:
+            src = nodes[0].inputsAt(0)
+            producer = src.node()
+            conv = _scope_module(producer)
+            if isinstance(modules.get(conv), (nn.Conv2d, nn.ConvTranspose2d)) and \
+                    conv in layer_names and \
+                    [_node_key(n) for n in calls.get(conv, [])] == [_node_key(producer)] and \
+                    len(list(src.uses())) == 1:
+                facts.follows[name] = conv
+    for name in layer_names:
+        nodes = calls.get(name, [])
+        if isinstance(modules.get(name), nn.PReLU) and nodes and all(_node_key(n) in fused_nodes
+                                                                     for n in nodes):
+            facts.fused_prelus.add(name)
+    return facts
+
+
+__all__ = ["Fused", "GraphFacts", "MAP", "NOT_MPS_MODULES", "VECTOR", "analyze", "analyze_jit"]

@@ -54,8 +54,11 @@ KINDS = (
     Kind("conv2d", nn.Conv2d, _CONV_FIELDS, _WEIGHT_TENSORS, fused_activation=True),
     Kind("linear", nn.Linear, ("in_features", "out_features", "input_shape"), _WEIGHT_TENSORS,
          fused_activation=True),
+    # The activation after a batch norm is on the norm (conv -> BN -> ReLU);
+    # mpsbc --fold-batchnorm moves it onto the folded conv.
     Kind("batch_norm2d", nn.BatchNorm2d, _NORM_FIELDS + ("follows",),
-         ("weight", "bias", "running_mean", "running_var")),
+         ("weight", "bias", "running_mean", "running_var", "activation_weight"),
+         fused_activation=True),
     Kind("instance_norm2d", nn.InstanceNorm2d, _NORM_FIELDS, ("weight", "bias")),
     Kind("group_norm", nn.GroupNorm, ("num_groups", "num_channels", "eps", "affine"),
          ("weight", "bias")),
