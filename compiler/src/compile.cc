@@ -16,6 +16,7 @@
 #include "diagnostics.h"
 #include "fault_injection.h"
 #include "fold.h"
+#include "legalize.h"
 #include "manifest.h"
 #include "mpsb/kinds.h"
 #include "precision_plan.h"
@@ -47,6 +48,18 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
       lr.half_flushed = l.half.flushed_to_zero;
       lr.half_subnormal = l.half.subnormal;
     }
+    if (l.legalized_groups != 0) {
+      const LegalizeCost cost = legalize_cost(l);
+      lr.legalized_groups = l.legalized_groups;
+      lr.extra_weight_bytes = cost.extra_weight_bytes;
+      lr.extra_macs_per_position = cost.extra_macs_per_position;
+      // The probe's output [N][C][H][W] says how many positions one run has.
+      const Probe* probe = l.probe ? &*l.probe : nullptr;
+      if (probe && probe->output_shape.size() == 4) {
+        const auto& s = probe->output_shape;
+        lr.output_positions = s[0] * s[2] * s[3];
+      }
+    }
     out.push_back(std::move(lr));
   }
   return out;
@@ -77,6 +90,9 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
     report.exit_code = io_error ? ExitCode::kIo : ExitCode::kBadInput;
     return false;
   }
+  // Before anything reads the weights' plans: a refused conv is an error,
+  // or stored dense (--legalize).
+  legalize_layers(*manifest, options.legalize, diag);
   report.layers = layer_reports(*manifest);
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
@@ -232,6 +248,8 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   diag.set_strict(options.strict);
   CompileOptions check_options = options;
   check_options.check = true;
+  // The bundle says which layers are stored dense; the probes are the same.
+  check_options.legalize = true;
   Prepared prepared;
   if (prepare(check_options, false, diag, report, prepared)) {
     auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
@@ -271,6 +289,13 @@ std::string report_to_json(const CompileReport& report) {
                         {"flushed_to_zero", l.half_flushed},
                         {"subnormal", l.half_subnormal}};
       }
+    }
+    if (l.legalized_groups != 0) {
+      e["legalized"] = {{"groups", l.legalized_groups},
+                        {"extra_weight_bytes", l.extra_weight_bytes},
+                        {"extra_multiply_adds_per_position", l.extra_macs_per_position},
+                        {"output_positions", l.output_positions},
+                        {"extra_multiply_adds", l.extra_macs_per_position * l.output_positions}};
     }
     j["layers"].push_back(std::move(e));
   }

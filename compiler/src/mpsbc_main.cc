@@ -113,6 +113,9 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::strin
   cmd->add_flag("--fold-batchnorm", options.fold_batchnorm,
                 "fold each batch_norm2d that follows a conv into it (Apple's formula)");
   cmd->add_flag("--strict", options.strict, "treat MPS limits as errors instead of warnings");
+  cmd->add_flag("--legalize", options.legalize,
+                "store grouped convs MPS refuses (channels per group not a multiple of 4, "
+                "depthwise multiplier > 1) as the equivalent dense conv (an error otherwise)");
   cmd->add_flag("--allow-outside", options.allow_outside,
                 "accept tensor and probe paths that are absolute or leave the manifest's folder");
   cmd->add_flag("--allow-non-finite", options.allow_non_finite,
@@ -315,7 +318,7 @@ A progress bar is drawn on stderr when it is a terminal (not with -q).
   // Test-only: proves --check tells a right layout from a wrong one.
   std::string mutation;
   compile->add_option("--debug-mutate", mutation)
-      ->check(CLI::IsMember({"no-rotation", "no-flatten-permute"}))
+      ->check(CLI::IsMember({"no-rotation", "no-flatten-permute", "wrong-block"}))
       ->group("");
 
   auto* check = app.add_subcommand("check", "validate the manifest and its files; write nothing");
@@ -368,6 +371,7 @@ Examples:
   mpsbc::Mutation fault = mpsbc::Mutation::kNone;
   if (mutation == "no-rotation") fault = mpsbc::Mutation::kNoRotation;
   if (mutation == "no-flatten-permute") fault = mpsbc::Mutation::kNoFlattenPermute;
+  if (mutation == "wrong-block") fault = mpsbc::Mutation::kWrongBlock;
   if (*check) {
     const auto report = mpsbc::check_manifest(options);
     const int rc = finish(report, json, quiet);

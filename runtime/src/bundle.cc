@@ -274,6 +274,8 @@ float Layer::activation_alpha() const { return l_->activation_alpha(); }
 float Layer::activation_beta() const { return l_->activation_beta(); }
 Quantization Layer::quantization() const { return static_cast<Quantization>(l_->quantization()); }
 
+uint32_t Layer::legalized_groups() const { return l_->legalized_groups(); }
+
 Layer::WeightError Layer::weight_error() const {
   return {l_->weight_max_abs_error(), l_->weight_signal_energy(), l_->weight_noise_energy()};
 }

@@ -58,6 +58,8 @@ ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats
   j["quantization"] = to_string(l.quantization());
   j["weight_error"] = weight_error_json(l);
   j["params"] = params_json(l);
+  // The manifest's groups of a conv stored dense (--legalize); 0 otherwise.
+  j["legalized_groups"] = l.legalized_groups();
   j["bytes"] = layer_bytes(l);
   ordered_json tensors = ordered_json::array();
   for (size_t i = 0; i < l.tensor_count(); ++i) {
