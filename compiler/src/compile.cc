@@ -310,6 +310,19 @@ std::string report_to_json(const CompileReport& report) {
                             {"passed", c.passed}});
     }
   }
+  uint64_t legal_bytes = 0, legal_macs = 0;
+  size_t legal_layers = 0;
+  for (const auto& l : report.layers) {
+    if (l.legalized_groups == 0) continue;
+    ++legal_layers;
+    legal_bytes += l.extra_weight_bytes;
+    legal_macs += l.extra_macs_per_position * l.output_positions;
+  }
+  if (legal_layers != 0) {
+    j["legalized"] = {{"layers", legal_layers},
+                      {"extra_weight_bytes", legal_bytes},
+                      {"extra_multiply_adds", legal_macs}};
+  }
   j["diagnostics"] = nlohmann::ordered_json::array();
   for (const auto& d : report.diagnostics) {
     j["diagnostics"].push_back(

@@ -63,6 +63,34 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
+// --legalize: what storing each refused conv dense costs, and the total.
+void print_legalized(const mpsbc::CompileReport& report) {
+  uint64_t bytes = 0, per_position = 0, total = 0;
+  size_t n = 0;
+  for (const auto& l : report.layers) {
+    if (l.legalized_groups == 0) continue;
+    const uint64_t macs = l.extra_macs_per_position * l.output_positions;
+    std::printf(
+        "legalized %s (groups %u -> dense): +%llu weight bytes, +%llu multiply-adds per "
+        "output position",
+        l.name.c_str(), l.legalized_groups, (unsigned long long)l.extra_weight_bytes,
+        (unsigned long long)l.extra_macs_per_position);
+    if (l.output_positions != 0) {
+      std::printf(" (+%llu for the probe's %llu positions)", (unsigned long long)macs,
+                  (unsigned long long)l.output_positions);
+    }
+    std::printf("\n");
+    bytes += l.extra_weight_bytes, per_position += l.extra_macs_per_position, total += macs;
+    ++n;
+  }
+  if (n > 1) {
+    std::printf(
+        "legalized %zu layers: +%llu weight bytes, +%llu multiply-adds per output "
+        "position, +%llu for the probes\n",
+        n, (unsigned long long)bytes, (unsigned long long)per_position, (unsigned long long)total);
+  }
+}
+
 int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
   size_t warnings = 0, errors = 0;
   for (const auto& d : report.diagnostics) {
@@ -77,6 +105,7 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
     std::cerr << "mpsbc: " << warnings << (warnings == 1 ? " warning, " : " warnings, ") << errors
               << (errors == 1 ? " error" : " errors") << '\n';
   }
+  if (!json && !quiet) print_legalized(report);
   if (json) {
     std::cout << mpsbc::report_to_json(report) << '\n';
   } else if (!quiet && !report.checks.empty()) {
