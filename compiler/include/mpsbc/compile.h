@@ -85,6 +85,10 @@ CompileReport check_manifest(const CompileOptions& options);
 // {"ok", "exit_code", "file_size", "segment_offset", "segment_size",
 //  "tensor_bytes", "layers": [{"name", "kind", "bytes", "tensors"}],
 //  "diagnostics": [{"severity", "file", "pointer", "message"}]}.
+// A legalized layer also has "legalized": {"groups", "extra_weight_bytes",
+// "extra_multiply_adds_per_position", "output_positions",
+// "extra_multiply_adds"}, and the report "legalized": {"layers",
+// "extra_weight_bytes", "extra_multiply_adds"} (totals).
 std::string report_to_json(const CompileReport& report);
 
 }  // namespace mpsbc
