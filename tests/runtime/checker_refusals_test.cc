@@ -202,6 +202,7 @@ TEST(CheckerRefusals, LegalizedConvWithGroupsOtherThanOne) {
          legalized(s);
          conv(s).conv.groups = 2;
          conv(s).tensors[0].shape = {8, 3, 3, 2};
+         conv(s).tensors[0].source_shape = {8, 1, 3, 3};
        },
        Error::kBadField,
        "layer 'c': legalized_groups 2 with conv groups 2 (a legalized conv is stored with "
@@ -228,7 +229,8 @@ TEST(CheckerRefusals, LegalizedSourceShapeOtherThanTheGroups) {
          legalized(s);
          conv(s).tensors[0].source_shape = {8, 1, 3, 3};
        },
-       Error::kSizeMismatch, "layer 'c': legalized weight source shape 8x1x3x3 is not 8x2x3x3"});
+       Error::kSizeMismatch,
+       "layer 'c': legalized weight source shape [8, 1, 3, 3] is not [8, 2, 3, 3]"});
   // As many source elements as stored: no zeros added, not a dense form.
   run({"source as large as stored",
        [](BundleSpec& s) {
@@ -246,7 +248,11 @@ TEST(CheckerRefusals, LegalizedOnANonConvLayer) {
 }
 
 TEST(CheckerRefusals, DenseTransformOnABias) {
-  run({"bias", [](BundleSpec& s) { conv(s).tensors[1].transform = Transform::kConvGroupedToDense; },
+  run({"bias",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].transform = Transform::kConvGroupedToDense;
+         conv(s).tensors[1].source_shape = {4};
+       },
        Error::kBadField,
        "layer 'c' tensor 1: transform conv_grouped_to_dense does not apply to a bias tensor"});
 }
