@@ -250,6 +250,27 @@ TEST_F(ManifestErrorTest, GroupedConvOffFourIsAnErrorUnlessLegalized) {
   EXPECT_EQ(report.layers[3].extra_weight_bytes, 6u * 9 * 3 * 4);
 }
 
+// MPSCNNConvolutionTranspose takes groups from the same descriptor, so the
+// rule holds; --legalize does not store transposed convs dense (yet).
+TEST_F(ManifestErrorTest, GroupedTransposedConvOffFourIsAnErrorEvenWithLegalize) {
+  model_.add_conv_transpose("up", 8, 4, 3, 2);  // 4 in, 2 out per group
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  auto report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_NE(report.diagnostics[0].text.find("layer 'up'"), std::string::npos);
+  EXPECT_NE(report.diagnostics[0].text.find("--legalize"), std::string::npos);
+  options.legalize = true;
+  report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_NE(report.diagnostics[0].text.find("--legalize handles conv2d layers only"),
+            std::string::npos)
+      << report.diagnostics[0].text;
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
 TEST_F(ManifestErrorTest, DuplicateLayerName) {
   expect_rejected([](ModelBuilder& m) { m.layer(1)["name"] = "conv1"; }, "/layers/1/name",
                   "duplicate layer name \"conv1\" (first used at /layers/0)");
