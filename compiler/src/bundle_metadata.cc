@@ -47,6 +47,7 @@ flatbuffers::Offset<fb::Layer> create_layer(
   b.add_weight_signal_energy(l.weight_signal_energy);
   b.add_weight_max_abs_error(l.weight_error.max_abs);
   if (!folded_batchnorm.IsNull()) b.add_folded_batchnorm(folded_batchnorm);
+  if (l.legalized_groups != 0) b.add_legalized_groups(l.legalized_groups);
   if (l.activation_beta != 0) b.add_activation_beta(l.activation_beta);
   b.add_tensors(tensors);
   b.add_activation_alpha(l.activation_alpha);

@@ -201,7 +201,9 @@ std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan)
     const ManifestTensor& t = manifest.layers[pt.layer].tensors[pt.tensor];
     const uint64_t rows = t.plan.stored_shape[0];
     const uint64_t per = std::max<uint64_t>(1, kPieceBytes / std::max<uint64_t>(1, t.size / rows));
-    if (rows <= per) {
+    // A grouped conv stored dense is one piece: where a row's block lies
+    // depends on its output channel's group.
+    if (rows <= per || t.plan.transform == Transform::kConvGroupedToDense) {
       pieces.push_back({k, 0, rows, true});
       continue;
     }
@@ -230,7 +232,8 @@ TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
       p.source_shape = {n * (t.plan.element_count() / dst[0])};
       p.stored_shape = p.source_shape;
       break;
-    case Transform::kBroadcast:  // synthesized whole (a vector of slopes)
+    case Transform::kBroadcast:           // synthesized whole (a vector of slopes)
+    case Transform::kConvGroupedToDense:  // always whole (make_pieces)
       break;
     case Transform::kConvOIHWToOHWI:
       p.source_shape[0] = p.stored_shape[0] = n;
@@ -439,6 +442,22 @@ void mutate(Mutation m, const TensorPlan& plan, const std::byte* src, std::byte*
             size_t elem) {
   if (m == Mutation::kNoFlattenPermute && plan.transform == Transform::kLinearFlattenToOHWC) {
     std::memcpy(stored, src, plan.element_count() * elem);
+  }
+  if (m == Mutation::kWrongBlock && plan.transform == Transform::kConvGroupedToDense) {
+    // Each output channel's kernel in the next group's input channels.
+    const auto& src_shape = plan.source_shape;
+    const uint64_t out = src_shape[0], ig = src_shape[1], sp = src_shape[2] * src_shape[3];
+    const uint64_t in = plan.stored_shape[3], groups = in / ig, og = out / groups;
+    std::memset(stored, 0, out * sp * in * elem);
+    for (uint64_t o = 0; o < out; ++o) {
+      const uint64_t block = (o / og + 1) % groups * ig;
+      for (uint64_t i = 0; i < ig; ++i) {
+        for (uint64_t k = 0; k < sp; ++k) {
+          std::memcpy(stored + ((o * sp + k) * in + block + i) * elem,
+                      src + ((o * ig + i) * sp + k) * elem, elem);
+        }
+      }
+    }
   }
   if (m == Mutation::kNoRotation && plan.transform == Transform::kConvTransposeToOHWIRotated) {
     // Flip the kernel back in both spatial dimensions: [O][kH][kW][I/g].

@@ -17,6 +17,7 @@
 #include "diagnostics.h"
 #include "fault_injection.h"
 #include "fold.h"
+#include "legalize.h"
 #include "manifest.h"
 #include "mpsb/kinds.h"
 #include "precision_plan.h"
@@ -49,6 +50,18 @@ std::vector<LayerReport> layer_reports(const Manifest& manifest) {
       lr.half_flushed = l.half.flushed_to_zero;
       lr.half_subnormal = l.half.subnormal;
     }
+    if (l.legalized_groups != 0) {
+      const LegalizeCost cost = legalize_cost(l);
+      lr.legalized_groups = l.legalized_groups;
+      lr.extra_weight_bytes = cost.extra_weight_bytes;
+      lr.extra_macs_per_position = cost.extra_macs_per_position;
+      // The probe's output [N][C][H][W] says how many positions one run has.
+      const Probe* probe = l.probe ? &*l.probe : nullptr;
+      if (probe && probe->output_shape.size() == 4) {
+        const auto& s = probe->output_shape;
+        lr.output_positions = s[0] * s[2] * s[3];
+      }
+    }
     out.push_back(std::move(lr));
   }
   return out;
@@ -79,6 +92,9 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
     report.exit_code = io_error ? ExitCode::kIo : ExitCode::kBadInput;
     return false;
   }
+  // Before anything reads the weights' plans: a refused conv is an error,
+  // or stored dense (--legalize).
+  legalize_layers(*manifest, options.legalize, diag);
   report.layers = layer_reports(*manifest);
   for (const SkippedModule& s : manifest->skipped)
     report.skipped.push_back({s.name, s.type, s.reason});
@@ -266,6 +282,8 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   CompileOptions check_options = options;
   check_options.check = true;
   check_options.fold_batchnorm = false;
+  // The bundle says which layers are stored dense; the probes are the same.
+  check_options.legalize = true;
   Prepared prepared;
   if (prepare(check_options, false, diag, report, prepared, fold_only) &&
       !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag, &report.checks)) {
@@ -301,6 +319,13 @@ std::string report_to_json(const CompileReport& report) {
                         {"subnormal", l.half_subnormal}};
       }
     }
+    if (l.legalized_groups != 0) {
+      e["legalized"] = {{"groups", l.legalized_groups},
+                        {"extra_weight_bytes", l.extra_weight_bytes},
+                        {"extra_multiply_adds_per_position", l.extra_macs_per_position},
+                        {"output_positions", l.output_positions},
+                        {"extra_multiply_adds", l.extra_macs_per_position * l.output_positions}};
+    }
     j["layers"].push_back(std::move(e));
   }
   if (!report.checks.empty()) {
@@ -317,6 +342,19 @@ std::string report_to_json(const CompileReport& report) {
   j["skipped_modules"] = nlohmann::ordered_json::array();
   for (const auto& s : report.skipped) {
     j["skipped_modules"].push_back({{"name", s.name}, {"type", s.type}, {"reason", s.reason}});
+  }
+  uint64_t legal_bytes = 0, legal_macs = 0;
+  size_t legal_layers = 0;
+  for (const auto& l : report.layers) {
+    if (l.legalized_groups == 0) continue;
+    ++legal_layers;
+    legal_bytes += l.extra_weight_bytes;
+    legal_macs += l.extra_macs_per_position * l.output_positions;
+  }
+  if (legal_layers != 0) {
+    j["legalized"] = {{"layers", legal_layers},
+                      {"extra_weight_bytes", legal_bytes},
+                      {"extra_multiply_adds", legal_macs}};
   }
   j["diagnostics"] = nlohmann::ordered_json::array();
   for (const auto& d : report.diagnostics) {

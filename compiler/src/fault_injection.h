@@ -11,7 +11,7 @@
 
 namespace mpsbc {
 
-enum class Mutation : uint8_t { kNone, kNoRotation, kNoFlattenPermute };
+enum class Mutation : uint8_t { kNone, kNoRotation, kNoFlattenPermute, kWrongBlock };
 
 struct CompileOptions;  // mpsbc/compile.h
 struct CompileReport;   // mpsbc/report.h

@@ -73,6 +73,8 @@ Walk make_walk(const TensorPlan& p) {
       w.base = (kh - 1) * kw + (kw - 1);
       break;
     }
+    case Transform::kConvGroupedToDense:
+      break;  // zeros have no source element: source_index() handles it
     case Transform::kLinearFlattenToOHWC: {
       // stored [out][H][W][C]; source [out][C][H][W].
       const int64_t out = int64_t(p.stored_shape[0]), h = int64_t(p.stored_shape[1]),
@@ -902,7 +904,8 @@ Shape shape_of(const TensorPlan& p) {
   const auto& dst = p.stored_shape;
   switch (p.transform) {
     case Transform::kIdentity:
-    case Transform::kBroadcast:  // apply() and invert() handle it before
+    case Transform::kBroadcast:           // apply() and invert() handle them before
+    case Transform::kConvGroupedToDense:  // (to_dense, from_dense)
       break;
     case Transform::kConvOIHWToOHWI:
       s.outer = src[0], s.inner = src[1], s.spatial = src[2] * src[3];
@@ -957,6 +960,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
   switch (s.transform) {
     case Transform::kIdentity:
     case Transform::kBroadcast:
+    case Transform::kConvGroupedToDense:
       break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kLinearFlattenToOHWC:
@@ -1041,9 +1045,77 @@ bool equal(std::span<const uint64_t> a, std::initializer_list<uint64_t> b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
 }
 
+// A grouped conv stored dense (docs/FORMAT.md, ConvGroupedToDense): source
+// [O][Ig][kH][kW], stored [O][kH][kW][g*Ig]; output channel o belongs to
+// group o / (O/g) and its kernel sits at input channels [group*Ig,
+// (group+1)*Ig) of the stored row, every other element is zero.
+struct Dense {
+  uint64_t out = 0, ig = 0, spatial = 0, in = 0, og = 0;
+  explicit Dense(const TensorPlan& p)
+      : out(p.source_shape[0]),
+        ig(p.source_shape[1]),
+        spatial(p.source_shape[2] * p.source_shape[3]),
+        in(p.stored_shape[3]),
+        og(p.source_shape[0] / (p.stored_shape[3] / p.source_shape[1])) {}
+  // Where output channel o's block starts in its stored row.
+  uint64_t block(uint64_t o) const { return o / og * ig; }
+};
+
+template <typename T>
+void to_dense(const TensorPlan& p, const T* src, T* dst) {
+  const Dense d(p);
+  std::fill(dst, dst + d.out * d.spatial * d.in, T{0});
+  for (uint64_t o = 0; o < d.out; ++o) {
+    const T* s = src + o * d.ig * d.spatial;
+    T* row = dst + o * d.spatial * d.in + d.block(o);
+    for (uint64_t i = 0; i < d.ig; ++i) {
+      for (uint64_t k = 0; k < d.spatial; ++k) row[k * d.in + i] = s[i * d.spatial + k];
+    }
+  }
+}
+
+template <typename T>
+void from_dense(const TensorPlan& p, const T* stored, T* src) {
+  const Dense d(p);
+  for (uint64_t o = 0; o < d.out; ++o) {
+    T* s = src + o * d.ig * d.spatial;
+    const T* row = stored + o * d.spatial * d.in + d.block(o);
+    for (uint64_t i = 0; i < d.ig; ++i) {
+      for (uint64_t k = 0; k < d.spatial; ++k) s[i * d.spatial + k] = row[k * d.in + i];
+    }
+  }
+}
+
+template <template <typename> class F>
+void dense_bytes(size_t elem_size, const TensorPlan& p, const void* in, void* out) {
+  switch (elem_size) {
+    case 1:
+      F<uint8_t>::run(p, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out));
+      break;
+    case 2:
+      F<uint16_t>::run(p, static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out));
+      break;
+    case 4:
+      F<uint32_t>::run(p, static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out));
+      break;
+    default:
+      break;
+  }
+}
+template <typename T>
+struct ToDense {
+  static void run(const TensorPlan& p, const T* a, T* b) { to_dense(p, a, b); }
+};
+template <typename T>
+struct FromDense {
+  static void run(const TensorPlan& p, const T* a, T* b) { from_dense(p, a, b); }
+};
+
 }  // namespace
 
 uint64_t TensorPlan::element_count() const { return product(stored_shape); }
+
+uint64_t TensorPlan::source_element_count() const { return product(source_shape); }
 
 TensorPlan plan_conv_weight(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh, uint64_t kw) {
   const uint64_t ig = in / groups;
@@ -1052,6 +1124,15 @@ TensorPlan plan_conv_weight(uint64_t out, uint64_t in, uint64_t groups, uint64_t
           {out, ig, kh, kw},
           TensorLayout::kOHWI,
           {out, kh, kw, ig}};
+}
+
+TensorPlan plan_conv_weight_dense(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh,
+                                  uint64_t kw) {
+  return {Transform::kConvGroupedToDense,
+          TensorLayout::kOIHW,
+          {out, in / groups, kh, kw},
+          TensorLayout::kOHWI,
+          {out, kh, kw, in}};
 }
 
 TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups, uint64_t kh,
@@ -1130,6 +1211,23 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
         return fail(why, "stored shape is not the OHWI permute of the OIHW source"), std::nullopt;
       }
       return p;
+    case Transform::kConvGroupedToDense: {
+      if (!layouts_are(TensorLayout::kOIHW, TensorLayout::kOHWI)) {
+        return fail(why, "grouped-to-dense transform needs layouts OIHW -> OHWI"), std::nullopt;
+      }
+      if (src.size() != 4 || dst.size() != 4 || dst[0] != src[0] || dst[1] != src[2] ||
+          dst[2] != src[3]) {
+        return fail(why, "stored shape is not [O][kH][kW][I] of the [O][I/g][kH][kW] source"),
+               std::nullopt;
+      }
+      if (dst[3] % src[1] != 0 || dst[3] / src[1] < 2) {
+        return fail(why, "stored input channels are not a multiple (> 1) of I/g"), std::nullopt;
+      }
+      if (src[0] % (dst[3] / src[1]) != 0) {
+        return fail(why, "output channels not divisible by the groups"), std::nullopt;
+      }
+      return p;
+    }
     case Transform::kConvTransposeToOHWIRotated: {
       if (!layouts_are(TensorLayout::kIOHW, TensorLayout::kOHWIRotated)) {
         return fail(why, "transposed conv transform needs layouts IOHW -> OHWIRotated"),
@@ -1168,12 +1266,20 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
     }
     return;
   }
+  if (plan.transform == Transform::kConvGroupedToDense) {
+    dense_bytes<ToDense>(elem_size, plan, src, dst);
+    return;
+  }
   reorder_bytes(elem_size, shape_of(plan), src, dst, true);
 }
 
 void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size) {
   if (plan.transform == Transform::kBroadcast) {
     std::memcpy(src, stored, elem_size);  // the one source element
+    return;
+  }
+  if (plan.transform == Transform::kConvGroupedToDense) {
+    dense_bytes<FromDense>(elem_size, plan, stored, src);
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
@@ -1216,6 +1322,13 @@ const char* isa_name(Isa isa) {
 }
 
 uint64_t source_index(const TensorPlan& plan, uint64_t stored_index) {
+  if (plan.transform == Transform::kConvGroupedToDense) {
+    const Dense d(plan);
+    const uint64_t i = stored_index % d.in, k = stored_index / d.in % d.spatial;
+    const uint64_t o = stored_index / d.in / d.spatial;
+    if (i < d.block(o) || i >= d.block(o) + d.ig) return kNoSourceElement;
+    return (o * d.ig + (i - d.block(o))) * d.spatial + k;
+  }
   const Walk w = make_walk(plan);
   int64_t s = w.base;
   for (int k = w.rank - 1; k >= 0; --k) {

@@ -95,6 +95,12 @@ struct ManifestLayer {
   // output this conv must now reproduce.
   std::string folded_from;
   std::optional<Probe> folded_probe;
+  // A conv MPS refuses at kernel creation: why (Apple's rule) and where in
+  // the manifest; empty otherwise. legalize_layers() (legalize.h) makes it
+  // an error, or with --legalize stores the dense equivalent: conv.groups
+  // becomes 1 and legalized_groups keeps the manifest's groups.
+  std::string mps_refusal, mps_refusal_pointer;
+  uint32_t legalized_groups = 0;
   // In the order of the kind's roles in mpsb/kinds.h, then what the
   // compiler adds (a folded conv's bias, uint8 ranges or lookup table): the
   // order of both the bundle's tensor vector and the data segment.

@@ -116,7 +116,7 @@ Fields read_fields(FieldReader& r, const KindSpec& kind) {
 
 // The parameter table's values and the rules of PyTorch and MPS about
 // them. Returns false when a tensor's shape cannot be derived.
-bool bind_conv(FieldReader& r, const Fields& f, ManifestLayer& layer, Diagnostics& diag) {
+bool bind_conv(FieldReader& r, const Fields& f, ManifestLayer& layer) {
   const bool transposed = layer.kind == LayerKind::kConvTranspose2d;
   if (const json* mode = f.text[size_t(Slot::kPaddingMode)]) {
     if (!mode->is_string() || mode->get_ref<const std::string&>() != "zeros") {
@@ -171,21 +171,25 @@ bool bind_conv(FieldReader& r, const Fields& f, ManifestLayer& layer, Diagnostic
   }
   const bool depthwise = c.groups > 1 && c.groups == c.in_channels;
   if (shape_ok && depthwise && c.out_channels != c.in_channels) {
-    // MPSCNNDepthWiseConvolutionDescriptor supports channel multiplier 1 only.
-    diag.mps_limit(r.at("out_channels"),
-                   "depthwise conv (groups == in_channels == " + std::to_string(c.in_channels) +
-                       ") with out_channels " + std::to_string(c.out_channels) +
-                       ": MPS supports depthwise channel multiplier 1 only");
+    // MPSCNNDepthWiseConvolutionDescriptor supports channel multiplier 1
+    // only. Refused or legalized by legalize_layers() (legalize.h).
+    layer.mps_refusal_pointer = r.at("out_channels");
+    layer.mps_refusal =
+        "depthwise conv (groups == in_channels == " + std::to_string(c.in_channels) +
+        ") with out_channels " + std::to_string(c.out_channels) +
+        ": MPS supports depthwise channel multiplier 1 only";
   }
   if (shape_ok && c.groups > 1 && !depthwise) {
     const uint32_t in_per_group = c.in_channels / c.groups;
     const uint32_t out_per_group = c.out_channels / c.groups;
     if (in_per_group % 4 != 0 || out_per_group % 4 != 0) {
-      // Apple's MPSCNNConvolutionDescriptor.groups documentation.
-      diag.mps_limit(r.at("groups"), "grouped conv with " + std::to_string(in_per_group) +
-                                         " input and " + std::to_string(out_per_group) +
-                                         " output channels per group: MPS requires a multiple "
-                                         "of 4 channels per group");
+      // Apple's MPSCNNConvolutionDescriptor.groups documentation. Refused
+      // or legalized by legalize_layers() (legalize.h).
+      layer.mps_refusal_pointer = r.at("groups");
+      layer.mps_refusal = "grouped conv with " + std::to_string(in_per_group) + " input and " +
+                          std::to_string(out_per_group) +
+                          " output channels per group: MPS requires a multiple of 4 channels "
+                          "per group";
     }
   }
   return shape_ok;
@@ -345,6 +349,7 @@ TensorPlan plan_role(const RoleSpec& spec, const ManifestLayer& layer, uint32_t 
   const uint64_t n = spec.shape == StoredShape::kFeatures ? layer.norm.num_features : out;
   switch (spec.transform) {
     case Transform::kConvOIHWToOHWI:
+    case Transform::kConvGroupedToDense:  // never a role's: legalize_layers() plans it
       return plan_conv_weight(c.out_channels, c.in_channels, c.groups, c.kernel_h, c.kernel_w);
     case Transform::kConvTransposeToOHWIRotated:
       return plan_conv_transpose_weight(c.in_channels, c.out_channels, c.groups, c.kernel_h,
@@ -523,7 +528,7 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   bool params_ok = false;
   switch (kind->params) {
     case ParamTable::kConv:
-      params_ok = bind_conv(r, f, layer, diag);
+      params_ok = bind_conv(r, f, layer);
       break;
     case ParamTable::kLinear:
       params_ok = bind_linear(r, f, layer);

@@ -66,6 +66,34 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
+// --legalize: what storing each refused conv dense costs, and the total.
+void print_legalized(const mpsbc::CompileReport& report) {
+  uint64_t bytes = 0, per_position = 0, total = 0;
+  size_t n = 0;
+  for (const auto& l : report.layers) {
+    if (l.legalized_groups == 0) continue;
+    const uint64_t macs = l.extra_macs_per_position * l.output_positions;
+    std::printf(
+        "legalized %s (groups %u -> dense): +%llu weight bytes, +%llu multiply-adds per "
+        "output position",
+        l.name.c_str(), l.legalized_groups, (unsigned long long)l.extra_weight_bytes,
+        (unsigned long long)l.extra_macs_per_position);
+    if (l.output_positions != 0) {
+      std::printf(" (+%llu for the probe's %llu positions)", (unsigned long long)macs,
+                  (unsigned long long)l.output_positions);
+    }
+    std::printf("\n");
+    bytes += l.extra_weight_bytes, per_position += l.extra_macs_per_position, total += macs;
+    ++n;
+  }
+  if (n > 1) {
+    std::printf(
+        "legalized %zu layers: +%llu weight bytes, +%llu multiply-adds per output "
+        "position, +%llu for the probes\n",
+        n, (unsigned long long)bytes, (unsigned long long)per_position, (unsigned long long)total);
+  }
+}
+
 int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
   size_t warnings = 0, errors = 0;
   for (const auto& d : report.diagnostics) {
@@ -94,6 +122,7 @@ int finish(const mpsbc::CompileReport& report, bool json, bool quiet) {
                 << '\n';
     }
   }
+  if (!json && !quiet) print_legalized(report);
   if (json) {
     std::cout << mpsbc::report_to_json(report) << '\n';
   } else if (!quiet && !report.checks.empty()) {
@@ -141,6 +170,9 @@ void add_layer_options(CLI::App* cmd, mpsbc::CompileOptions& options, std::strin
   cmd->add_flag("--allow-unknown-fields", options.allow_unknown_fields,
                 "warn about and ignore manifest fields the format does not have (an error by "
                 "default)");
+  cmd->add_flag("--legalize", options.legalize,
+                "store grouped convs MPS refuses (channels per group not a multiple of 4, "
+                "depthwise multiplier > 1) as the equivalent dense conv (an error otherwise)");
   cmd->add_flag("--allow-outside", options.allow_outside,
                 "accept tensor and probe paths that are absolute or leave the manifest's folder");
   cmd->add_flag("--allow-non-finite", options.allow_non_finite,
@@ -343,7 +375,7 @@ A progress bar is drawn on stderr when it is a terminal (not with -q).
   // Test-only: proves --check tells a right layout from a wrong one.
   std::string mutation;
   compile->add_option("--debug-mutate", mutation)
-      ->check(CLI::IsMember({"no-rotation", "no-flatten-permute"}))
+      ->check(CLI::IsMember({"no-rotation", "no-flatten-permute", "wrong-block"}))
       ->group("");
 
   auto* check = app.add_subcommand("check", "validate the manifest and its files; write nothing");
@@ -396,6 +428,7 @@ Examples:
   mpsbc::Mutation fault = mpsbc::Mutation::kNone;
   if (mutation == "no-rotation") fault = mpsbc::Mutation::kNoRotation;
   if (mutation == "no-flatten-permute") fault = mpsbc::Mutation::kNoFlattenPermute;
+  if (mutation == "wrong-block") fault = mpsbc::Mutation::kWrongBlock;
   if (*check) {
     const auto report = mpsbc::check_manifest(options);
     const int rc = finish(report, json, quiet);

@@ -1,5 +1,6 @@
 #include "precision_plan.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,40 @@ void plan_precision(Manifest& manifest, const PrecisionOptions& options, Diagnos
   }
 }
 
+namespace {
+
+// A conv stored dense (--legalize) holds zeros outside its diagonal blocks;
+// they must stay 0 after uint8 quantization, or each output channel would
+// pick up other groups' inputs. Each row's range is its real weights'
+// (quantize_linear over the row, which holds zeros too: widened to 0 when
+// the real weights do not straddle it), moved by less than one step so that
+// 0 is exactly a code.
+void zero_exact_ranges(float* ranges, size_t rows) {
+  for (size_t r = 0; r < rows; ++r) {
+    const double lo = ranges[2 * r], hi = ranges[2 * r + 1], span = hi - lo;
+    if (!(span > 0)) continue;
+    const double zero_code = std::nearbyint(-lo / span * 255.0);
+    const double new_lo = -zero_code * span / 255.0;
+    ranges[2 * r] = float(new_lo);
+    ranges[2 * r + 1] = float(new_lo + span);
+  }
+}
+
+// The same for a lookup table fitted to the real weights: the entry nearest
+// 0 becomes 0 (the table stays sorted: no entry lies between it and 0).
+void zero_exact_table(float* table) {
+  size_t nearest = 0;
+  for (size_t k = 1; k < 256; ++k) {
+    if (std::fabs(table[k]) < std::fabs(table[nearest])) nearest = k;
+  }
+  const float old = table[nearest];
+  for (size_t k = 0; k < 256; ++k) {
+    if (table[k] == old) table[k] = 0.0f;  // repeated trailing entries alike
+  }
+}
+
+}  // namespace
+
 bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diagnostics& diag) {
   bool ok = true;
   std::vector<float> source, stored;
@@ -78,7 +113,7 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
     }
     // The values the writer will store, before rounding: stored order,
     // batch norm folded in.
-    stored.resize(source.size());
+    stored.resize(static_cast<size_t>(w.plan.element_count()));
     apply(w.plan, source.data(), stored.data(), sizeof(float));
     if (!w.fold_scale.empty()) {
       const size_t rows = w.fold_scale.size(), per = stored.size() / rows;
@@ -111,6 +146,11 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
         const size_t rows = w.plan.stored_shape[0];
         quantize_linear(stored.data(), rows, stored.size() / rows, q.data(),
                         ranges.synthesized.data());
+        if (l.legalized_groups != 0) {
+          zero_exact_ranges(ranges.synthesized.data(), rows);
+          quantize_linear_with(stored.data(), rows, stored.size() / rows, ranges.synthesized.data(),
+                               q.data());
+        }
         dequantize_linear(q.data(), ranges.synthesized.data(), rows, stored.size() / rows,
                           back.data());
         break;
@@ -118,7 +158,22 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
       case Precision::kUInt8Lut: {
         std::vector<uint8_t> q(stored.size());
         ManifestTensor& table = l.tensors.back();
-        quantize_lut(stored.data(), stored.size(), q.data(), table.synthesized.data());
+        if (l.legalized_groups != 0) {
+          // Fitted to the real weights (the source, folded as stored), not
+          // to the zeros of the dense form, which then get an exact 0.
+          std::vector<float> real = source;
+          if (!w.fold_scale.empty()) {
+            const size_t rows = w.fold_scale.size(), per = real.size() / rows;
+            for (size_t r = 0; r < rows; ++r) {
+              for (size_t i = 0; i < per; ++i) real[r * per + i] *= w.fold_scale[r];
+            }
+          }
+          quantize_lut(real.data(), real.size(), q.data(), table.synthesized.data());
+          zero_exact_table(table.synthesized.data());
+          lut_codes(stored.data(), stored.size(), table.synthesized.data(), q.data());
+        } else {
+          quantize_lut(stored.data(), stored.size(), q.data(), table.synthesized.data());
+        }
         dequantize_lut(q.data(), table.synthesized.data(), stored.size(), back.data());
         break;
       }

@@ -221,7 +221,7 @@ bool read_floats(const std::filesystem::path& path, uint64_t count, std::vector<
 
 // A whole tensor's source values as floats, in source (PyTorch) order.
 bool read_tensor_floats(const ManifestTensor& t, std::vector<float>* out, std::string* error) {
-  const uint64_t count = t.plan.element_count();
+  const uint64_t count = t.plan.source_element_count();
   if (!t.synthesized.empty()) {
     *out = t.synthesized;
     return true;

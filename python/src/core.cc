@@ -203,7 +203,10 @@ class PyBundle {
       fail(mpsb::Error::kBadField, path_ + ": " + std::string(l.name()) + "." +
                                        std::string(mpsb::to_string(t.role())) +
                                        ": cannot invert the stored layout: " + why);
-    const size_t n = static_cast<size_t>(t.size());
+    // Source elements: fewer than stored for a broadcast and for a grouped
+    // conv stored dense.
+    const size_t n =
+        static_cast<size_t>(plan->source_element_count() * mpsb::dtype_size(t.dtype()));
     auto* out = new uint8_t[n];
     nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint8_t*>(p); });
     mpsbc::invert(*plan, t.data(), out, mpsb::dtype_size(t.dtype()));

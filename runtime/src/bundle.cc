@@ -283,6 +283,8 @@ float Layer::activation_beta() const { return l_->activation_beta(); }
 Quantization Layer::quantization() const { return static_cast<Quantization>(l_->quantization()); }
 std::string_view Layer::folded_batchnorm() const { return view(l_->folded_batchnorm()); }
 
+uint32_t Layer::legalized_groups() const { return l_->legalized_groups(); }
+
 Layer::WeightError Layer::weight_error() const {
   return {l_->weight_max_abs_error(), l_->weight_signal_energy(), l_->weight_noise_energy()};
 }

@@ -253,7 +253,53 @@ class Checker {
       roles_seen |= bit;
       if (Status s = check_role(t, *spec, shapes, tat); !s) return s;
     }
+    if (Status s = check_legalized(l, at); !s) return s;
     return check_presence(l, kind, roles_seen, at);
+  }
+
+  // A conv MPS refuses, stored dense (--legalize, docs/FORMAT.md): exactly
+  // conv.groups 1, legalized_groups > 1 dividing both channel counts, and a
+  // ConvGroupedToDense weight from a [O][I/g][kH][kW] source; a dense weight
+  // only with legalized_groups.
+  Status check_legalized(const fb::Layer& l, const std::string& at) {
+    const uint32_t g = l.legalized_groups();
+    const fb::Tensor* weight = nullptr;
+    for (const fb::Tensor* t : *l.tensors()) {
+      if (t->role() == fb::TensorRole::Weight) weight = t;
+    }
+    const bool dense = weight && weight->transform() == fb::Transform::ConvGroupedToDense;
+    if (g == 0) {
+      if (dense) {
+        return fail(Error::kBadField,
+                    at + ": weight is stored grouped-to-dense but legalized_groups is 0");
+      }
+      return Ok{};
+    }
+    const fb::ConvParams* c = l.conv();
+    if (l.kind() != fb::LayerKind::Conv2d || !c) {
+      return fail(Error::kBadField, at + ": legalized_groups on a layer that is not a conv2d");
+    }
+    if (c->groups() != 1) {
+      return fail(Error::kBadField, at + ": legalized_groups " + std::to_string(g) +
+                                        " with conv groups " + std::to_string(c->groups()) +
+                                        " (a legalized conv is stored with groups 1)");
+    }
+    if (g < 2 || c->in_channels() % g != 0 || c->out_channels() % g != 0) {
+      return fail(Error::kBadField, at + ": legalized_groups " + std::to_string(g) +
+                                        " is not > 1 or does not divide the channels");
+    }
+    if (!dense) {
+      return fail(Error::kBadField,
+                  at + ": legalized_groups is set but the weight is not stored grouped-to-dense");
+    }
+    const Dims want{c->out_channels(), c->in_channels() / g, c->kernel_h(), c->kernel_w()};
+    const auto& src = *weight->source_shape();
+    if (!(src.size() == want.n && std::equal(src.begin(), src.end(), want.d.begin()))) {
+      return fail(Error::kSizeMismatch, at + ": legalized weight source shape " +
+                                            shape_text({src.data(), src.size()}) + " is not " +
+                                            shape_text(want.span()));
+    }
+    return Ok{};
   }
 
   // A stored shape of at most four dimensions, without allocating: open
@@ -360,7 +406,12 @@ class Checker {
     // A broadcast stores one source element repeated; every other transform
     // moves elements without adding any.
     const bool broadcast = t.transform() == fb::Transform::Broadcast;
-    if (!ok || (broadcast ? source_count != 1 : count != source_count)) {
+    // A grouped conv stored dense adds zeros: check_legalized() checks its
+    // source shape against the layer.
+    const bool dense = t.transform() == fb::Transform::ConvGroupedToDense;
+    if (!ok || (broadcast ? source_count != 1
+                : dense   ? source_count >= count
+                          : count != source_count)) {
       return fail(Error::kBadField, tat +
                                         ": shape is empty, has a zero or overflows, or "
                                         "differs in element count from its source shape");
@@ -439,7 +490,10 @@ class Checker {
                                         std::string(to_string(spec.stored_layout)));
     }
     const auto transform = static_cast<Transform>(t.transform());
-    if (transform != spec.transform && transform != Transform::kIdentity) {
+    // A conv weight may also be stored dense (check_legalized).
+    const bool dense_conv =
+        transform == Transform::kConvGroupedToDense && spec.transform == Transform::kConvOIHWToOHWI;
+    if (transform != spec.transform && transform != Transform::kIdentity && !dense_conv) {
       return fail(Error::kBadField, tat + ": transform " + std::string(to_string(transform)) +
                                         " does not apply to a " + std::string(role) + " tensor");
     }

@@ -22,6 +22,7 @@ static_assert(kQuantizationCount == size_t(fb::Quantization::MAX) + 1);
 static_assert(int(DType::kUInt8) == int(fb::DType::UInt8));
 static_assert(int(TensorLayout::kLookupTable) == int(fb::TensorLayout::LookupTable));
 static_assert(int(Transform::kBroadcast) == int(fb::Transform::Broadcast));
+static_assert(int(Transform::kConvGroupedToDense) == int(fb::Transform::ConvGroupedToDense));
 static_assert(int(LayerKind::kGroupNorm) == int(fb::LayerKind::GroupNorm));
 static_assert(int(LayerKind::kPReLU) == int(fb::LayerKind::PReLU));
 static_assert(int(TensorRole::kActivationWeight) == int(fb::TensorRole::ActivationWeight));
@@ -44,8 +45,8 @@ constexpr std::array<std::string_view, kDTypeCount> kDTypeNames = {"float32", "f
 constexpr std::array<std::string_view, kTensorLayoutCount> kLayoutNames = {
     "vector", "oihw", "iohw", "oi", "ohwi", "ohwi_rotated", "ranges", "lookup_table"};
 constexpr std::array<std::string_view, kTransformCount> kTransformNames = {
-    "identity", "conv_oihw_to_ohwi", "conv_transpose_to_ohwi_rotated", "linear_flatten_to_ohwc",
-    "broadcast"};
+    "identity",  "conv_oihw_to_ohwi",    "conv_transpose_to_ohwi_rotated", "linear_flatten_to_ohwc",
+    "broadcast", "conv_grouped_to_dense"};
 constexpr std::array<std::string_view, kTensorRoleCount> kRoleNames = {
     "weight",           "bias", "running_mean", "running_var", "quant_ranges", "quant_lookup_table",
     "activation_weight"};

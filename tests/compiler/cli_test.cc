@@ -102,11 +102,12 @@ TEST(CliTest, CheckWritesNothingAndJsonReports) {
 
 TEST(CliTest, QuietHidesWarnings) {
   ModelBuilder m;
-  m.add_conv("c", 8, 8, 1, 1, 4);  // 2 channels per group: MPS lint warning
+  m.add_conv("c", 8, 8, 1, 1);
+  m.layer(0)["padidng"] = 1;  // misspelt: a warning
   const auto manifest = m.write_manifest();
   const auto loud = run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")));
   EXPECT_EQ(loud.exit_code, 0);
-  EXPECT_NE(loud.err.find("/layers/0/groups: warning: "), std::string::npos) << loud.err;
+  EXPECT_NE(loud.err.find("/layers/0/padidng: warning: "), std::string::npos) << loud.err;
   const auto quiet =
       run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")) + " --quiet");
   EXPECT_EQ(quiet.exit_code, 0);
@@ -116,8 +117,10 @@ TEST(CliTest, QuietHidesWarnings) {
 
 TEST(CliTest, WarningsAndErrorsAreCountedAtTheEnd) {
   ModelBuilder m;
-  m.add_conv("c", 8, 8, 1, 1, 4);  // 2 channels per group: a warning
-  m.add_conv("d", 8, 8, 1, 1, 4);
+  m.add_conv("c", 8, 8, 1, 1);
+  m.layer(0)["padidng"] = 1;  // misspelt: a warning
+  m.add_conv("d", 8, 8, 1, 1);
+  m.layer(1)["strdie"] = 1;
   const auto manifest = m.write_manifest();
   const auto warned = run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")));
   EXPECT_EQ(warned.exit_code, 0);
@@ -126,11 +129,37 @@ TEST(CliTest, WarningsAndErrorsAreCountedAtTheEnd) {
   m.write_manifest();
   const auto failed = run_mpsbc(m, "check " + q(manifest));
   EXPECT_EQ(failed.exit_code, int(mpsbc::ExitCode::kBadInput));
-  EXPECT_TRUE(failed.err.ends_with("\nmpsbc: 1 warning, 2 errors\n")) << failed.err;
+  EXPECT_TRUE(failed.err.ends_with("\nmpsbc: 2 warnings, 2 errors\n")) << failed.err;
   // --quiet keeps the count only when there are errors.
   const auto quiet = run_mpsbc(m, "check " + q(manifest) + " -q");
   EXPECT_EQ(quiet.err.find("warning:"), std::string::npos) << quiet.err;
-  EXPECT_TRUE(quiet.err.ends_with("\nmpsbc: 1 warning, 2 errors\n")) << quiet.err;
+  EXPECT_TRUE(quiet.err.ends_with("\nmpsbc: 2 warnings, 2 errors\n")) << quiet.err;
+}
+
+// A conv MPS refuses: an error naming the layer and --legalize; with the
+// flag, the cost of the dense form on stdout (not with --quiet).
+TEST(CliTest, LegalizeIsNamedByTheErrorAndPrintsTheCost) {
+  ModelBuilder m;
+  m.add_conv("c", 8, 8, 1, 1, 4);  // 2 channels per group
+  const auto manifest = m.write_manifest();
+  const std::string out = " -o " + q(m.path("out.mpsb"));
+  const auto refused = run_mpsbc(m, "compile " + q(manifest) + out);
+  EXPECT_EQ(refused.exit_code, int(mpsbc::ExitCode::kBadInput));
+  EXPECT_NE(refused.err.find("/layers/0/groups: layer 'c': grouped conv with 2 input and 2 "
+                             "output channels per group"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("--legalize"), std::string::npos) << refused.err;
+  const auto legal = run_mpsbc(m, "compile " + q(manifest) + out + " --legalize");
+  EXPECT_EQ(legal.exit_code, 0) << legal.err;
+  // [8][1][1][8] stored for [8][2][1][1]: 48 zeros, 4 bytes each.
+  EXPECT_NE(legal.out.find("legalized c (groups 4 -> dense): +192 weight bytes, +48 "
+                           "multiply-adds per output position\n"),
+            std::string::npos)
+      << legal.out;
+  const auto quiet = run_mpsbc(m, "compile " + q(manifest) + out + " --legalize -q");
+  EXPECT_EQ(quiet.exit_code, 0);
+  EXPECT_EQ(quiet.out, "");
 }
 
 TEST(CliTest, HelpShowsExamplesAndExitCodesForEverySubcommand) {

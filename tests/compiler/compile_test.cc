@@ -37,7 +37,7 @@ void add_mixed_layers(ModelBuilder& m) {
   dilated["activation"] = "leaky_relu";
   dilated["negative_slope"] = 0.2;
   m.add_batch_norm("bn", 8);
-  m.add_conv_transpose("up", 8, 4, 3, 2);
+  m.add_conv_transpose("up", 8, 8, 3, 2);  // 4 channels per group, as MPS needs
   m.add_linear("fc", 4 * 3 * 2, 10, {4, 3, 2});
   m.add_linear("head", 10, 5);
 }

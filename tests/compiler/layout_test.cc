@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -87,6 +88,70 @@ TEST(LayoutTest, GroupedConvTransposeSwapsWithinEachGroup) {
   EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{4, 1, 1, 2}));
   EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{2, 1, 2, 2}));
   EXPECT_EQ(apply_u32(plan), (std::vector<uint32_t>{1, 3, 0, 2, 5, 7, 4, 6}));
+}
+
+TEST(LayoutTest, GroupedConvToDenseIsBlockDiagonal) {
+  // O=4, I=6 in 2 groups (Ig=3), 1x2 kernel: source [4][3][1][2].
+  const auto plan = mpsbc::plan_conv_weight_dense(4, 6, 2, 1, 2);
+  EXPECT_EQ(plan.transform, Transform::kConvGroupedToDense);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{4, 3, 1, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{4, 1, 2, 6}));
+  EXPECT_EQ(plan.source_element_count(), 24u);
+  EXPECT_EQ(plan.element_count(), 48u);
+  std::vector<uint32_t> src(24);
+  std::iota(src.begin(), src.end(), 1u);  // 0 is the filler
+  std::vector<uint32_t> dst(48, 0xffffffffu);
+  mpsbc::apply(plan, src.data(), dst.data(), sizeof(uint32_t));
+  // dst[o][0][w][i]: outputs 0, 1 (group 0) use inputs 0..2, outputs 2, 3
+  // (group 1) inputs 3..5; src[o][i][0][w] = o*6 + i*2 + w + 1.
+  const std::vector<uint32_t> want = {
+      1, 3, 5,  0,  0,  0,  2, 4,  6,  0,  0,  0,   // o0: w0, w1
+      7, 9, 11, 0,  0,  0,  8, 10, 12, 0,  0,  0,   // o1
+      0, 0, 0,  13, 15, 17, 0, 0,  0,  14, 16, 18,  // o2
+      0, 0, 0,  19, 21, 23, 0, 0,  0,  20, 22, 24,  // o3
+  };
+  EXPECT_EQ(dst, want);
+  for (uint64_t i = 0; i < dst.size(); ++i) {
+    const uint64_t k = mpsbc::source_index(plan, i);
+    EXPECT_EQ(dst[i], k == mpsbc::kNoSourceElement ? 0u : src[k]) << "stored index " << i;
+  }
+  // The inverse takes the diagonal blocks back, for every element size.
+  for (size_t elem : {1u, 2u, 4u}) {
+    std::vector<uint8_t> in(24 * elem), stored(48 * elem, 0xee), back(24 * elem);
+    for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 7 + 1);
+    mpsbc::apply(plan, in.data(), stored.data(), elem);
+    mpsbc::invert(plan, stored.data(), back.data(), elem);
+    EXPECT_EQ(back, in) << "element size " << elem;
+  }
+  // Depthwise with channel multiplier 2: 2 channels -> 4, groups 2, Ig 1.
+  const auto dw = mpsbc::plan_conv_weight_dense(4, 2, 2, 1, 1);
+  std::vector<uint32_t> dws = {1, 2, 3, 4}, dwd(8, 0xffffffffu);
+  mpsbc::apply(dw, dws.data(), dwd.data(), sizeof(uint32_t));
+  EXPECT_EQ(dwd, (std::vector<uint32_t>{1, 0, 2, 0, 0, 3, 0, 4}));
+}
+
+TEST(LayoutTest, PlanFromStoredChecksTheDenseShapes) {
+  const std::vector<uint64_t> src = {4, 3, 1, 2}, dst = {4, 1, 2, 6};
+  std::string why;
+  EXPECT_TRUE(mpsbc::plan_from_stored(Transform::kConvGroupedToDense, TensorLayout::kOIHW, src,
+                                      TensorLayout::kOHWI, dst, &why))
+      << why;
+  const std::vector<std::vector<uint64_t>> bad_stored = {
+      {4, 1, 2, 3},  // one group: no zeros, not a dense form
+      {4, 1, 2, 7},  // not a multiple of I/g
+      {4, 2, 1, 6},  // kernel swapped
+      {2, 1, 2, 6},  // other output channels
+  };
+  for (const auto& d : bad_stored) {
+    EXPECT_FALSE(mpsbc::plan_from_stored(Transform::kConvGroupedToDense, TensorLayout::kOIHW, src,
+                                         TensorLayout::kOHWI, d, &why));
+  }
+  // 3 output channels cannot split into 2 groups.
+  EXPECT_FALSE(mpsbc::plan_from_stored(Transform::kConvGroupedToDense, TensorLayout::kOIHW,
+                                       std::vector<uint64_t>{3, 3, 1, 2}, TensorLayout::kOHWI,
+                                       std::vector<uint64_t>{3, 1, 2, 6}, &why));
+  EXPECT_FALSE(mpsbc::plan_from_stored(Transform::kConvGroupedToDense, TensorLayout::kIOHW, src,
+                                       TensorLayout::kOHWI, dst, &why));
 }
 
 TEST(LayoutTest, LinearAfterFlattenGoesToHWC) {

@@ -198,26 +198,76 @@ TEST_F(ManifestErrorTest, OutChannelsNotDivisibleByGroups) {
                   "out_channels 16 is not divisible by groups 32");
 }
 
-// MPS limits are lint: warnings by default, errors with --strict.
-TEST_F(ManifestErrorTest, DepthwiseChannelMultiplierIsAWarningUnlessStrict) {
+// Convs MPS refuses at kernel creation are errors that name the layer,
+// Apple's rule and --legalize; with --legalize they compile (stored dense).
+TEST_F(ManifestErrorTest, DepthwiseChannelMultiplierIsAnErrorUnlessLegalized) {
   // 16 -> 32 channels in 16 groups: a depthwise conv with multiplier 2.
   model_.add_conv("dw", 16, 32, 3, 3, 16);
   model_.write_manifest();
   auto options = model_.options("new.mpsb");
   auto report = mpsbc::compile(options);
-  ASSERT_TRUE(report.ok());
-  ASSERT_EQ(report.diagnostics.size(), 1u);
-  EXPECT_EQ(report.diagnostics[0].severity, mpsbc::Diagnostic::Severity::kWarning);
-  EXPECT_EQ(report.diagnostics[0].pointer, "/layers/2/out_channels");
-  EXPECT_NE(report.diagnostics[0].text.find("channel multiplier 1"), std::string::npos);
-  std::filesystem::remove(model_.path("new.mpsb"));
-
-  options.strict = true;
-  report = mpsbc::compile(options);
   EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
   ASSERT_EQ(report.diagnostics.size(), 1u);
   EXPECT_EQ(report.diagnostics[0].severity, mpsbc::Diagnostic::Severity::kError);
-  EXPECT_NE(report.diagnostics[0].text.find("(--strict)"), std::string::npos);
+  EXPECT_EQ(report.diagnostics[0].pointer, "/layers/2/out_channels");
+  const std::string& text = report.diagnostics[0].text;
+  EXPECT_NE(text.find("layer 'dw'"), std::string::npos) << text;
+  EXPECT_NE(text.find("channel multiplier 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("--legalize"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+
+  options.legalize = true;
+  report = mpsbc::compile(options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report.diagnostics.empty());
+  ASSERT_EQ(report.layers.size(), 3u);
+  EXPECT_EQ(report.layers[2].legalized_groups, 16u);
+  // [32][3][3][16] float32 stored instead of [32][1][3][3]: 15 zeros per
+  // output channel and kernel position.
+  EXPECT_EQ(report.layers[2].extra_weight_bytes, 32u * 9 * 15 * 4);
+  EXPECT_EQ(report.layers[2].extra_macs_per_position, 32u * 9 * 15);
+  EXPECT_TRUE(std::filesystem::exists(model_.path("new.mpsb")));
+}
+
+TEST_F(ManifestErrorTest, GroupedConvOffFourIsAnErrorUnlessLegalized) {
+  // 6 channels in 2 groups: 3 per group.
+  model_.add_conv("g3", 16, 6, 1, 1, 1);
+  model_.add_conv("grouped", 6, 6, 3, 3, 2);
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  auto report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_EQ(report.diagnostics[0].pointer, "/layers/3/groups");
+  const std::string& text = report.diagnostics[0].text;
+  EXPECT_NE(text.find("layer 'grouped'"), std::string::npos) << text;
+  EXPECT_NE(text.find("multiple of 4 channels per group"), std::string::npos) << text;
+  EXPECT_NE(text.find("--legalize"), std::string::npos) << text;
+  options.legalize = true;
+  report = mpsbc::compile(options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report.layers[3].legalized_groups, 2u);
+  EXPECT_EQ(report.layers[3].extra_weight_bytes, 6u * 9 * 3 * 4);
+}
+
+// MPSCNNConvolutionTranspose takes groups from the same descriptor, so the
+// rule holds; --legalize does not store transposed convs dense (yet).
+TEST_F(ManifestErrorTest, GroupedTransposedConvOffFourIsAnErrorEvenWithLegalize) {
+  model_.add_conv_transpose("up", 8, 4, 3, 2);  // 4 in, 2 out per group
+  model_.write_manifest();
+  auto options = model_.options("new.mpsb");
+  auto report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_NE(report.diagnostics[0].text.find("layer 'up'"), std::string::npos);
+  EXPECT_NE(report.diagnostics[0].text.find("--legalize"), std::string::npos);
+  options.legalize = true;
+  report = mpsbc::compile(options);
+  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_NE(report.diagnostics[0].text.find("--legalize handles conv2d layers only"),
+            std::string::npos)
+      << report.diagnostics[0].text;
   EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
 }
 
@@ -428,12 +478,14 @@ TEST_F(ManifestErrorTest, CheckManifestWritesNothing) {
 }
 
 TEST_F(ManifestErrorTest, WarningsDoNotFailTheCompile) {
-  // 8 channels in 4 groups: 2 per group, not a multiple of 4 (MPS lint).
+  // 8 channels in 4 groups: 2 per group, not a multiple of 4, stored dense.
   model_.add_conv("grouped", 8, 8, 1, 1, 4);
   model_.layer(0)["padidng"] = 1;  // misspelt: reported and ignored, as allowed
+  model_.layer(2)["padidng"] = 1;
   model_.write_manifest();
   auto options = model_.options("new.mpsb");
   options.allow_unknown_fields = true;
+  options.legalize = true;
   const auto report = mpsbc::compile(options);
   ASSERT_TRUE(report.ok());
   std::vector<std::string> pointers;
@@ -441,7 +493,7 @@ TEST_F(ManifestErrorTest, WarningsDoNotFailTheCompile) {
     EXPECT_EQ(d.severity, mpsbc::Diagnostic::Severity::kWarning);
     pointers.push_back(d.pointer);
   }
-  EXPECT_EQ(pointers, (std::vector<std::string>{"/layers/0/padidng", "/layers/2/groups"}));
+  EXPECT_EQ(pointers, (std::vector<std::string>{"/layers/0/padidng", "/layers/2/padidng"}));
   EXPECT_TRUE(std::filesystem::exists(model_.path("new.mpsb")));
 }
 

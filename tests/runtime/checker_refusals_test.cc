@@ -238,6 +238,91 @@ TEST(CheckerRefusals, ConvParametersZeroOrNotDivisibleByGroups) {
   }
 }
 
+// A conv stored dense (mpsbc --legalize): exactly groups 1, legalized_groups
+// > 1 dividing the channels, a ConvGroupedToDense weight from [O][I/g][kH][kW].
+void legalized(BundleSpec& s) { conv(s) = testing::legalized_conv_layer("c", 4, 8, 3, 2); }
+
+TEST(CheckerRefusals, LegalizedConvOpens) {
+  expect_opens("legalized groups 2", legalized);
+  expect_opens("legalized groups 4 (depthwise, multiplier 2)",
+               [](BundleSpec& s) { conv(s) = testing::legalized_conv_layer("c", 4, 8, 3, 4); });
+}
+
+TEST(CheckerRefusals, LegalizedGroupsWithoutADenseWeight) {
+  run({"plain weight", [](BundleSpec& s) { conv(s).legalized_groups = 2; }, Error::kBadField,
+       "layer 'c': legalized_groups is set but the weight is not stored grouped-to-dense"});
+}
+
+TEST(CheckerRefusals, DenseWeightWithoutLegalizedGroups) {
+  run({"legalized_groups 0",
+       [](BundleSpec& s) {
+         legalized(s);
+         conv(s).legalized_groups = 0;
+       },
+       Error::kBadField, "layer 'c': weight is stored grouped-to-dense but legalized_groups is 0"});
+}
+
+TEST(CheckerRefusals, LegalizedConvWithGroupsOtherThanOne) {
+  run({"conv groups 2",
+       [](BundleSpec& s) {
+         legalized(s);
+         conv(s).conv.groups = 2;
+         conv(s).tensors[0].shape = {8, 3, 3, 2};
+         conv(s).tensors[0].source_shape = {8, 1, 3, 3};
+       },
+       Error::kBadField,
+       "layer 'c': legalized_groups 2 with conv groups 2 (a legalized conv is stored with "
+       "groups 1)"});
+}
+
+TEST(CheckerRefusals, LegalizedGroupsOneOrNotDividing) {
+  for (uint32_t g : {1u, 3u, 8u}) {
+    run({"legalized_groups",
+         [&](BundleSpec& s) {
+           legalized(s);
+           conv(s).legalized_groups = g;
+         },
+         Error::kBadField,
+         "layer 'c': legalized_groups " + std::to_string(g) +
+             " is not > 1 or does not divide the channels"});
+  }
+}
+
+TEST(CheckerRefusals, LegalizedSourceShapeOtherThanTheGroups) {
+  // [8][1][3][3] is the source of 4 groups, not of the 2 recorded.
+  run({"source of 4 groups",
+       [](BundleSpec& s) {
+         legalized(s);
+         conv(s).tensors[0].source_shape = {8, 1, 3, 3};
+       },
+       Error::kSizeMismatch,
+       "layer 'c': legalized weight source shape [8, 1, 3, 3] is not [8, 2, 3, 3]"});
+  // As many source elements as stored: no zeros added, not a dense form.
+  run({"source as large as stored",
+       [](BundleSpec& s) {
+         legalized(s);
+         conv(s).tensors[0].source_shape = {8, 4, 3, 3};
+       },
+       Error::kBadField,
+       "layer 'c' tensor 0: shape is empty, has a zero or overflows, or differs in element count "
+       "from its source shape"});
+}
+
+TEST(CheckerRefusals, LegalizedOnANonConvLayer) {
+  run({"group norm", [](BundleSpec& s) { group_norm(s).legalized_groups = 2; }, Error::kBadField,
+       "layer 'g': legalized_groups on a layer that is not a conv2d"});
+}
+
+TEST(CheckerRefusals, DenseTransformOnABias) {
+  run({"bias",
+       [](BundleSpec& s) {
+         conv(s).tensors[1].transform = Transform::kConvGroupedToDense;
+         conv(s).tensors[1].source_shape = {4};
+       },
+       Error::kBadField,
+       "layer 'c' tensor 1: transform conv_grouped_to_dense does not apply to a bias tensor"});
+}
+
 TEST(CheckerRefusals, LinearParametersMissingOrZero) {
   const auto linear = [](BundleSpec& s) -> LayerSpec& {
     s.layers[0] = testing::linear_layer("c", 5, 4, 2, 3);

@@ -56,6 +56,15 @@ LayerSpec conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k, ui
   return l;
 }
 
+LayerSpec legalized_conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                               uint32_t groups) {
+  LayerSpec l = conv_layer(std::move(name), in, out, k);
+  l.legalized_groups = groups;
+  l.tensors[0].source_shape = {out, in / groups, k, k};
+  l.tensors[0].transform = Transform::kConvGroupedToDense;
+  return l;
+}
+
 LayerSpec batch_norm_layer(std::string name, uint32_t c) {
   LayerSpec l;
   l.name = std::move(name);
@@ -242,7 +251,8 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
                         static_cast<fb::Quantization>(l.quantization), fbb.CreateVector(tensors),
                         0.0, 0.0, 0.0, l.activation_beta,
                         l.folded_batchnorm ? fbb.CreateString(*l.folded_batchnorm)
-                                           : flatbuffers::Offset<flatbuffers::String>()));
+                                           : flatbuffers::Offset<flatbuffers::String>(),
+                        l.legalized_groups));
   }
   std::vector<flatbuffers::Offset<fb::KeyValue>> md;
   for (const auto& [k, v] : spec.metadata) {

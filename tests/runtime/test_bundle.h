@@ -39,6 +39,7 @@ struct LayerSpec {
   float activation_alpha = 0.0f;
   float activation_beta = 0.0f;
   Quantization quantization = Quantization::kNone;
+  uint32_t legalized_groups = 0;
   // Layer.folded_batchnorm; absent when unset.
   std::optional<std::string> folded_batchnorm;
 };
@@ -62,6 +63,11 @@ struct BundleSpec {
 };
 
 // A conv2d layer with OHWI weight (+ bias) matching its parameters.
+// legalized_conv_layer: the same conv of `groups` groups stored dense
+// (mpsbc --legalize): groups 1, weight [out][k][k][in] from a source
+// [out][in/groups][k][k], transform kConvGroupedToDense.
+LayerSpec legalized_conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                               uint32_t groups);
 LayerSpec conv_layer(std::string name, uint32_t in, uint32_t out, uint32_t k, uint32_t groups = 1,
                      bool bias = true);
 LayerSpec batch_norm_layer(std::string name, uint32_t c);

@@ -126,13 +126,17 @@ std::vector<Region> explain_regions(const Bundle& b) {
   for (const Layer& l : network_order(b)) {
     for (size_t i = 0; i < l.tensor_count(); ++i) {
       const Tensor t = l.tensor(i);
-      tensors.push_back(
-          {t.offset(), t.size(), std::string(l.name()), std::string(to_string(t.role())),
-           fmt::format("{} {} {}{}", to_string(t.dtype()), to_string(t.layout()),
-                       shape_text(t.shape()),
-                       holds_folded_values(l, t)
-                           ? ", folded with batch norm " + std::string(l.folded_batchnorm())
-                           : "")});
+      std::string text = fmt::format("{} {} {}", to_string(t.dtype()), to_string(t.layout()),
+                                     shape_text(t.shape()));
+      if (holds_folded_values(l, t)) {
+        text += ", folded with batch norm " + std::string(l.folded_batchnorm());
+      }
+      if (t.transform() == Transform::kConvGroupedToDense) {
+        text += fmt::format(" (legalized: dense form of groups {}, source {})",
+                            l.legalized_groups(), shape_text(t.source_shape()));
+      }
+      tensors.push_back({t.offset(), t.size(), std::string(l.name()),
+                         std::string(to_string(t.role())), std::move(text)});
     }
   }
   std::stable_sort(tensors.begin(), tensors.end(),

@@ -60,6 +60,8 @@ ordered_json layer_json(const Layer& l, uint64_t segment_offset, bool with_stats
   j["folded_batchnorm"] =
       l.folded_batchnorm().empty() ? ordered_json(nullptr) : ordered_json(l.folded_batchnorm());
   j["params"] = params_json(l);
+  // The manifest's groups of a conv stored dense (--legalize); 0 otherwise.
+  j["legalized_groups"] = l.legalized_groups();
   j["bytes"] = layer_bytes(l);
   ordered_json tensors = ordered_json::array();
   for (size_t i = 0; i < l.tensor_count(); ++i) {

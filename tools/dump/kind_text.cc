@@ -85,6 +85,7 @@ std::string params_text(const Layer& l) {
       if (takes(l.kind(), Slot::kOutputPadding)) {
         s += fmt::format(" op{}", pair_text(c.output_padding_h, c.output_padding_w));
       }
+      if (l.legalized_groups() != 0) s += fmt::format(" (dense of g{})", l.legalized_groups());
       return s;
     }
     case ParamTable::kLinear: {

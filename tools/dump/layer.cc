@@ -19,6 +19,11 @@ void print_layer(std::ostream& out, const Bundle& b, const Layer& l, const Style
   }
   add_param_fields(&f, l);
   add_activation_fields(&f, l);
+  if (const uint32_t g = l.legalized_groups(); g != 0) {
+    f.add("legalized", fmt::format("groups {} stored as the equivalent dense conv (groups 1, "
+                                   "block-diagonal weight; mpsbc --legalize)",
+                                   g));
+  }
   f.add("quantization", std::string(to_string(l.quantization())));
   if (const Layer::WeightError e = l.weight_error(); !e.exact()) {
     f.add("weight error", fmt::format("max abs {:.3g}, SQNR {:.1f} dB (vs the float32 weight)",

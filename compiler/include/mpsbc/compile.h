@@ -47,6 +47,11 @@ struct CompileOptions {
   // MPS limits (channels per group, depthwise multiplier, ...) are errors
   // instead of warnings.
   bool strict = false;
+  // Store each grouped conv MPS refuses (channels per group not a multiple
+  // of 4, depthwise channel multiplier > 1) as the equivalent dense conv
+  // (groups 1, block-diagonal weight); without it such a layer is an error
+  // (--legalize, docs/LAYERS.md).
+  bool legalize = false;
   // Run every layer that has a probe on the CPU reference, reading the
   // weights back from the written bundle, and compare with PyTorch's probe
   // output. A layer above tolerance fails the compile (kCheckFailed) and
@@ -89,6 +94,10 @@ CompileReport check_manifest(const CompileOptions& options);
 //  "folded_batchnorm" on a conv that folded one],
 //  "skipped_modules": [{"name", "type", "reason"}],
 //  "diagnostics": [{"severity", "file", "pointer", "message"}]}.
+// A legalized layer also has "legalized": {"groups", "extra_weight_bytes",
+// "extra_multiply_adds_per_position", "output_positions",
+// "extra_multiply_adds"}, and the report "legalized": {"layers",
+// "extra_weight_bytes", "extra_multiply_adds"} (totals).
 std::string report_to_json(const CompileReport& report);
 
 }  // namespace mpsbc

@@ -13,6 +13,8 @@
 //                    in/out, kernel rotated 180°: dst[g,o][kH-1-h][kW-1-w][i]
 //                    = src[g,i][o][h][w] (MPS does not rotate, PyTorch's
 //                    transposed conv does)
+//   grouped Conv2d MPS refuses (--legalize): [O][I/g][kH][kW] -> [O][kH][kW][I],
+//                    the dense equivalent, block diagonal, zeros elsewhere
 //   Linear after flatten of [C][H][W]: [out][C*H*W] -> [out][H][W][C]
 //   Linear on a vector: [out][in] -> [out][1][1][in], same bytes
 //   vectors: unchanged; a one-element vector broadcast to [C] (PReLU)
@@ -42,13 +44,21 @@ struct TensorPlan {
   TensorLayout stored_layout = TensorLayout::kVector;
   std::vector<uint64_t> stored_shape;
 
+  // Stored elements, and source elements (fewer for a broadcast and a
+  // grouped conv stored dense).
   uint64_t element_count() const;
+  uint64_t source_element_count() const;
 };
 
 // REQUIRES: out % groups == 0, in % groups == 0, all sizes > 0.
 TensorPlan plan_conv_weight(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh, uint64_t kw);
 TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups, uint64_t kh,
                                       uint64_t kw);
+// The grouped conv stored as the equivalent dense one (groups 1): source
+// [out][in/groups][kh][kw], stored [out][kh][kw][in], block diagonal.
+// REQUIRES: groups > 1 dividing out and in.
+TensorPlan plan_conv_weight_dense(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh,
+                                  uint64_t kw);
 // input_chw empty: a plain vector input. Otherwise {C, H, W} with C*H*W == in.
 TensorPlan plan_linear_weight(uint64_t out, uint64_t in, std::span<const uint64_t> input_chw);
 TensorPlan plan_vector(uint64_t n);
@@ -65,13 +75,16 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
                                            std::span<const uint64_t> stored_shape,
                                            std::string* why = nullptr);
 
-// Source order -> stored order. elem_size is 1, 2 or 4 bytes; src and dst
-// hold plan.element_count() elements each and must not overlap.
+// Source order -> stored order. elem_size is 1, 2 or 4 bytes; src holds
+// plan.source_element_count() elements, dst plan.element_count(); they must
+// not overlap.
 void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size);
 // Stored order -> source order: the exact inverse of apply().
 void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_size);
 
-// Index into the source tensor of stored element `stored_index`.
+// Index into the source tensor of stored element `stored_index`;
+// kNoSourceElement for the zeros of a grouped conv stored dense.
+inline constexpr uint64_t kNoSourceElement = ~uint64_t{0};
 uint64_t source_index(const TensorPlan& plan, uint64_t stored_index);
 
 // The vector instructions apply() and invert() use for 4-byte elements:

@@ -52,6 +52,14 @@ struct LayerReport {
   uint64_t half_overflow = 0, half_flushed = 0, half_subnormal = 0;
   // The batch norm --fold-batchnorm folded into this conv, or empty.
   std::string folded_batchnorm;
+  // --legalize: the manifest's groups of a conv stored dense (0 when it is
+  // not), and what that costs: extra stored weight bytes, extra
+  // multiply-adds per output position, and the positions of one run as the
+  // layer's probe gives them (0 without a probe).
+  uint32_t legalized_groups = 0;
+  uint64_t extra_weight_bytes = 0;
+  uint64_t extra_macs_per_position = 0;
+  uint64_t output_positions = 0;
 };
 
 // The result of --check for one layer.

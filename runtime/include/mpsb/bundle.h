@@ -132,6 +132,10 @@ class Layer {
 
   // REQUIRES: kind() is kConv2d or kConvTranspose2d.
   ConvParams conv() const;
+  // A conv MPS refuses stored as the equivalent dense one (mpsbc
+  // --legalize): the manifest's groups, while conv().groups is 1 and the
+  // weight's transform is kConvGroupedToDense. 0 for every other layer.
+  uint32_t legalized_groups() const;
   // REQUIRES: kind() is kLinear.
   LinearParams linear() const;
   // REQUIRES: kind_spec(kind()).params is kNorm, kGroupNorm or kChannels.

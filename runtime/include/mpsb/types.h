@@ -34,6 +34,8 @@ enum class Transform : uint8_t {
   kConvTransposeToOHWIRotated = 2,
   kLinearFlattenToOHWC = 3,
   kBroadcast = 4,  // a one-element source repeated to the stored length
+  // Grouped conv stored dense, block diagonal, zeros elsewhere (--legalize)
+  kConvGroupedToDense = 5,
 };
 
 enum class LayerKind : uint8_t {
@@ -77,7 +79,7 @@ enum class Quantization : uint8_t { kNone = 0, kLinear = 1, kLookupTable = 2 };
 // sized by these counts) fails the build.
 inline constexpr size_t kDTypeCount = 4;
 inline constexpr size_t kTensorLayoutCount = 8;
-inline constexpr size_t kTransformCount = 5;
+inline constexpr size_t kTransformCount = 6;
 inline constexpr size_t kLayerKindCount = 7;
 inline constexpr size_t kTensorRoleCount = 7;
 inline constexpr size_t kActivationCount = 11;
