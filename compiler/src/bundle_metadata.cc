@@ -121,6 +121,8 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
       case mpsb::ParamTable::kChannels:
         norm = create_norm_params(fbb, l.norm);
         break;
+      case mpsb::ParamTable::kNone:  // a probe: its tensors carry its shapes
+        break;
     }
     auto name = fbb.CreateString(l.name);
     layers.push_back(create_layer(fbb, l, name, conv, linear, norm, tensor_vec));

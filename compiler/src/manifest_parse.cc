@@ -461,13 +461,14 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   const KindSpec* kind = nullptr;
   if (type && type->is_string()) {
     for (const KindSpec& k : mpsb::kKinds) {
-      if (k.name == type->get_ref<const std::string&>()) kind = &k;
+      if (mpsb::in_manifest(k) && k.name == type->get_ref<const std::string&>()) kind = &k;
     }
   }
   if (!kind) {
     std::string names;
-    for (const KindSpec& k : mpsb::kKinds)
-      names += (names.empty() ? "" : ", ") + std::string(k.name);
+    for (const KindSpec& k : mpsb::kKinds) {
+      if (mpsb::in_manifest(k)) names += (names.empty() ? "" : ", ") + std::string(k.name);
+    }
     top.error("type", (type ? "unknown layer type " +
                                   (type->is_string() ? quote(type->get_ref<const std::string&>())
                                                      : describe(*type)) +
@@ -505,6 +506,8 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
     case ParamTable::kGroupNorm:
     case ParamTable::kChannels:
       params_ok = bind_norm(r, *kind, f, layer, &num_parameters);
+      break;
+    case ParamTable::kNone:  // not a manifest kind (in_manifest)
       break;
   }
   if (layer.activation == Activation::kPReLU) {

@@ -233,6 +233,8 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
         case ParamTable::kChannels:
           norm = fb::CreateNormParams(fbb, l.norm.num_features, l.norm.eps, l.norm.num_groups);
           break;
+        case ParamTable::kNone:
+          break;
       }
     }
     layers.push_back(fb::CreateLayer(fbb, fbb.CreateString(l.name),
