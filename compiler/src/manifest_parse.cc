@@ -332,6 +332,7 @@ TensorPlan plan_role(const RoleSpec& spec, const ManifestLayer& layer, uint32_t 
     }
     case Transform::kBroadcast:
       return plan_broadcast(num_parameters, n);
+    case Transform::kNCHWToNHWC:  // probe files only (plan_feature_map)
     case Transform::kIdentity:
       break;
   }
