@@ -223,8 +223,10 @@ nlohmann::json kinds_json() {
                        {"stored_layout", mpsb::to_string(r.stored_layout)},
                        {"transform", mpsb::to_string(r.transform)}});
     }
+    // "manifest": false for the probe files' kind, which no manifest names.
     kinds.push_back({{"name", k.name},
-                     {"pytorch", k.pytorch},
+                     {"manifest", mpsb::in_manifest(k)},
+                     {"pytorch", k.pytorch.empty() ? json(nullptr) : json(k.pytorch)},
                      {"mps_data_source", k.mps_data_source},
                      {"mps_kernel", k.mps_kernel},
                      {"fused_activation", k.fused_activation},
@@ -258,8 +260,9 @@ void print_kinds() {
     for (const mpsb::FieldSpec& f : k.fields) {
       fields += (fields.empty() ? "" : ", ") + std::string(f.name);
     }
-    std::printf("%-18s %-20s %s\n", std::string(k.name).c_str(), std::string(k.pytorch).c_str(),
-                fields.c_str());
+    if (!mpsb::in_manifest(k)) fields = "(probe files only, not a manifest type)";
+    std::printf("%-18s %-20s %s\n", std::string(k.name).c_str(),
+                k.pytorch.empty() ? "-" : std::string(k.pytorch).c_str(), fields.c_str());
   }
   std::printf("\n%-18s %-20s %s\n", "activation", "pytorch", "params");
   for (const mpsb::ActivationSpec& a : mpsb::kActivations) {
