@@ -61,6 +61,8 @@ class ProbeFileTest(unittest.TestCase):
         cls.export_dir = os.path.join(WORK, "export")
         export(model.eval(), torch.randn(2, 3, 4, 4), cls.export_dir, name="probed")
         cls.manifest = os.path.join(cls.export_dir, "manifest.json")
+        cls.no_probes = os.path.join(WORK, "no_probes")
+        export(model.eval(), torch.randn(2, 3, 4, 4), cls.no_probes, name="probed", probes=False)
         cls.bundles = {}
         for variant, flags in [("plain", []), ("folded", ["--fold-batchnorm"]),
                                ("mutated", ["--debug-mutate", "no-rotation"])]:
@@ -176,8 +178,21 @@ class ProbeFileTest(unittest.TestCase):
         self.assertEqual(tensors["probe_output"]["shape"], [2, 1, 1, 5])
         self.assertEqual(tensors["probe_output"]["transform"], "identity")
 
+    def test_the_example_checks_with_its_folder_gone(self):
+        folder = os.path.join(WORK, "tiny_cnn")
+        shutil.copytree(os.path.join(ROOT, "examples", "tiny_cnn"), folder)
+        bundle = os.path.join(WORK, "tiny_cnn.mpsb")
+        probes = os.path.join(WORK, "tiny_cnn.probes.mpsb")
+        r = run(MPSBC, "compile", os.path.join(folder, "manifest.json"), "-o", bundle,
+                "--check", "--probes-out", probes)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        shutil.rmtree(folder)
+        r = self.check(bundle, probes)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("OK: 6 layers checked against " + probes, r.stdout)
+
     def test_nothing_to_check_is_an_error(self):
-        tiny = os.path.join(ROOT, "examples", "tiny_cnn", "manifest.json")
+        tiny = os.path.join(self.no_probes, "manifest.json")
         out = os.path.join(WORK, "tiny.mpsb")
         for flags in [["--check"], ["--probes-out", os.path.join(WORK, "tiny.probes.mpsb")]]:
             with self.subTest(flags=flags):
