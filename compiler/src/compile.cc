@@ -309,6 +309,9 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
     } else {
       bool io_failure = false;
       bool check_failed = false;
+      // The probe file's write, which write_bundle's own flag cannot carry
+      // (it clears it when before_commit abandons the bundle).
+      bool probes_io_failure = false;
       WriteOptions write;
       write.jobs = options.jobs;
       write.mutation = hooks.mutation;
@@ -333,14 +336,14 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
             if (check_failed) return false;
           }
           return options.probes_out.empty() ||
-                 write_probe_file(prepared.probes, *bundle, options, diag, &io_failure);
+                 write_probe_file(prepared.probes, *bundle, options, diag, &probes_io_failure);
         };
       }
       if (!write_bundle(prepared.manifest, prepared.plan, std::move(prepared.metadata),
                         options.output_path, write, diag, &io_failure)) {
-        report.exit_code = check_failed ? ExitCode::kCheckFailed
-                           : io_failure ? ExitCode::kIo
-                                        : ExitCode::kBadInput;
+        report.exit_code = check_failed                      ? ExitCode::kCheckFailed
+                           : io_failure || probes_io_failure ? ExitCode::kIo
+                                                             : ExitCode::kBadInput;
       }
     }
   }

@@ -222,6 +222,13 @@ class ProbeFileTest(unittest.TestCase):
                 with open(path, "rb") as f:
                     self.assertEqual(f.read(), b"old", path)
             self.assertEqual([f for f in os.listdir(WORK) if ".tmp-" in f], [])
+            # A probe file that cannot be written keeps the old bundle too.
+            nowhere = os.path.join(WORK, "no_such_folder", "x.probes.mpsb")
+            r = run(MPSBC, "compile", self.manifest, "-o", bundle, "--probes-out", nowhere)
+            self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+            self.assertIn(nowhere + ": cannot create a temporary file", r.stderr)
+            with open(bundle, "rb") as f:
+                self.assertEqual(f.read(), b"old")
             r = run(MPSBC, "compile", self.manifest, "-o", bundle, "--probes-out", bundle)
             self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
             self.assertIn("--probes-out is the bundle's own output path", r.stderr)
