@@ -97,6 +97,23 @@ class ProbeFileTest(unittest.TestCase):
                 self.assertEqual(j["probes"], "probe_file")
                 self.assertEqual([c["layer"] for c in j["layers"]], layers)
 
+    def test_check_document_keys_are_the_documented_ones(self):
+        keys, current = {}, None
+        with open(os.path.join(ROOT, "docs", "DUMP_JSON.md"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("### `"):
+                    current = line[5:line.index("`", 5)]
+                    keys[current] = []
+                elif line.startswith("#"):
+                    current = None
+                elif current and line.startswith("| `"):
+                    keys[current].append(line[3:line.index("`", 3)])
+        bundle, probes = self.bundles["plain"]
+        j = json.loads(self.check(bundle, probes, "--json").stdout)
+        self.assertEqual(list(j), keys["check"])
+        for layer in j["layers"]:
+            self.assertEqual(list(layer), keys["check.layer"])
+
     def test_unrotated_transposed_conv_fails(self):
         bundle, probes = self.bundles["mutated"]
         r = self.check(bundle, probes)
