@@ -6,6 +6,7 @@
 #include <string>
 
 #include "checked_math.h"
+#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
 #include "mpsb_text.h"
 #include "mpsbc/layout.h"
@@ -183,9 +184,14 @@ bool run_probe_checks(const mpsb::Bundle& bundle, const mpsb::Bundle& probes,
       all_passed = false;
       continue;
     }
+    // A conv with a folded batch norm (Layer.folded_batchnorm) reproduces
+    // the batch norm's output, which the probe file stores as its output.
+    const auto* root = mpsb::fb::GetSizePrefixedBundle(bundle.metadata_bytes().data());
+    const mpsb::fb::Layer* fl = root->layers()->LookupByKey(name.c_str());
+    const std::string folded = fl && fl->folded_batchnorm() ? fl->folded_batchnorm()->str() : "";
     LayerCheck c;
     c.layer = name;
-    c.expected_from = name;
+    c.expected_from = folded.empty() ? name : folded;
     c.tolerance = tolerance.value_or(default_check_tolerance(stored_precision(*layer)));
     FeatureMap input, want;
     std::string error;
@@ -196,7 +202,8 @@ bool run_probe_checks(const mpsb::Bundle& bundle, const mpsb::Bundle& probes,
       all_passed = false;
       continue;
     }
-    all_passed = check_layer(*layer, std::move(c), "", at, input, want, diag, checks) && all_passed;
+    all_passed =
+        check_layer(*layer, std::move(c), folded, at, input, want, diag, checks) && all_passed;
   }
   return all_passed;
 }
