@@ -154,15 +154,6 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
   }
   report.layers = layer_reports(*manifest);
   const bool wants_probes = options.check || !options.probes_out.empty();
-  if (wants_probes && !has_probe(*manifest)) {
-    // Never an "OK" over nothing.
-    diag.error_in(options.manifest_path,
-                  std::string(options.check ? "--check" : "--probes-out") +
-                      ": no layer of the manifest has a probe, so there is nothing to check "
-                      "(the exporter writes them; docs/MANIFEST.md)");
-    report.exit_code = ExitCode::kUsage;
-    return false;
-  }
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
   // A compile that writes scans for NaN and infinities in the bytes it
@@ -172,8 +163,17 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
                       .allow_non_finite = options.allow_non_finite,
                       .scan_non_finite = !writes_bundle});
   if (wants_probes) check_probe_files(*manifest, diag, options.allow_outside);
+  const bool input_errors = diag.has_errors();
+  if (wants_probes && !has_probe(*manifest)) {
+    // Never an "OK" over nothing: a usage error, unless the manifest has
+    // errors of its own (reported with it, in the same run).
+    diag.error_in(options.manifest_path,
+                  std::string(options.check ? "--check" : "--probes-out") +
+                      ": no layer of the manifest has a probe, so there is nothing to check "
+                      "(the exporter writes them; docs/MANIFEST.md)");
+  }
   if (diag.has_errors()) {
-    report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
+    report.exit_code = options_ok && input_errors ? ExitCode::kBadInput : ExitCode::kUsage;
     return false;
   }
   if (options.fold_batchnorm) {
