@@ -33,6 +33,15 @@ void naive_reorder(const mpsbc::TensorPlan& p, const T* src, T* dst) {
               dst[((o * H + h) * W + w) * I + i] = src[((o * I + i) * H + h) * W + w];
       return;
     }
+    case mpsb::Transform::kNCHWToNHWC: {
+      const uint64_t N = s[0], C = s[1], H = s[2], W = s[3];
+      for (uint64_t n = 0; n < N; ++n)
+        for (uint64_t h = 0; h < H; ++h)
+          for (uint64_t w = 0; w < W; ++w)
+            for (uint64_t c = 0; c < C; ++c)
+              dst[((n * H + h) * W + w) * C + c] = src[((n * C + c) * H + h) * W + w];
+      return;
+    }
     case mpsb::Transform::kConvTransposeToOHWIRotated: {
       const uint64_t Og = s[1], H = s[2], W = s[3], Ig = d[3], G = s[0] / Ig;
       for (uint64_t g = 0; g < G; ++g)

@@ -24,6 +24,16 @@ namespace mpsb::text {
 // compiler refuses to write less and the runtime refuses to open less.
 inline constexpr uint64_t kMinTensorAlignment = 16;
 
+// The metadata key of a probe file (docs/FORMAT.md §8): the model bundle's
+// segment_checksum as 16 lowercase hex digits, written by the compiler,
+// checked by the runtime and matched by mpsb-dump --check.
+inline constexpr const char* kProbesForKey = "mpsb.probes_for";
+inline std::string probes_for_value(uint64_t segment_checksum) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(segment_checksum));
+  return buf;
+}
+
 // A bfloat16 is the top half of a float32: widening is exact.
 inline float bfloat16_to_float(uint16_t b) {
   const uint32_t bits = uint32_t(b) << 16;

@@ -7,7 +7,13 @@ without bias, a grouped 3x3 (4 groups of 8 channels: MPS wants a multiple of 4
 channels per group), a dilated 3x3 and a non-square 3x5 head.
 
 Weights come from PyTorch's default initialisation under torch.manual_seed(0),
-so every run writes the same bytes. Run it with Debian's interpreter, which is
+so every run writes the same bytes. Each layer also gets a probe (docs/MANIFEST.md):
+its real input and its output before the fused activation (where the
+exporter takes probes: --check proves the weights' layout, docs/LAYERS.md)
+from one PyTorch run on a random 1x3x32x32 input drawn after the weights,
+computed by PyTorch's own operators. With
+them `mpsbc compile --check` proves every layer and `--probes-out` writes the
+probe file `mpsb-dump BUNDLE --check` reads. Run it with Debian's interpreter, which is
 the one that sees python3-torch:
 
     /usr/bin/python3 examples/make_example.py [OUTPUT_DIR]
@@ -70,6 +76,11 @@ def main():
         y = model(torch.zeros(1, 3, 32, 32))
     assert tuple(y.shape) == (1, 8, 16, 16), y.shape
 
+    probes_dir = os.path.join(out_dir, "probes")
+    os.makedirs(probes_dir, exist_ok=True)
+    x = torch.randn(1, 3, 32, 32)
+    input_file = write_tensor(x, probes_dir, "input.bin")
+
     layers = []
     total_bytes = 0
     for name, act in TinyCNN.ORDER:
@@ -92,6 +103,17 @@ def main():
             total_bytes += conv.bias.numel() * 4
         if act is not None:
             layer["activation"] = act
+        with torch.no_grad():
+            y = conv(x)
+        output_file = write_tensor(y, probes_dir, f"{name}.output.bin")
+        layer["probe"] = {"input": "probes/" + input_file, "input_shape": list(x.shape),
+                          "output": "probes/" + output_file, "output_shape": list(y.shape)}
+        # The next layer's input: this one's after its activation.
+        x, input_file = y, output_file
+        if act == "relu":
+            with torch.no_grad():
+                x = model.relu(y)
+            input_file = write_tensor(x, probes_dir, f"{name}.activated.bin")
         layers.append(layer)
     assert total_bytes < 1 << 20, total_bytes
 

@@ -14,3 +14,7 @@ cmake --build build -j"$(nproc)" --target mpsbc mpsb-dump
 set -x
 build/bin/mpsbc compile examples/tiny_cnn/manifest.json -o build/tiny_cnn.mpsb
 build/bin/mpsb-dump build/tiny_cnn.mpsb
+# Every layer against PyTorch's probes, kept in a probe file beside the bundle.
+build/bin/mpsbc compile examples/tiny_cnn/manifest.json -o build/tiny_cnn.mpsb -q \
+  --check --probes-out build/tiny_cnn.probes.mpsb
+build/bin/mpsb-dump build/tiny_cnn.mpsb --check build/tiny_cnn.probes.mpsb

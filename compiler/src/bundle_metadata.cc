@@ -125,6 +125,8 @@ bool build_metadata(const Manifest& manifest, const BundlePlan& plan, Metadata* 
       case mpsb::ParamTable::kChannels:
         norm = create_norm_params(fbb, l.norm);
         break;
+      case mpsb::ParamTable::kNone:  // a probe: its tensors carry its shapes
+        break;
     }
     auto name = fbb.CreateString(l.name);
     flatbuffers::Offset<flatbuffers::String> folded = 0;

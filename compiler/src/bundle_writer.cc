@@ -239,6 +239,7 @@ TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
       p.source_shape[0] = p.stored_shape[0] = n;
       break;
     case Transform::kLinearFlattenToOHWC:
+    case Transform::kNCHWToNHWC:
       p.source_shape[0] = p.stored_shape[0] = n;
       break;
     case Transform::kConvTransposeToOHWIRotated:

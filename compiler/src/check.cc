@@ -6,8 +6,10 @@
 #include <string>
 
 #include "checked_math.h"
+#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
 #include "mpsb_text.h"
+#include "mpsbc/layout.h"
 #include "mpsbc/precision.h"
 #include "mpsbc/reference.h"
 #include "tensor_files.h"
@@ -75,6 +77,72 @@ std::string folded_into(const mpsb::Bundle& bundle, const ManifestLayer& l) {
 
 }  // namespace
 
+namespace {
+
+// One layer on its probe: the output shape first, so a layer whose output
+// would differ from the probe's is reported without computing (or
+// allocating) anything and the reference never needs more memory than the
+// probe holds; then the reference and the comparison. `folded_from` names
+// the batch norm folded into the layer, for the message.
+bool check_layer(const mpsb::Layer& layer, LayerCheck c, const std::string& folded_from,
+                 const std::string& pointer, const FeatureMap& input, const FeatureMap& want,
+                 Diagnostics& diag, std::vector<LayerCheck>* checks) {
+  const std::string& name = c.layer;
+  const auto shape = reference_output_shape(layer, input.shape);
+  if (!shape.ok()) {
+    diag.error(pointer, "--check: " + shape.message());
+    return false;
+  }
+  if (*shape != want.shape) {
+    diag.error(pointer, "--check: layer " + name + " computes shape " + shape_text(*shape) +
+                            " but PyTorch's output is " + shape_text(want.shape));
+    c.max_abs_error = c.max_rel_error = INFINITY;
+    checks->push_back(std::move(c));
+    return false;
+  }
+  auto got = run_reference(layer, input);
+  if (!got.ok()) {
+    diag.error(pointer, "--check: " + got.message());
+    return false;
+  }
+  const Comparison cmp = compare(*got, want);
+  c.max_abs_error = cmp.max_abs_error;
+  c.max_rel_error = cmp.max_rel_error;
+  c.passed = !cmp.mismatched_shape && c.max_rel_error <= c.tolerance;
+  if (cmp.mismatched_shape) {
+    diag.error(pointer, "--check: layer " + name + " computes shape " + shape_text(got->shape) +
+                            " but PyTorch's output is " + shape_text(want.shape));
+  } else if (!c.passed) {
+    diag.error(pointer, "--check: layer " + name + " differs from PyTorch" +
+                            (folded_from.empty() ? "" : " (folded " + folded_from + ")") +
+                            ": max relative error " + sci(c.max_rel_error) + " > tolerance " +
+                            sci(c.tolerance) + " (max absolute error " + sci(c.max_abs_error) +
+                            ")");
+  }
+  const bool passed = c.passed;
+  checks->push_back(std::move(c));
+  return passed;
+}
+
+// A probe file's feature map back in PyTorch's order and shape.
+bool probe_map(const mpsb::Tensor& t, FeatureMap* out, std::string* error) {
+  const auto plan = plan_from_stored(t.transform(), t.source_layout(), t.source_shape(), t.layout(),
+                                     t.shape(), error);
+  if (!plan) return false;
+  const auto stored = t.bytes();
+  try {
+    out->shape.assign(t.source_shape().begin(), t.source_shape().end());
+    out->data.resize(stored.size() / sizeof(float));
+  } catch (const std::bad_alloc&) {
+    *error = "out of memory for a probe of " + shape_text(out->shape);
+    return false;
+  }
+  invert(*plan, stored.data(), out->data.data(), sizeof(float));
+  return true;
+}
+
+}  // namespace
+
 bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
                 std::optional<double> tolerance, Diagnostics& diag,
                 std::vector<LayerCheck>* checks) {
@@ -101,47 +169,60 @@ bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
       all_passed = false;
       continue;
     }
-    // The output shape first: a layer whose output would differ from the
-    // probe's is reported without computing (or allocating) anything, so
-    // the reference never needs more memory than the probe files hold.
-    const auto shape = reference_output_shape(*layer, input.shape);
-    if (!shape.ok()) {
-      diag.error(l.probe->pointer, "--check: " + shape.message());
+    all_passed = check_layer(*layer, std::move(c), l.folded_from, l.probe->pointer, input, want,
+                             diag, checks) &&
+                 all_passed;
+  }
+  return all_passed;
+}
+
+std::optional<uint64_t> probes_for(const mpsb::Bundle& bundle) {
+  for (size_t i = 0; i < bundle.metadata_count(); ++i) {
+    const auto [key, value] = bundle.metadata(i);
+    if (key != mpsb::text::kProbesForKey) continue;
+    uint64_t v = 0;
+    // Bundle::open guarantees 16 lowercase hex digits.
+    for (char ch : value) v = v << 4 | uint64_t(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+    return v;
+  }
+  return std::nullopt;
+}
+
+bool run_probe_checks(const mpsb::Bundle& bundle, const mpsb::Bundle& probes,
+                      std::optional<double> tolerance, Diagnostics& diag,
+                      std::vector<LayerCheck>* checks) {
+  bool all_passed = true;
+  for (size_t i = 0; i < probes.layer_count(); ++i) {
+    const mpsb::Layer p = probes.layer_in_network_order(i);
+    const std::string name(p.name());
+    // The probe file's place for messages: its layer, as --layer names it.
+    const std::string at = "layer " + name;
+    const auto layer = bundle.find(name);
+    if (!layer) {
+      diag.error(at, "--check: the bundle has no layer " + name);
       all_passed = false;
       continue;
     }
-    if (*shape != want.shape) {
-      diag.error(l.probe->pointer, "--check: layer " + l.name + " computes shape " +
-                                       shape_text(*shape) + " but PyTorch's output is " +
-                                       shape_text(want.shape));
-      c.max_abs_error = c.max_rel_error = INFINITY;
+    // A conv with a folded batch norm (Layer.folded_batchnorm) reproduces
+    // the batch norm's output, which the probe file stores as its output.
+    const auto* root = mpsb::fb::GetSizePrefixedBundle(bundle.metadata_bytes().data());
+    const mpsb::fb::Layer* fl = root->layers()->LookupByKey(name.c_str());
+    const std::string folded = fl && fl->folded_batchnorm() ? fl->folded_batchnorm()->str() : "";
+    LayerCheck c;
+    c.layer = name;
+    c.expected_from = folded.empty() ? name : folded;
+    c.tolerance = tolerance.value_or(default_check_tolerance(stored_precision(*layer)));
+    FeatureMap input, want;
+    std::string error;
+    // Bundle::open guarantees both tensors.
+    if (!probe_map(*p.find(mpsb::TensorRole::kProbeInput), &input, &error) ||
+        !probe_map(*p.find(mpsb::TensorRole::kProbeOutput), &want, &error)) {
+      diag.error(at, "--check: " + error);
       all_passed = false;
-      checks->push_back(std::move(c));
       continue;
     }
-    auto got = run_reference(*layer, input);
-    if (!got.ok()) {
-      diag.error(l.probe->pointer, "--check: " + got.message());
-      all_passed = false;
-      continue;
-    }
-    const Comparison cmp = compare(*got, want);
-    c.max_abs_error = cmp.max_abs_error;
-    c.max_rel_error = cmp.max_rel_error;
-    c.passed = !cmp.mismatched_shape && c.max_rel_error <= c.tolerance;
-    if (cmp.mismatched_shape) {
-      diag.error(l.probe->pointer, "--check: layer " + l.name + " computes shape " +
-                                       shape_text(got->shape) + " but PyTorch's output is " +
-                                       shape_text(want.shape));
-    } else if (!c.passed) {
-      diag.error(l.probe->pointer,
-                 "--check: layer " + l.name + " differs from PyTorch" +
-                     (l.folded_from.empty() ? "" : " (folded " + l.folded_from + ")") +
-                     ": max relative error " + sci(c.max_rel_error) + " > tolerance " +
-                     sci(c.tolerance) + " (max absolute error " + sci(c.max_abs_error) + ")");
-    }
-    all_passed = all_passed && c.passed;
-    checks->push_back(std::move(c));
+    all_passed =
+        check_layer(*layer, std::move(c), folded, at, input, want, diag, checks) && all_passed;
   }
   return all_passed;
 }

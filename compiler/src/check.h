@@ -4,6 +4,7 @@
 #ifndef MPSBC_CHECK_H_
 #define MPSBC_CHECK_H_
 
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -21,6 +22,18 @@ namespace mpsbc {
 bool run_checks(const mpsb::Bundle& bundle, const Manifest& manifest,
                 std::optional<double> tolerance, Diagnostics& diag,
                 std::vector<LayerCheck>* checks);
+
+// The model bundle's segment checksum a probe file names (metadata
+// mpsb.probes_for, docs/FORMAT.md §8); nullopt for a bundle that is not a
+// probe file.
+std::optional<uint64_t> probes_for(const mpsb::Bundle& bundle);
+
+// The same check from a probe file: each of its layers (network order) run
+// on the layer of `bundle` with the same name. REQUIRES: `probes` is a probe
+// file of `bundle` (probes_for equals its segment checksum).
+bool run_probe_checks(const mpsb::Bundle& bundle, const mpsb::Bundle& probes,
+                      std::optional<double> tolerance, Diagnostics& diag,
+                      std::vector<LayerCheck>* checks);
 
 }  // namespace mpsbc
 

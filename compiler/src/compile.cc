@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -19,7 +21,10 @@
 #include "fold.h"
 #include "legalize.h"
 #include "manifest.h"
+#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
+#include "mpsb_text.h"
+#include "mpsbc/layout.h"
 #include "precision_plan.h"
 #include "tensor_files.h"
 
@@ -71,7 +76,77 @@ struct Prepared {
   Manifest manifest;
   BundlePlan plan;
   Metadata metadata;
+  // --probes-out: the probe file's layers (probe_manifest).
+  Manifest probes;
 };
+
+bool has_probe(const Manifest& manifest) {
+  for (const auto& l : manifest.layers) {
+    if (l.probe) return true;
+  }
+  return false;
+}
+
+// The probe file as a manifest the bundle writer takes (docs/FORMAT.md §8):
+// one probe layer per probed layer, named as it, with its PyTorch input and
+// the output it must reproduce (a folded conv: its batch norm's) read from
+// the probe's .bin files and stored NHWC. Call after folding.
+bool probe_manifest(const Manifest& model, Diagnostics& diag, Manifest* out) {
+  out->path = model.path;
+  out->name = model.name;
+  out->has_metadata = true;
+  bool ok = true;
+  for (const ManifestLayer& l : model.layers) {
+    const std::optional<Probe>& out_probe = l.folded_from.empty() ? l.probe : l.folded_probe;
+    if (!l.probe || !out_probe) continue;
+    ManifestLayer p;
+    p.name = l.name;
+    p.index = static_cast<uint32_t>(out->layers.size());
+    p.pointer = l.pointer;
+    p.kind = mpsb::LayerKind::kProbe;
+    for (const bool input : {true, false}) {
+      const Probe& from = input ? *l.probe : *out_probe;
+      const auto& shape = input ? from.input_shape : from.output_shape;
+      ManifestTensor t;
+      t.role = input ? mpsb::TensorRole::kProbeInput : mpsb::TensorRole::kProbeOutput;
+      t.pointer = from.pointer + (input ? "/input" : "/output");
+      t.path_text = input ? from.input_text : from.output_text;
+      t.path = input ? from.input : from.output;
+      if (shape.size() != 2 && shape.size() != 4) {
+        diag.error(t.pointer,
+                   "--probes-out: a probe file stores [N, C, H, W] or [N, F] feature "
+                   "maps, this probe has " +
+                       std::to_string(shape.size()) + " dimensions");
+        ok = false;
+        continue;
+      }
+      t.plan = plan_feature_map(shape);
+      t.source_size = t.size = t.plan.element_count() * sizeof(float);
+      p.tensors.push_back(std::move(t));
+    }
+    out->layers.push_back(std::move(p));
+  }
+  return ok;
+}
+
+// Writes the probe file of the bundle at `bundle`, which is complete but
+// not yet renamed over the output.
+bool write_probe_file(Manifest& probes, const mpsb::Bundle& bundle, const CompileOptions& options,
+                      Diagnostics& diag, bool* io_failure) {
+  const auto* root = mpsb::fb::GetSizePrefixedBundle(bundle.metadata_bytes().data());
+  probes.metadata = {
+      {mpsb::text::kProbesForKey, mpsb::text::probes_for_value(root->segment_checksum())}};
+  BundlePlan plan;
+  Metadata metadata;
+  if (!plan_bundle(probes, options.segment_alignment, options.tensor_alignment, &plan, diag) ||
+      !build_metadata(probes, plan, &metadata, diag)) {
+    return false;
+  }
+  WriteOptions write;
+  write.jobs = options.jobs;
+  return write_bundle(probes, plan, std::move(metadata), options.probes_out, write, diag,
+                      io_failure);
+}
 
 // Every check that needs no output: options, manifest, .bin files, plan.
 // Fills the report's layers and sizes as far as it gets. Returns false with
@@ -98,6 +173,7 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
   report.layers = layer_reports(*manifest);
   for (const SkippedModule& s : manifest->skipped)
     report.skipped.push_back({s.name, s.type, s.reason});
+  const bool wants_probes = options.check || !options.probes_out.empty();
   // Also for a manifest with field errors: the files of the layers that did
   // parse are worth reporting in the same run.
   // A compile that writes scans for NaN and infinities in the bytes it
@@ -106,9 +182,18 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
                      {.allow_outside = options.allow_outside,
                       .allow_non_finite = options.allow_non_finite,
                       .scan_non_finite = !writes_bundle});
-  if (options.check) check_probe_files(*manifest, diag, options.allow_outside);
+  if (wants_probes) check_probe_files(*manifest, diag, options.allow_outside);
+  const bool input_errors = diag.has_errors();
+  if (wants_probes && !has_probe(*manifest)) {
+    // Never an "OK" over nothing: a usage error, unless the manifest has
+    // errors of its own (reported with it, in the same run).
+    diag.error_in(options.manifest_path,
+                  std::string(options.check ? "--check" : "--probes-out") +
+                      ": no layer of the manifest has a probe, so there is nothing to check "
+                      "(the exporter writes them; docs/MANIFEST.md)");
+  }
   if (diag.has_errors()) {
-    report.exit_code = options_ok ? ExitCode::kBadInput : ExitCode::kUsage;
+    report.exit_code = options_ok && input_errors ? ExitCode::kBadInput : ExitCode::kUsage;
     return false;
   }
   if (options.fold_batchnorm || fold_only) {
@@ -125,6 +210,10 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
   }
   // The report lists what the bundle holds.
   report.layers = layer_reports(*manifest);
+  if (!options.probes_out.empty() && !probe_manifest(*manifest, diag, &out.probes)) {
+    report.exit_code = ExitCode::kBadInput;
+    return false;
+  }
   if (!plan_bundle(*manifest, options.segment_alignment, options.tensor_alignment, &out.plan,
                    diag) ||
       !build_metadata(*manifest, out.plan, &out.metadata, diag)) {
@@ -138,6 +227,19 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
   out.manifest = std::move(*manifest);
   return true;
 }
+
+bool same_file(const struct stat& a, const std::string& path);
+
+}  // namespace
+
+bool is_mpsb_container(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[12] = {};
+  if (!in.read(head, sizeof head)) return false;
+  return std::memcmp(head + 8, mpsb::fb::BundleIdentifier(), 4) == 0;
+}
+
+namespace {
 
 bool same_file(const struct stat& a, const std::string& path) {
   struct stat b;
@@ -170,6 +272,20 @@ bool check_output(const std::string& output, const Manifest& manifest, Diagnosti
         return false;
       }
     }
+  }
+  return true;
+}
+
+// --probes-out: a path check_output() accepts that is not the bundle's.
+bool check_probes_output(const CompileOptions& options, const Manifest& manifest,
+                         Diagnostics& diag) {
+  if (options.probes_out.empty()) return true;
+  if (!check_output(options.probes_out, manifest, diag)) return false;
+  struct stat st;
+  if (options.probes_out == options.output_path ||
+      (::stat(options.probes_out.c_str(), &st) == 0 && same_file(st, options.output_path))) {
+    diag.error_in(options.probes_out, "--probes-out is the bundle's own output path");
+    return false;
   }
   return true;
 }
@@ -209,38 +325,47 @@ CompileReport compile_with_hooks(const CompileOptions& options, const CompileHoo
   diag.set_allow_unknown_fields(options.allow_unknown_fields);
   Prepared prepared;
   if (prepare(options, true, diag, report, prepared)) {
-    if (!check_output(options.output_path, prepared.manifest, diag)) {
+    if (!check_output(options.output_path, prepared.manifest, diag) ||
+        !check_probes_output(options, prepared.manifest, diag)) {
       report.exit_code = ExitCode::kUsage;
     } else {
       bool io_failure = false;
       bool check_failed = false;
+      // The probe file's write, which write_bundle's own flag cannot carry
+      // (it clears it when before_commit abandons the bundle).
+      bool probes_io_failure = false;
       WriteOptions write;
       write.jobs = options.jobs;
       write.mutation = hooks.mutation;
       write.progress = options.progress;
       write.allow_non_finite = options.allow_non_finite;
       write.before_stream = hooks.before_stream;
-      if (options.check) {
-        // Checked before the rename: a bundle that fails never replaces
-        // the output.
+      if (options.check || !options.probes_out.empty()) {
+        // Checked, and the probe file written, before the rename: a bundle
+        // that fails never replaces the output, nor does one whose probe
+        // file could not be written.
         write.before_commit = [&](const std::string& temp_path) {
           auto bundle = mpsb::Bundle::open(temp_path, {.verify_checksums = true});
           if (!bundle.ok()) {
             diag.error_in(options.output_path,
-                          "--check: the written bundle does not open: " + bundle.message());
-            check_failed = true;
+                          "the written bundle does not open: " + bundle.message());
+            check_failed = options.check;
             return false;
           }
-          check_failed = !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag,
-                                     &report.checks);
-          return !check_failed;
+          if (options.check) {
+            check_failed = !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag,
+                                       &report.checks);
+            if (check_failed) return false;
+          }
+          return options.probes_out.empty() ||
+                 write_probe_file(prepared.probes, *bundle, options, diag, &probes_io_failure);
         };
       }
       if (!write_bundle(prepared.manifest, prepared.plan, std::move(prepared.metadata),
                         options.output_path, write, diag, &io_failure)) {
-        report.exit_code = check_failed ? ExitCode::kCheckFailed
-                           : io_failure ? ExitCode::kIo
-                                        : ExitCode::kBadInput;
+        report.exit_code = check_failed                      ? ExitCode::kCheckFailed
+                           : io_failure || probes_io_failure ? ExitCode::kIo
+                                                             : ExitCode::kBadInput;
       }
     }
   }
@@ -287,6 +412,40 @@ CompileReport check_bundle(const std::string& bundle_path, const CompileOptions&
   Prepared prepared;
   if (prepare(check_options, false, diag, report, prepared, fold_only) &&
       !run_checks(*bundle, prepared.manifest, options.check_tolerance, diag, &report.checks)) {
+    report.exit_code = ExitCode::kCheckFailed;
+  }
+  report.diagnostics = std::move(diag.all());
+  return report;
+}
+
+CompileReport check_probes(const std::string& bundle_path, const std::string& probes_path,
+                           std::optional<double> tolerance) {
+  CompileReport report;
+  Diagnostics diag(probes_path);
+  auto bundle = mpsb::Bundle::open(bundle_path, {.verify_checksums = true});
+  auto probes = mpsb::Bundle::open(probes_path, {.verify_checksums = true});
+  if (!bundle.ok() || !probes.ok()) {
+    // The runtime's messages name the file.
+    if (!bundle.ok()) diag.error_in(bundle_path, bundle.message());
+    if (!probes.ok()) diag.error_in(probes_path, probes.message());
+    report.exit_code = ExitCode::kBadInput;
+  } else if (const std::optional<uint64_t> owner = probes_for(*probes); !owner) {
+    diag.error_in(probes_path, "an mpsb bundle, not a probe file (no metadata " +
+                                   std::string(mpsb::text::kProbesForKey) +
+                                   "); --check takes a probe file or a manifest");
+    report.exit_code = ExitCode::kBadInput;
+  } else if (const uint64_t own = mpsb::fb::GetSizePrefixedBundle(bundle->metadata_bytes().data())
+                                      ->segment_checksum();
+             *owner != own) {
+    diag.error_in(probes_path, "the probe file of another bundle: it names segment checksum " +
+                                   mpsb::text::probes_for_value(*owner) + ", " + bundle_path +
+                                   " has " + mpsb::text::probes_for_value(own) +
+                                   " (compile with --probes-out again)");
+    report.exit_code = ExitCode::kBadInput;
+  } else if (probes->layer_count() == 0) {
+    diag.error_in(probes_path, "--check: the probe file has no layers; nothing to check");
+    report.exit_code = ExitCode::kUsage;
+  } else if (!run_probe_checks(*bundle, *probes, tolerance, diag, &report.checks)) {
     report.exit_code = ExitCode::kCheckFailed;
   }
   report.diagnostics = std::move(diag.all());

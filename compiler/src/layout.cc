@@ -51,7 +51,8 @@ Walk make_walk(const TensorPlan& p) {
       w.dims[0] = p.element_count();
       w.strides[0] = 0;
       break;
-    case Transform::kConvOIHWToOHWI: {
+    case Transform::kConvOIHWToOHWI:
+    case Transform::kNCHWToNHWC: {  // the same permute (0, 2, 3, 1)
       const int64_t o = s[0], ig = s[1], kh = s[2], kw = s[3];
       w.rank = 4;
       const uint64_t dims[] = {uint64_t(o), uint64_t(kh), uint64_t(kw), uint64_t(ig)};
@@ -908,6 +909,8 @@ Shape shape_of(const TensorPlan& p) {
     case Transform::kConvGroupedToDense:  // (to_dense, from_dense)
       break;
     case Transform::kConvOIHWToOHWI:
+    case Transform::kNCHWToNHWC:
+      s.transform = Transform::kConvOIHWToOHWI;  // the same permute
       s.outer = src[0], s.inner = src[1], s.spatial = src[2] * src[3];
       break;
     case Transform::kLinearFlattenToOHWC:
@@ -964,6 +967,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
       break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kLinearFlattenToOHWC:
+    case Transform::kNCHWToNHWC:  // shape_of() makes it kConvOIHWToOHWI
       for (uint64_t o = 0; o < s.outer; ++o) {
         const ptrdiff_t base = ptrdiff_t(o) * in_ch * sp;
         move(base, sp, base, in_ch, s.inner, s.spatial, false, 0);
@@ -1165,6 +1169,21 @@ TensorPlan plan_broadcast(uint64_t source_n, uint64_t n) {
   return {Transform::kBroadcast, TensorLayout::kVector, {1}, TensorLayout::kVector, {n}};
 }
 
+TensorPlan plan_feature_map(std::span<const uint64_t> s) {
+  if (s.size() == 2) {
+    return {Transform::kIdentity,
+            TensorLayout::kNCHW,
+            {s[0], s[1]},
+            TensorLayout::kNHWC,
+            {s[0], 1, 1, s[1]}};
+  }
+  return {Transform::kNCHWToNHWC,
+          TensorLayout::kNCHW,
+          {s[0], s[1], s[2], s[3]},
+          TensorLayout::kNHWC,
+          {s[0], s[2], s[3], s[1]}};
+}
+
 std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout source_layout,
                                            std::span<const uint64_t> src,
                                            TensorLayout stored_layout,
@@ -1245,6 +1264,14 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
       }
       return p;
     }
+    case Transform::kNCHWToNHWC:
+      if (!layouts_are(TensorLayout::kNCHW, TensorLayout::kNHWC)) {
+        return fail(why, "feature map transform needs layouts NCHW -> NHWC"), std::nullopt;
+      }
+      if (src.size() != 4 || !equal(dst, {src[0], src[2], src[3], src[1]})) {
+        return fail(why, "stored shape is not the NHWC permute of the NCHW source"), std::nullopt;
+      }
+      return p;
     case Transform::kLinearFlattenToOHWC:
       if (!layouts_are(TensorLayout::kOI, TensorLayout::kOHWI)) {
         return fail(why, "linear flatten transform needs layouts OI -> OHWI"), std::nullopt;

@@ -361,6 +361,7 @@ TensorPlan plan_role(const RoleSpec& spec, const ManifestLayer& layer, uint32_t 
     }
     case Transform::kBroadcast:
       return plan_broadcast(num_parameters, n);
+    case Transform::kNCHWToNHWC:  // probe files only (plan_feature_map)
     case Transform::kIdentity:
       break;
   }
@@ -493,13 +494,14 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
   const KindSpec* kind = nullptr;
   if (type && type->is_string()) {
     for (const KindSpec& k : mpsb::kKinds) {
-      if (k.name == type->get_ref<const std::string&>()) kind = &k;
+      if (mpsb::in_manifest(k) && k.name == type->get_ref<const std::string&>()) kind = &k;
     }
   }
   if (!kind) {
     std::string names;
-    for (const KindSpec& k : mpsb::kKinds)
-      names += (names.empty() ? "" : ", ") + std::string(k.name);
+    for (const KindSpec& k : mpsb::kKinds) {
+      if (mpsb::in_manifest(k)) names += (names.empty() ? "" : ", ") + std::string(k.name);
+    }
     top.error("type", (type ? "unknown layer type " +
                                   (type->is_string() ? quote(type->get_ref<const std::string&>())
                                                      : describe(*type)) +
@@ -537,6 +539,8 @@ std::optional<ManifestLayer> parse_layer(const json& v, size_t index,
     case ParamTable::kGroupNorm:
     case ParamTable::kChannels:
       params_ok = bind_norm(r, *kind, f, layer, &num_parameters);
+      break;
+    case ParamTable::kNone:  // not a manifest kind (in_manifest)
       break;
   }
   if (layer.activation == Activation::kPReLU) {

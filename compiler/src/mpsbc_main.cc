@@ -26,8 +26,9 @@ namespace {
 
 constexpr const char* kExitCodes = R"(Exit codes:
   0  ok
-  2  bad command line: unknown option, missing argument, bad alignment, or an
-     output path that is a folder or one of the inputs
+  2  bad command line: unknown option, missing argument, bad alignment, an
+     output path that is a folder or one of the inputs, or --check or
+     --probes-out on a manifest where no layer has a probe (nothing to check)
   3  bad input: the manifest or a .bin was rejected (every problem is listed)
   4  I/O error: a file could not be read or written
   5  --check: a layer's output is beyond the tolerance from PyTorch's probe)";
@@ -282,8 +283,10 @@ nlohmann::json kinds_json() {
                        {"stored_layout", mpsb::to_string(r.stored_layout)},
                        {"transform", mpsb::to_string(r.transform)}});
     }
+    // "manifest": false for the probe files' kind, which no manifest names.
     kinds.push_back({{"name", k.name},
-                     {"pytorch", k.pytorch},
+                     {"manifest", mpsb::in_manifest(k)},
+                     {"pytorch", k.pytorch.empty() ? json(nullptr) : json(k.pytorch)},
                      {"mps_data_source", k.mps_data_source},
                      {"mps_kernel", k.mps_kernel},
                      {"fused_activation", k.fused_activation},
@@ -317,8 +320,9 @@ void print_kinds() {
     for (const mpsb::FieldSpec& f : k.fields) {
       fields += (fields.empty() ? "" : ", ") + std::string(f.name);
     }
-    std::printf("%-18s %-20s %s\n", std::string(k.name).c_str(), std::string(k.pytorch).c_str(),
-                fields.c_str());
+    if (!mpsb::in_manifest(k)) fields = "(probe files only, not a manifest type)";
+    std::printf("%-18s %-20s %s\n", std::string(k.name).c_str(),
+                k.pytorch.empty() ? "-" : std::string(k.pytorch).c_str(), fields.c_str());
   }
   std::printf("\n%-18s %-20s %s\n", "activation", "pytorch", "params");
   for (const mpsb::ActivationSpec& a : mpsb::kActivations) {
@@ -353,6 +357,7 @@ int main(int argc, char** argv) {
   compile->footer(std::string(R"(Examples:
   mpsbc compile model/manifest.json -o model.mpsb
   mpsbc compile model/manifest.json -o model.mpsb --fold-batchnorm --check
+  mpsbc compile model/manifest.json -o model.mpsb --probes-out model.probes.mpsb
   mpsbc compile model/manifest.json -o model.mpsb --tensor-alignment 16384 -j 4
   mpsbc compile model/manifest.json -o model.mpsb --json -q > report.json
 
@@ -371,6 +376,12 @@ A progress bar is drawn on stderr when it is a terminal (not with -q).
       "run every probed layer on the CPU reference from the written bundle and "
       "compare with PyTorch's output; fail (exit 5, nothing written) above tolerance");
   add_check_options(compile, options);
+  compile
+      ->add_option("--probes-out", options.probes_out,
+                   "also write every probed layer's PyTorch input and output to this probe file, "
+                   "for `mpsb-dump BUNDLE --check FILE` without the manifest (replaced "
+                   "atomically, with the bundle)")
+      ->type_name("FILE");
   add_layer_options(compile, options, precision_text);
   // Test-only: proves --check tells a right layout from a wrong one.
   std::string mutation;

@@ -392,6 +392,8 @@ Result<FeatureMap> run_reference_unguarded(const Layer& layer, const FeatureMap&
       return run_group_norm(layer, input);
     case LayerKind::kPReLU:
       return run_prelu(layer, input);
+    case LayerKind::kProbe:
+      break;  // reference_output_shape refuses it first
   }
   return fail(layer, "unknown layer kind");
 }
@@ -477,6 +479,8 @@ Result<std::vector<uint64_t>> reference_output_shape(const Layer& layer,
       out = input_shape;
       break;
     }
+    case LayerKind::kProbe:
+      return failure("a probe file's layer is check data, not a layer to run");
     default:
       return failure("unknown layer kind");
   }

@@ -112,6 +112,9 @@ nb::dict params(const mpsb::Layer& l) {
       d["num_groups"] = n.num_groups;
       break;
     }
+    case mpsb::ParamTable::kNone:  // a probe file's layer: its tensors' shapes
+      d["table"] = "none";
+      break;
   }
   return d;
 }

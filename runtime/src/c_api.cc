@@ -32,8 +32,8 @@ static_assert(MPSB_ERROR_NON_ZERO_PADDING == static_cast<int>(Error::kNonZeroPad
 // added to mpsb/types.h and not to mpsb.h fails here.
 constexpr size_t count_after(int last) { return static_cast<size_t>(last) + 1; }
 static_assert(count_after(MPSB_DTYPE_UINT8) == mpsb::kDTypeCount);
-static_assert(count_after(MPSB_LAYER_PRELU) == mpsb::kLayerKindCount);
-static_assert(count_after(MPSB_ROLE_ACTIVATION_WEIGHT) == mpsb::kTensorRoleCount);
+static_assert(count_after(MPSB_LAYER_PROBE) == mpsb::kLayerKindCount);
+static_assert(count_after(MPSB_ROLE_PROBE_OUTPUT) == mpsb::kTensorRoleCount);
 static_assert(count_after(MPSB_ACTIVATION_PRELU) == mpsb::kActivationCount);
 static_assert(MPSB_LAYER_GROUP_NORM == static_cast<int>(mpsb::LayerKind::kGroupNorm));
 static_assert(MPSB_ACTIVATION_ELU == static_cast<int>(mpsb::Activation::kELU));

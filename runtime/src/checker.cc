@@ -169,6 +169,7 @@ class Checker {
   Status check_layers(std::vector<uint32_t>* network_order) {
     const auto& layers = *root_->layers();
     const uint32_t n = layers.size();
+    uint32_t probes = 0;
     network_order->assign(n, UINT32_MAX);
     for (uint32_t i = 0; i < n; ++i) {
       const fb::Layer* l = layers.Get(i);
@@ -191,6 +192,31 @@ class Checker {
       }
       (*network_order)[l->index()] = i;
       if (Status s = check_layer(*l, at); !s) return s;
+      probes += l->kind() == fb::LayerKind::Probe;
+    }
+    return check_probe_file(probes, n);
+  }
+
+  // A probe file (docs/FORMAT.md §8) holds probe layers only and names the
+  // model bundle it belongs to; a model bundle holds none.
+  Status check_probe_file(uint32_t probes, uint32_t layers) {
+    const fb::KeyValue* kv = nullptr;
+    if (const auto* md = root_->metadata()) kv = md->LookupByKey(text::kProbesForKey);
+    if (probes == 0 && !kv) return Ok{};
+    if (!kv) {
+      return fail(Error::kBadField,
+                  "probe layers in a bundle without metadata " + std::string(text::kProbesForKey));
+    }
+    if (probes != layers) {
+      return fail(Error::kBadField, "a probe file (metadata " + std::string(text::kProbesForKey) +
+                                        ") holds " + std::to_string(layers - probes) +
+                                        " layers that are not probes");
+    }
+    const std::string_view v = view(kv->value());
+    const bool hex = v.size() == 16 && v.find_first_not_of("0123456789abcdef") == v.npos;
+    if (!hex) {
+      return fail(Error::kBadField, "metadata " + std::string(text::kProbesForKey) + " is '" +
+                                        printable(v) + "', not 16 lowercase hex digits");
     }
     return Ok{};
   }
@@ -319,6 +345,8 @@ class Checker {
     Dims kernel;
     uint64_t out_channels = 0;
     uint64_t features = 0;
+    // A probe's batch size, set by its first feature map.
+    uint64_t batch = 0;
   };
 
   Status check_params(const fb::Layer& l, const KindSpec& kind, const std::string& at,
@@ -379,6 +407,12 @@ class Checker {
         shapes->features = p->num_features();
         return Ok{};
       }
+      case ParamTable::kNone:
+        if (l.conv() || l.linear() || l.norm()) {
+          return fail(Error::kBadField,
+                      at + ": a " + std::string(kind.name) + " layer has no parameter table");
+        }
+        return Ok{};
     }
     return fail(Error::kBadField, at + ": unknown parameter table");
   }
@@ -436,9 +470,21 @@ class Checker {
   }
 
   // The role's exact stored shape, element type and transform.
-  Status check_role(const fb::Tensor& t, const RoleSpec& spec, const Shapes& shapes,
+  Status check_role(const fb::Tensor& t, const RoleSpec& spec, Shapes& shapes,
                     const std::string& tat) {
+    const std::string_view role = to_string(spec.role);
+    const auto transform = static_cast<Transform>(t.transform());
+    // A conv weight may also be stored dense (check_legalized).
+    const bool dense_conv =
+        transform == Transform::kConvGroupedToDense && spec.transform == Transform::kConvOIHWToOHWI;
+    if (transform != spec.transform && transform != Transform::kIdentity && !dense_conv) {
+      return fail(Error::kBadField, tat + ": transform " + std::string(to_string(transform)) +
+                                        " does not apply to a " + std::string(role) + " tensor");
+    }
     Dims want;
+    if (spec.shape == StoredShape::kFeatureMap) {
+      if (Status s = feature_map_shape(t, spec, &shapes.batch, tat, &want); !s) return s;
+    }
     switch (spec.shape) {
       case StoredShape::kKernel:
         want = shapes.kernel;
@@ -455,9 +501,10 @@ class Checker {
       case StoredShape::kLookupTable:
         want = {256};
         break;
+      case StoredShape::kFeatureMap:
+        break;  // above
     }
     const auto& shape = *t.shape();
-    const std::string_view role = to_string(spec.role);
     if (!(shape.size() == want.n && std::equal(shape.begin(), shape.end(), want.d.begin()))) {
       return fail(Error::kSizeMismatch, tat + ": " + std::string(role) +
                                             " shape does not match the layer (" +
@@ -489,14 +536,33 @@ class Checker {
                                         std::string(to_string(spec.source_layout)) + " -> " +
                                         std::string(to_string(spec.stored_layout)));
     }
+    return Ok{};
+  }
+
+  // A probe's feature map: stored [N][H][W][C], the same N as the layer's
+  // other feature map; its source PyTorch's [N][C][H][W] (permuted) or a
+  // Linear's [N][F] (stored [N][1][1][F], Identity). Sets *want to the
+  // stored shape the source implies (none for another rank).
+  Status feature_map_shape(const fb::Tensor& t, const RoleSpec& spec, uint64_t* batch,
+                           const std::string& tat, Dims* want) {
+    const auto& src = *t.source_shape();
     const auto transform = static_cast<Transform>(t.transform());
-    // A conv weight may also be stored dense (check_legalized).
-    const bool dense_conv =
-        transform == Transform::kConvGroupedToDense && spec.transform == Transform::kConvOIHWToOHWI;
-    if (transform != spec.transform && transform != Transform::kIdentity && !dense_conv) {
-      return fail(Error::kBadField, tat + ": transform " + std::string(to_string(transform)) +
-                                        " does not apply to a " + std::string(role) + " tensor");
+    if (src.size() == 4) {
+      *want = {src.Get(0), src.Get(2), src.Get(3), src.Get(1)};
+    } else if (src.size() == 2) {
+      *want = {src.Get(0), 1, 1, src.Get(1)};
+    } else {
+      return Ok{};  // no shape matches: check_role reports it
     }
+    if ((src.size() == 4) != (transform == spec.transform)) {
+      return fail(Error::kBadField,
+                  tat + ": " + std::string(to_string(spec.role)) +
+                      (src.size() == 4 ? " from a [N, C, H, W] source needs transform "
+                                       : " from a [N, F] source needs transform identity, not ") +
+                      std::string(to_string(spec.transform)));
+    }
+    if (*batch == 0) *batch = want->d[0];
+    want->d[0] = *batch;
     return Ok{};
   }
 

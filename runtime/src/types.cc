@@ -1,6 +1,7 @@
 #include "mpsb/types.h"
 
 #include <array>
+#include <span>
 
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
@@ -23,6 +24,10 @@ static_assert(int(DType::kUInt8) == int(fb::DType::UInt8));
 static_assert(int(TensorLayout::kLookupTable) == int(fb::TensorLayout::LookupTable));
 static_assert(int(Transform::kBroadcast) == int(fb::Transform::Broadcast));
 static_assert(int(Transform::kConvGroupedToDense) == int(fb::Transform::ConvGroupedToDense));
+static_assert(int(Transform::kNCHWToNHWC) == int(fb::Transform::NCHWToNHWC));
+static_assert(int(TensorLayout::kNHWC) == int(fb::TensorLayout::NHWC));
+static_assert(int(LayerKind::kProbe) == int(fb::LayerKind::Probe));
+static_assert(int(TensorRole::kProbeOutput) == int(fb::TensorRole::ProbeOutput));
 static_assert(int(LayerKind::kGroupNorm) == int(fb::LayerKind::GroupNorm));
 static_assert(int(LayerKind::kPReLU) == int(fb::LayerKind::PReLU));
 static_assert(int(TensorRole::kActivationWeight) == int(fb::TensorRole::ActivationWeight));
@@ -32,8 +37,7 @@ static_assert(int(Quantization::kLookupTable) == int(fb::Quantization::LookupTab
 
 namespace {
 
-template <size_t N>
-constexpr bool all_named(const std::array<std::string_view, N>& names) {
+constexpr bool all_named(std::span<const std::string_view> names) {
   for (std::string_view n : names) {
     if (n.empty()) return false;
   }
@@ -43,13 +47,25 @@ constexpr bool all_named(const std::array<std::string_view, N>& names) {
 constexpr std::array<std::string_view, kDTypeCount> kDTypeNames = {"float32", "float16", "bfloat16",
                                                                    "uint8"};
 constexpr std::array<std::string_view, kTensorLayoutCount> kLayoutNames = {
-    "vector", "oihw", "iohw", "oi", "ohwi", "ohwi_rotated", "ranges", "lookup_table"};
+    "vector",       "oihw",   "iohw",         "oi",   "ohwi",
+    "ohwi_rotated", "ranges", "lookup_table", "nchw", "nhwc"};
 constexpr std::array<std::string_view, kTransformCount> kTransformNames = {
-    "identity",  "conv_oihw_to_ohwi",    "conv_transpose_to_ohwi_rotated", "linear_flatten_to_ohwc",
-    "broadcast", "conv_grouped_to_dense"};
-constexpr std::array<std::string_view, kTensorRoleCount> kRoleNames = {
-    "weight",           "bias", "running_mean", "running_var", "quant_ranges", "quant_lookup_table",
-    "activation_weight"};
+    "identity",
+    "conv_oihw_to_ohwi",
+    "conv_transpose_to_ohwi_rotated",
+    "linear_flatten_to_ohwc",
+    "broadcast",
+    "conv_grouped_to_dense",
+    "nchw_to_nhwc"};
+constexpr std::array<std::string_view, kTensorRoleCount> kRoleNames = {"weight",
+                                                                       "bias",
+                                                                       "running_mean",
+                                                                       "running_var",
+                                                                       "quant_ranges",
+                                                                       "quant_lookup_table",
+                                                                       "activation_weight",
+                                                                       "probe_input",
+                                                                       "probe_output"};
 constexpr std::array<std::string_view, kQuantizationCount> kQuantizationNames = {"none", "linear",
                                                                                  "lookup_table"};
 static_assert(all_named(kDTypeNames) && all_named(kLayoutNames) && all_named(kTransformNames) &&
@@ -59,7 +75,7 @@ static_assert(all_named(kDTypeNames) && all_named(kLayoutNames) && all_named(kTr
 template <typename E, size_t N>
 std::string_view name_of(E v, const std::array<std::string_view, N>& names) {
   const auto i = static_cast<size_t>(v);
-  return i < N ? names[i] : std::string_view("unknown");
+  return i < N && !names[i].empty() ? names[i] : std::string_view("unknown");
 }
 
 }  // namespace

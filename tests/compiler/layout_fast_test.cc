@@ -118,6 +118,8 @@ TEST_F(LayoutFastTest, MatchesNaiveReorderOnRandomShapes) {
           mpsbc::plan_linear_weight(r(1, 9), c * h * w, std::vector<uint64_t>{c, h, w}), rng);
       expect_all_sizes(mpsbc::plan_linear_weight(r(1, 9), r(1, 70), {}), rng);
       expect_all_sizes(mpsbc::plan_vector(r(1, 100)), rng);
+      // A probe file's feature maps: [N][C][H][W] -> [N][H][W][C].
+      expect_all_sizes(mpsbc::plan_feature_map(std::vector<uint64_t>{r(1, 3), c, h, w}), rng);
       if (::testing::Test::HasFatalFailure()) return;
     }
   });

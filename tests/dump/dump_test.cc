@@ -682,9 +682,8 @@ TEST(DumpStats, HistogramShowsGapsAndAllNaNHasNoRange) {
 
 // Compiles the example after `edit` changed a copy of it; returns the bundle.
 std::string compile_edited_example(const TempDir& dir, const std::function<void(json&)>& edit) {
-  for (const auto& e : fs::directory_iterator(kManifest.parent_path())) {
-    fs::copy_file(e.path(), dir / e.path().filename().string());
-  }
+  // The folder with its probes/ subfolder.
+  fs::copy(kManifest.parent_path(), dir.path(), fs::copy_options::recursive);
   json m = json::parse(std::ifstream(kManifest));
   edit(m);
   write_file(dir / "manifest.json", m.dump());

@@ -610,6 +610,8 @@ class FieldMutator {
       case StoredShape::kLookupTable:
         e.shape = {256};
         break;
+      case StoredShape::kFeatureMap:
+        break;  // a probe's shape follows its source's; left as mutated
     }
     return e;
   }

@@ -248,7 +248,7 @@ inline void walk_c_api(const mpsb_bundle* b) {
       require(info.rank <= MPSB_MAX_RANK && info.source_rank <= MPSB_MAX_RANK, "rank");
       touch(info.data, info.size);
     }
-    for (int r = MPSB_ROLE_WEIGHT; r <= MPSB_ROLE_ACTIVATION_WEIGHT; ++r) {
+    for (int r = MPSB_ROLE_WEIGHT; r <= MPSB_ROLE_PROBE_OUTPUT; ++r) {
       if (mpsb_layer_find_tensor(b, l, static_cast<mpsb_tensor_role>(r), &info) == MPSB_OK) {
         touch(info.data, info.size);
       }

@@ -577,5 +577,105 @@ TEST(VerifyRefusals, SegmentChecksum) {
       "<memory>: data segment checksum mismatch (padding or tensor bytes are corrupt)");
 }
 
+// A probe file (docs/FORMAT.md §7): one probe layer "c" whose input is a
+// [2, 4, 3, 5] map stored NHWC and whose output is a Linear's [2, 6].
+BundleSpec probe_file() {
+  BundleSpec s;
+  s.metadata = {{"mpsb.probes_for", "0123456789abcdef"}};
+  LayerSpec l;
+  l.name = "c";
+  l.kind = LayerKind::kProbe;
+  testing::TensorSpec in;
+  in.role = TensorRole::kProbeInput;
+  in.layout = TensorLayout::kNHWC;
+  in.source_layout = TensorLayout::kNCHW;
+  in.transform = Transform::kNCHWToNHWC;
+  in.source_shape = {2, 4, 3, 5};
+  in.shape = {2, 3, 5, 4};
+  testing::TensorSpec out = in;
+  out.role = TensorRole::kProbeOutput;
+  out.transform = Transform::kIdentity;
+  out.source_shape = {2, 6};
+  out.shape = {2, 1, 1, 6};
+  l.tensors = {in, out};
+  s.layers.push_back(l);
+  return s;
+}
+
+void run_probe_file(const Case& c) {
+  BundleSpec s = probe_file();
+  c.change(s);
+  const auto bytes = testing::build_bundle(s);
+  auto r = Bundle::from_memory(bytes.data(), bytes.size());
+  ASSERT_FALSE(r.ok()) << c.name << ": accepted";
+  EXPECT_EQ(r.error(), c.error) << c.name << ": " << r.message();
+  EXPECT_EQ(r.message(), "<memory>: " + c.message) << c.name;
+}
+
+TEST(CheckerRefusals, ProbeFileOpens) {
+  const auto bytes = testing::build_bundle(probe_file());
+  auto r = Bundle::from_memory(bytes.data(), bytes.size());
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->layer(0).kind(), LayerKind::kProbe);
+}
+
+TEST(CheckerRefusals, ProbeFileRules) {
+  run_probe_file({"no mpsb.probes_for", [](BundleSpec& s) { s.metadata.clear(); }, Error::kBadField,
+                  "probe layers in a bundle without metadata mpsb.probes_for"});
+  run_probe_file({"not hex",
+                  [](BundleSpec& s) {
+                    s.metadata = {{"mpsb.probes_for", "0123456789ABCDEF"}};
+                  },
+                  Error::kBadField,
+                  "metadata mpsb.probes_for is '0123456789ABCDEF', not 16 lowercase hex digits"});
+  run_probe_file({"too short",
+                  [](BundleSpec& s) {
+                    s.metadata = {{"mpsb.probes_for", "12"}};
+                  },
+                  Error::kBadField,
+                  "metadata mpsb.probes_for is '12', not 16 lowercase hex digits"});
+  run_probe_file({"a model layer in a probe file",
+                  [](BundleSpec& s) { s.layers.push_back(testing::conv_layer("d", 4, 8, 3)); },
+                  Error::kBadField,
+                  "a probe file (metadata mpsb.probes_for) holds 1 layers that are not probes"});
+  run_probe_file({"a parameter table",
+                  [](BundleSpec& s) { s.layers[0].conv = base().layers[0].conv; }, Error::kBadField,
+                  "layer 'c': a probe layer has no parameter table"});
+}
+
+TEST(CheckerRefusals, ProbeFeatureMapRules) {
+  run_probe_file({"other batch",
+                  [](BundleSpec& s) {
+                    s.layers[0].tensors[1].source_shape = {3, 6};
+                    s.layers[0].tensors[1].shape = {3, 1, 1, 6};
+                  },
+                  Error::kSizeMismatch,
+                  "layer 'c' tensor 1: probe_output shape does not match the layer "
+                  "([2, 1, 1, 6] expected, found [3, 1, 1, 6])"});
+  run_probe_file({"NCHW with identity",
+                  [](BundleSpec& s) { s.layers[0].tensors[0].transform = Transform::kIdentity; },
+                  Error::kBadField,
+                  "layer 'c' tensor 0: probe_input from a [N, C, H, W] source needs transform "
+                  "nchw_to_nhwc"});
+  run_probe_file({"[N, F] permuted",
+                  [](BundleSpec& s) { s.layers[0].tensors[1].transform = Transform::kNCHWToNHWC; },
+                  Error::kBadField,
+                  "layer 'c' tensor 1: probe_output from a [N, F] source needs transform "
+                  "identity, not nchw_to_nhwc"});
+  run_probe_file({"not permuted",
+                  [](BundleSpec& s) {
+                    s.layers[0].tensors[0].shape = {2, 4, 3, 5};
+                  },
+                  Error::kSizeMismatch,
+                  "layer 'c' tensor 0: probe_input shape does not match the layer ([2, 3, 5, 4] "
+                  "expected, found [2, 4, 3, 5])"});
+  run_probe_file({"float16", [](BundleSpec& s) { s.layers[0].tensors[0].dtype = DType::kFloat16; },
+                  Error::kSizeMismatch,
+                  "layer 'c' tensor 0: probe_input must be float32 (MPS reads float*), found "
+                  "float16"});
+  run_probe_file({"without output", [](BundleSpec& s) { s.layers[0].tensors.pop_back(); },
+                  Error::kBadField, "layer 'c': has no probe_output tensor (a probe needs one)"});
+}
+
 }  // namespace
 }  // namespace mpsb

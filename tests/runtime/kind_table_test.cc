@@ -29,6 +29,8 @@ using testing::TensorSpec;
 constexpr uint32_t kIn = 4, kOut = 8, kKernel = 3, kFeatures = 8, kGroups = 4;
 // A linear layer's flattened input [C, H, W].
 constexpr uint32_t kLinC = 4, kLinH = 2, kLinW = 3;
+// A probe's stored feature map [N][H][W][C].
+constexpr uint32_t kProbeN = 2, kProbeH = 3, kProbeW = 5;
 
 // The stored shape the table says a role has in layers built by valid_layer.
 std::vector<uint64_t> stored_shape(const KindSpec& kind, StoredShape s) {
@@ -45,6 +47,8 @@ std::vector<uint64_t> stored_shape(const KindSpec& kind, StoredShape s) {
       return {kOut, 2};
     case StoredShape::kLookupTable:
       return {256};
+    case StoredShape::kFeatureMap:
+      return {kProbeN, kProbeH, kProbeW, kFeatures};
   }
   return {};
 }
@@ -61,6 +65,9 @@ TensorSpec role_tensor(const KindSpec& kind, const RoleSpec& r) {
   if (r.transform == Transform::kBroadcast) {
     t.source_shape = {1};
     t.transform = Transform::kBroadcast;
+  } else if (r.shape == StoredShape::kFeatureMap) {
+    t.source_shape = {kProbeN, kFeatures, kProbeH, kProbeW};
+    t.transform = r.transform;
   } else {
     t.transform = r.transform;
   }
@@ -96,6 +103,8 @@ LayerSpec valid_layer(const KindSpec& kind) {
     case ParamTable::kChannels:
       l.norm = {kFeatures, 0.0f, 0};
       break;
+    case ParamTable::kNone:
+      break;
   }
   for (const RoleSpec& r : kind.roles) {
     if (r.presence == Presence::kRequired || r.presence == Presence::kOptional ||
@@ -109,6 +118,8 @@ LayerSpec valid_layer(const KindSpec& kind) {
 BundleSpec with(const LayerSpec& l) {
   BundleSpec s;
   s.layers.push_back(l);
+  // Probe layers live in probe files, which name their model bundle.
+  if (l.kind == LayerKind::kProbe) s.metadata = {{"mpsb.probes_for", "0123456789abcdef"}};
   return s;
 }
 
@@ -515,6 +526,12 @@ TEST(KindTable, ServedPointersCoverWhatTheyPromise) {
         break;
       }
       case Served::kNeuron:
+        break;
+      case Served::kNotServed:
+        // A probe file's layer is check data: no MPS object takes it.
+        EXPECT_EQ(ConvolutionSource::from(b, layer).error(), Error::kWrongLayerKind) << kind.name;
+        EXPECT_EQ(BatchNormSource::from(b, layer).error(), Error::kWrongLayerKind) << kind.name;
+        EXPECT_EQ(neuron(layer).error(), Error::kWrongLayerKind) << kind.name;
         break;
     }
     if (kind.fused_activation || kind.served == Served::kNeuron) {

@@ -242,6 +242,15 @@ std::vector<uint8_t> build_bundle(const BundleSpec& spec) {
         case ParamTable::kChannels:
           norm = fb::CreateNormParams(fbb, l.norm.num_features, l.norm.eps, l.norm.num_groups);
           break;
+        case ParamTable::kNone:
+          // Tests of a probe layer with a parameter table it must not have.
+          if (c.in_channels != 0) {
+            conv = fb::CreateConvParams(fbb, c.in_channels, c.out_channels, c.kernel_h, c.kernel_w,
+                                        c.stride_h, c.stride_w, c.padding_h, c.padding_w,
+                                        c.dilation_h, c.dilation_w, c.groups, c.output_padding_h,
+                                        c.output_padding_w);
+          }
+          break;
       }
     }
     layers.push_back(

@@ -1,5 +1,7 @@
-// --check MANIFEST: the compiler's check against PyTorch's probes, run on
-// a bundle that already exists.
+// --check MANIFEST or --check PROBES: the compiler's check against
+// PyTorch's probes, run on a bundle that already exists; the probes come
+// from a manifest and its .bin files or from a probe file (mpsbc compile
+// --probes-out), told apart by the file's first bytes, not its name.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -15,13 +17,22 @@ int run_check(const Options& o, std::ostream& out, std::ostream& err, const Styl
   options.check_tolerance = o.check_tolerance;
   options.fold_batchnorm = o.fold_batchnorm;
   options.allow_unknown_fields = o.allow_unknown_fields;
-  const mpsbc::CompileReport report = mpsbc::check_bundle(o.bundle_path, options);
+  const bool probe_file = mpsbc::is_mpsb_container(o.manifest);
+  if (probe_file && o.fold_batchnorm) {
+    err << "mpsb-dump: --fold-batchnorm goes with a manifest; a probe file already holds what "
+           "the folded layers must produce\n";
+    return kExitUsage;
+  }
+  const mpsbc::CompileReport report =
+      probe_file ? mpsbc::check_probes(o.bundle_path, o.manifest, o.check_tolerance)
+                 : mpsbc::check_bundle(o.bundle_path, options);
   // Diagnostic messages come escaped (compiler/src/diagnostics.h).
   for (const auto& d : report.diagnostics) err << "mpsb-dump: " << d.message << '\n';
   if (o.json) {
     ordered_json j = document("check");
     j["bundle"] = o.bundle_path;
     j["manifest"] = o.manifest;
+    j["probes"] = probe_file ? "probe_file" : "manifest";
     j["passed"] = report.ok();
     j["layers"] = ordered_json::array();
     for (const auto& c : report.checks) {
@@ -47,6 +58,8 @@ int run_check(const Options& o, std::ostream& out, std::ostream& err, const Styl
     out << (report.ok() ? style.green("OK") : style.red("FAILED")) << ": " << report.checks.size()
         << " layers checked against " << printable(o.manifest) << '\n';
   }
+  // Nothing to check is a usage error, never an OK.
+  if (report.exit_code == mpsbc::ExitCode::kUsage) return kExitUsage;
   return report.ok() ? kExitOk : kExitFailure;
 }
 

@@ -54,6 +54,13 @@ std::vector<std::pair<std::string_view, float>> activation_params(const Layer& l
   return p;
 }
 
+// A probe's feature channels in and out (the C of each stored [N][H][W][C]).
+std::pair<uint64_t, uint64_t> probe_channels(const Layer& l) {
+  const auto in = l.find(TensorRole::kProbeInput), out = l.find(TensorRole::kProbeOutput);
+  // Bundle::open guarantees both, four dimensions each.
+  return {in ? in->shape()[3] : 0, out ? out->shape()[3] : 0};
+}
+
 }  // namespace
 
 std::string channels_text(const Layer& l) {
@@ -70,6 +77,10 @@ std::string channels_text(const Layer& l) {
     case ParamTable::kGroupNorm:
     case ParamTable::kChannels:
       return fmt::format("{}", l.norm().num_features);
+    case ParamTable::kNone: {
+      const auto [in, out] = probe_channels(l);
+      return fmt::format("{}->{}", in, out);
+    }
   }
   return "";
 }
@@ -102,6 +113,10 @@ std::string params_text(const Layer& l) {
     case ParamTable::kChannels: {
       const uint64_t n = prelu_slopes(l);
       return fmt::format("{} slope{}", n, n == 1 ? "" : "s");
+    }
+    case ParamTable::kNone: {
+      const auto in = l.find(TensorRole::kProbeInput);
+      return fmt::format("batch {}", in ? in->shape()[0] : 0);
     }
   }
   return "";
@@ -163,6 +178,8 @@ void add_param_fields(Fields* f, const Layer& l) {
              fmt::format("{}", l.norm().num_features));
       return;
     }
+    case ParamTable::kNone:  // a probe: its tensors' shapes say it all
+      return;
   }
 }
 
@@ -225,6 +242,8 @@ ordered_json params_json(const Layer& l) {
     case ParamTable::kChannels:
       j["num_parameters"] = prelu_slopes(l);
       j[field_name(k, Slot::kNumFeatures, "num_channels")] = l.norm().num_features;
+      break;
+    case ParamTable::kNone:  // a probe: its tensors' shapes say it all
       break;
   }
   return j;

@@ -26,11 +26,13 @@ constexpr std::string_view kFooter = R"(Examples:
   mpsb-dump model.mpsb --extract conv1.weight -o w.bin
   mpsb-dump model.mpsb --verify
   mpsb-dump model.mpsb --buffers 256M         Metal no-copy buffer windows within a 256 MiB limit
+  mpsb-dump model.mpsb --check model.probes.mpsb
 
 Exit codes: 0 ok; 1 invalid or unreadable bundle, unknown layer or tensor,
 write failed, no --buffers plan (a tensor longer than MAX, a segment alignment
-below the page size); 2 bad command line. With --diff: 0 identical, 1 different,
-2 trouble (as diff(1)).)";
+below the page size), --check found a layer off or a probe file of another
+bundle; 2 bad command line, or --check with nothing to check. With --diff:
+0 identical, 1 different, 2 trouble (as diff(1)).)";
 
 const ModeSpec* mode_selected_by(Flag f) {
   for (const ModeSpec& m : kModes) {
@@ -167,9 +169,10 @@ std::optional<Options> parse_args(std::span<const std::string> args, std::ostrea
       app.add_flag("--verify", verify, "Check every checksum (reads the whole file)");
   opt[Flag::kCheck] =
       app.add_option("--check", o.manifest,
-                     "Run every layer that has a probe in MANIFEST (tools/export writes them) on "
-                     "the CPU reference with this bundle's weights and compare with PyTorch")
-          ->type_name("MANIFEST");
+                     "Run every layer that has a probe in MANIFEST (tools/export writes them), or "
+                     "every layer of a probe file (mpsbc compile --probes-out), on the CPU "
+                     "reference with this bundle's weights and compare with PyTorch")
+          ->type_name("MANIFEST|PROBES");
   opt[Flag::kCheckTolerance] =
       app.add_option("--check-tolerance", o.check_tolerance,
                      "With --check: largest max|ours - PyTorch| / max|PyTorch|")

@@ -70,6 +70,13 @@ struct CompileOptions {
   // for "weight") is a warning and ignored, instead of an error
   // (--allow-unknown-fields).
   bool allow_unknown_fields = false;
+  // Also write every probed layer's PyTorch input and output to this probe
+  // file (docs/FORMAT.md §8), which names the bundle by its segment
+  // checksum, so that `mpsb-dump BUNDLE --check FILE` needs neither the
+  // manifest nor a .bin. Written like the bundle (temporary file, rename)
+  // before the bundle replaces the output; when either fails neither is
+  // replaced. Empty: none.
+  std::string probes_out;
 };
 
 // Compiles options.manifest_path into options.output_path.
@@ -82,6 +89,19 @@ CompileReport compile(const CompileOptions& options);
 // (written before that field), where it folds each batch norm the bundle
 // lacks. Writes nothing.
 CompileReport check_bundle(const std::string& bundle_path, const CompileOptions& options);
+
+// --check from a probe file (CompileOptions::probes_out): every layer of the
+// probe file at `probes_path` run on the CPU reference with the weights of
+// the bundle at `bundle_path` and compared with its stored PyTorch output.
+// Needs no manifest and no .bin. A probe file of another bundle is refused
+// (kBadInput), one that checks nothing is kUsage. Writes nothing.
+CompileReport check_probes(const std::string& bundle_path, const std::string& probes_path,
+                           std::optional<double> tolerance);
+
+// Whether the file at `path` starts as an mpsb container does (the
+// identifier "MPSB" after the size prefix and root offset): what tells a
+// probe file from a manifest, whatever its name.
+bool is_mpsb_container(const std::string& path);
 
 // Validates the options, the manifest and every .bin and plans the bundle
 // (so file_size is filled), without writing anything. A non-empty

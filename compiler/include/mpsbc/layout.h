@@ -18,6 +18,7 @@
 //   Linear after flatten of [C][H][W]: [out][C*H*W] -> [out][H][W][C]
 //   Linear on a vector: [out][in] -> [out][1][1][in], same bytes
 //   vectors: unchanged; a one-element vector broadcast to [C] (PReLU)
+//   probe feature map [N][C][H][W] -> [N][H][W][C]          permute (0,2,3,1)
 // All functions are pure and thread-safe.
 
 #ifndef MPSBC_LAYOUT_H_
@@ -66,6 +67,11 @@ TensorPlan plan_vector(uint64_t n);
 // broadcast of the one value, or the vector unchanged. nn.PReLU with
 // num_parameters=1 has one slope; MPS takes one per feature channel.
 TensorPlan plan_broadcast(uint64_t source_n, uint64_t n);
+
+// A probe's feature map as PyTorch gives it: [N, C, H, W] stored NHWC
+// (permute), or a Linear's [N, F] stored [N][1][1][F] (Identity).
+// REQUIRES: shape has 2 or 4 dimensions, all > 0.
+TensorPlan plan_feature_map(std::span<const uint64_t> shape);
 
 // Rebuilds the plan a compiler used from what a bundle records. Returns
 // nullopt (and sets *why) when the shapes do not fit the transform.

@@ -33,8 +33,9 @@ enum class ParamTable : uint8_t {
   kNorm,       // NormParams: num_features, eps
   kGroupNorm,  // NormParams with num_groups, which divides num_features
   kChannels,   // NormParams.num_features alone: the feature channels (PReLU)
+  kNone,       // no parameter table: a probe's shapes are its tensors' own
 };
-inline constexpr size_t kParamTableCount = 5;
+inline constexpr size_t kParamTableCount = 6;
 
 // When a role's tensor is in a layer.
 enum class Presence : uint8_t {
@@ -52,6 +53,7 @@ enum class StoredShape : uint8_t {
   kFeatures,     // [num_features]
   kRanges,       // [O][2]: uint8 {min, max} per output channel
   kLookupTable,  // [256]
+  kFeatureMap,   // a probe's [N][H][W][C], the same N for input and output
 };
 
 // The element types a role may be stored as.
@@ -132,6 +134,7 @@ enum class Served : uint8_t {
   kInstanceNorm,  // InstanceNormSource
   kGroupNorm,     // GroupNormSource
   kNeuron,        // neuron() with per-channel data (no data source object)
+  kNotServed,     // a probe file's check data, never handed to MPS
 };
 
 struct KindSpec {
@@ -225,6 +228,15 @@ inline constexpr RoleSpec kBatchNormRoles[] = {
     {R::kActivationWeight, "activation_weight", P::kFusedPReLU, L::kVector, L::kVector,
      T::kBroadcast, S::kFeatures, D::kFloat32},
 };
+// A probe's feature maps: PyTorch's [N][C][H][W] stored as MPSImage's
+// [N][H][W][C]; a Linear's [N][F] is [N][1][1][F], the same bytes
+// (Identity).
+inline constexpr RoleSpec kProbeRoles[] = {
+    {R::kProbeInput, "", P::kRequired, L::kNCHW, L::kNHWC, T::kNCHWToNHWC, S::kFeatureMap,
+     D::kFloat32},
+    {R::kProbeOutput, "", P::kRequired, L::kNCHW, L::kNHWC, T::kNCHWToNHWC, S::kFeatureMap,
+     D::kFloat32},
+};
 inline constexpr RoleSpec kPReLURoles[] = {
     {R::kWeight, "weight", P::kRequired, L::kVector, L::kVector, T::kBroadcast, S::kFeatures,
      D::kFloat32},
@@ -307,6 +319,18 @@ inline constexpr std::array<KindSpec, kLayerKindCount> kKinds = {{
     {LayerKind::kPReLU, "prelu", "nn.PReLU", ParamTable::kChannels, Served::kNeuron,
      "MPSNNNeuronDescriptor (cnnNeuronPReLUDescriptorWithData:noCopy:)", "MPSCNNNeuronPReLU", false,
      false, kinds_detail::kPReLUFields, kinds_detail::kPReLURoles},
+    // Only in probe files (docs/FORMAT.md §8): no manifest type, no fields.
+    {LayerKind::kProbe,
+     "probe",
+     "",
+     ParamTable::kNone,
+     Served::kNotServed,
+     "",
+     "",
+     false,
+     false,
+     {},
+     kinds_detail::kProbeRoles},
 }};
 
 inline constexpr std::array<ActivationSpec, kActivationCount> kActivations = {{
@@ -330,6 +354,10 @@ inline constexpr std::array<ActivationSpec, kActivationCount> kActivations = {{
     {Activation::kPReLU, "prelu", "nn.PReLU", 10, {}, {}, {}, {}},
 }};
 
+// Whether a manifest may name the kind as a layer "type": every kind but
+// Probe, which only probe files hold and which has no manifest fields.
+constexpr bool in_manifest(const KindSpec& k) { return !k.fields.empty(); }
+
 // REQUIRES: the value is in range (Bundle::open guarantees it for layers).
 constexpr const KindSpec& kind_spec(LayerKind k) { return kKinds[static_cast<size_t>(k)]; }
 constexpr const ActivationSpec& activation_spec(Activation a) {
@@ -349,7 +377,8 @@ namespace kinds_detail {
 constexpr bool kinds_in_order() {
   for (size_t i = 0; i < kKinds.size(); ++i) {
     if (static_cast<size_t>(kKinds[i].kind) != i || kKinds[i].name.empty() ||
-        kKinds[i].roles.empty() || kKinds[i].fields.empty()) {
+        kKinds[i].roles.empty() ||
+        kKinds[i].fields.empty() != (kKinds[i].kind == LayerKind::kProbe)) {
       return false;
     }
   }

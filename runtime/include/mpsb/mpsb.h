@@ -83,7 +83,8 @@ typedef enum mpsb_layer_kind {
   MPSB_LAYER_BATCH_NORM2D = 3,
   MPSB_LAYER_INSTANCE_NORM2D = 4,
   MPSB_LAYER_GROUP_NORM = 5, /* nn.GroupNorm: mpsb_layer_norm_descriptor */
-  MPSB_LAYER_PRELU = 6       /* nn.PReLU: mpsb_layer_neuron */
+  MPSB_LAYER_PRELU = 6,      /* nn.PReLU: mpsb_layer_neuron */
+  MPSB_LAYER_PROBE = 7       /* probe files only: a layer's PyTorch input and output */
 } mpsb_layer_kind;
 
 typedef enum mpsb_tensor_role {
@@ -93,7 +94,9 @@ typedef enum mpsb_tensor_role {
   MPSB_ROLE_RUNNING_VAR = 3,
   MPSB_ROLE_QUANT_RANGES = 4,
   MPSB_ROLE_QUANT_LOOKUP_TABLE = 5,
-  MPSB_ROLE_ACTIVATION_WEIGHT = 6 /* per-output-channel slopes of a fused PReLU */
+  MPSB_ROLE_ACTIVATION_WEIGHT = 6, /* per-output-channel slopes of a fused PReLU */
+  MPSB_ROLE_PROBE_INPUT = 7,       /* a probe layer's input, float32 [N][H][W][C] */
+  MPSB_ROLE_PROBE_OUTPUT = 8       /* a probe layer's output, float32 [N][H][W][C] */
 } mpsb_tensor_role;
 
 typedef enum mpsb_activation {

@@ -25,6 +25,8 @@ enum class TensorLayout : uint8_t {
   kOHWIRotated = 5,  // MPS transposed convolution weight, kernel rotated 180°
   kRanges = 6,       // uint8 per-output-channel [O][2] {min, max}
   kLookupTable = 7,  // uint8 lookup table [256]
+  kNCHW = 8,         // PyTorch feature map [N][C][H][W] (a probe's source)
+  kNHWC = 9,         // MPSImage feature map [N][H][W][C] (a stored probe)
 };
 
 // How stored bytes derive from the source tensor; see compiler's layout.h.
@@ -36,6 +38,7 @@ enum class Transform : uint8_t {
   kBroadcast = 4,  // a one-element source repeated to the stored length
   // Grouped conv stored dense, block diagonal, zeros elsewhere (--legalize)
   kConvGroupedToDense = 5,
+  kNCHWToNHWC = 6,  // feature map permute (0, 2, 3, 1): a probe
 };
 
 enum class LayerKind : uint8_t {
@@ -46,6 +49,7 @@ enum class LayerKind : uint8_t {
   kInstanceNorm2d = 4,
   kGroupNorm = 5,
   kPReLU = 6,
+  kProbe = 7,  // a layer's PyTorch input and output, in probe files only
 };
 
 enum class TensorRole : uint8_t {
@@ -56,6 +60,8 @@ enum class TensorRole : uint8_t {
   kQuantRanges = 4,
   kQuantLookupTable = 5,
   kActivationWeight = 6,  // per-output-channel slopes of a fused PReLU
+  kProbeInput = 7,        // a probe layer's input feature map
+  kProbeOutput = 8,       // a probe layer's output feature map
 };
 
 enum class Activation : uint8_t {
@@ -78,10 +84,10 @@ enum class Quantization : uint8_t { kNone = 0, kLinear = 1, kLookupTable = 2 };
 // last value, so a value added to the schema but not here (or to a table
 // sized by these counts) fails the build.
 inline constexpr size_t kDTypeCount = 4;
-inline constexpr size_t kTensorLayoutCount = 8;
-inline constexpr size_t kTransformCount = 6;
-inline constexpr size_t kLayerKindCount = 7;
-inline constexpr size_t kTensorRoleCount = 7;
+inline constexpr size_t kTensorLayoutCount = 10;
+inline constexpr size_t kTransformCount = 7;
+inline constexpr size_t kLayerKindCount = 8;
+inline constexpr size_t kTensorRoleCount = 9;
 inline constexpr size_t kActivationCount = 11;
 inline constexpr size_t kQuantizationCount = 3;
 
