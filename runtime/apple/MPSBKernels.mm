@@ -326,6 +326,14 @@ MPSBPadding *NewPadding(const mpsb::Layer &layer) {
 
 }  // namespace
 
+// A probe file's layers hold PyTorch's feature maps (docs/FORMAT.md §7),
+// nothing MPS runs.
+static std::string ProbeIsNoKernel(const mpsb::Layer &layer) {
+  return "layer '" + std::string(layer.name()) +
+         "' is a probe (a probe file holds PyTorch's input and output of a layer, not a layer "
+         "to run)";
+}
+
 @implementation MPSBBundle (MPSBKernels)
 
 - (MPSBPadding *)paddingForLayer:(NSString *)layerName error:(NSError **)error {
@@ -473,6 +481,9 @@ MPSBPadding *NewPadding(const mpsb::Layer &layer) {
 #endif
     case mpsb::LayerKind::kPReLU:
       return [self preluKernelForLayer:layerName device:device error:error];
+    case mpsb::LayerKind::kProbe:
+      SetError(error, mpsb::Error::kInvalidArgument, ProbeIsNoKernel(*layer));
+      return nil;
   }
   SetError(error, mpsb::Error::kInvalidArgument,
            "layer '" + std::string(layer->name()) + "' is a " +
@@ -544,6 +555,9 @@ MPSBPadding *NewPadding(const mpsb::Layer &layer) {
       node = [MPSCNNNeuronPReLUNode nodeWithSource:sourceNode aData:[d data]];
       break;
     }
+    case mpsb::LayerKind::kProbe:
+      SetError(error, mpsb::Error::kInvalidArgument, ProbeIsNoKernel(*layer));
+      return nil;
   }
   if (node == nil) {
     SetError(error, mpsb::Error::kInvalidArgument,

@@ -853,6 +853,9 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
         CheckInstanceNorm(bundle, ref, layer);
         CheckOtherKernel(bundle, layer);
         break;
+      case mpsb::LayerKind::kProbe:
+        CHECK(!"a model bundle holds no probe layers");
+        break;
     }
   }
 

@@ -57,11 +57,9 @@ namespace {
 
 using mpsb::device_check::FeatureMap;
 
-// Probe roles and kind (docs/FORMAT.md, probe files: TensorRole 7 and 8,
-// LayerKind 7), by value so this builds on either side of their addition
-// to mpsb/types.h.
-constexpr auto kProbeInput = static_cast<mpsb::TensorRole>(7);
-constexpr auto kProbeOutput = static_cast<mpsb::TensorRole>(8);
+// Probe files (docs/FORMAT.md §7).
+constexpr auto kProbeInput = mpsb::TensorRole::kProbeInput;
+constexpr auto kProbeOutput = mpsb::TensorRole::kProbeOutput;
 constexpr const char *kProbesForKey = "mpsb.probes_for";
 
 struct Row {
