@@ -100,16 +100,21 @@ TEST(CliTest, CheckWritesNothingAndJsonReports) {
       << bad.err;
 }
 
+// Misspelt fields are warnings only with this flag (errors by default:
+// strict_manifest_test.cc).
+constexpr const char* kAllow = " --allow-unknown-fields";
+
 TEST(CliTest, QuietHidesWarnings) {
   ModelBuilder m;
   m.add_conv("c", 8, 8, 1, 1);
-  m.layer(0)["padidng"] = 1;  // misspelt: a warning
+  m.layer(0)["padidng"] = 1;  // misspelt: a warning with --allow-unknown-fields
   const auto manifest = m.write_manifest();
-  const auto loud = run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")));
+  const auto loud =
+      run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")) + kAllow);
   EXPECT_EQ(loud.exit_code, 0);
   EXPECT_NE(loud.err.find("/layers/0/padidng: warning: "), std::string::npos) << loud.err;
   const auto quiet =
-      run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")) + " --quiet");
+      run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")) + " --quiet" + kAllow);
   EXPECT_EQ(quiet.exit_code, 0);
   EXPECT_EQ(quiet.err, "");
   EXPECT_EQ(quiet.out, "");
@@ -118,20 +123,21 @@ TEST(CliTest, QuietHidesWarnings) {
 TEST(CliTest, WarningsAndErrorsAreCountedAtTheEnd) {
   ModelBuilder m;
   m.add_conv("c", 8, 8, 1, 1);
-  m.layer(0)["padidng"] = 1;  // misspelt: a warning
+  m.layer(0)["padidng"] = 1;  // misspelt: a warning with --allow-unknown-fields
   m.add_conv("d", 8, 8, 1, 1);
   m.layer(1)["strdie"] = 1;
   const auto manifest = m.write_manifest();
-  const auto warned = run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")));
+  const auto warned =
+      run_mpsbc(m, "compile " + q(manifest) + " -o " + q(m.path("out.mpsb")) + kAllow);
   EXPECT_EQ(warned.exit_code, 0);
   EXPECT_TRUE(warned.err.ends_with("\nmpsbc: 2 warnings, 0 errors\n")) << warned.err;
   m.layer(1)["groups"] = 3;  // 8 is not divisible by 3: two errors
   m.write_manifest();
-  const auto failed = run_mpsbc(m, "check " + q(manifest));
+  const auto failed = run_mpsbc(m, "check " + q(manifest) + kAllow);
   EXPECT_EQ(failed.exit_code, int(mpsbc::ExitCode::kBadInput));
   EXPECT_TRUE(failed.err.ends_with("\nmpsbc: 2 warnings, 2 errors\n")) << failed.err;
   // --quiet keeps the count only when there are errors.
-  const auto quiet = run_mpsbc(m, "check " + q(manifest) + " -q");
+  const auto quiet = run_mpsbc(m, "check " + q(manifest) + " -q" + kAllow);
   EXPECT_EQ(quiet.err.find("warning:"), std::string::npos) << quiet.err;
   EXPECT_TRUE(quiet.err.ends_with("\nmpsbc: 2 warnings, 2 errors\n")) << quiet.err;
 }
