@@ -13,6 +13,7 @@
 // MPSBBundle.mm, so the file also compiles under ARC.
 
 #import "MPSBBuffers.h"
+#import "MPSBInternal.h"
 
 #include <unistd.h>
 
@@ -26,25 +27,9 @@
 #include "mpsb/bundle.h"
 #include "mpsb/result.h"
 
-#if defined(__has_feature) && __has_feature(objc_arc)
-#define MPSB_RETAIN(x) (x)
-#define MPSB_RELEASE(x) ((void)0)
-#define MPSB_AUTORELEASE(x) (x)
-#define MPSB_SUPER_DEALLOC() ((void)0)
-#else
-#define MPSB_RETAIN(x) [(x) retain]
-#define MPSB_RELEASE(x) [(x) release]
-#define MPSB_AUTORELEASE(x) [(x) autorelease]
-#define MPSB_SUPER_DEALLOC() [super dealloc]
-#endif
-
-using SharedBundle = std::shared_ptr<const mpsb::Bundle>;
-
-// Implemented in MPSBBundle.mm: the address of the MPSBBundle's share of
-// the mapping (a SharedBundle), valid while the MPSBBundle lives.
-@interface MPSBBundle (MPSBSharedMapping)
-- (const void *)mpsbSharedBundle;
-@end
+using mpsb_apple::SetError;
+using mpsb_apple::StringFromNSString;
+using mpsb_apple::SharedBundle;
 
 struct MPSBBufferSetState {
   SharedBundle bundle;
@@ -52,21 +37,6 @@ struct MPSBBufferSetState {
 };
 
 namespace {
-
-void SetError(NSError **error, mpsb::Error code, const std::string &message) {
-  if (error == NULL) return;
-  NSString *text = [NSString stringWithUTF8String:message.c_str()];
-  NSDictionary *info = [NSDictionary dictionaryWithObject:(text != nil ? text : @"")
-                                                   forKey:NSLocalizedDescriptionKey];
-  *error = [NSError errorWithDomain:MPSBErrorDomain
-                               code:static_cast<NSInteger>(code)
-                           userInfo:info];
-}
-
-std::string StringFromNSString(NSString *s) {
-  const char *utf8 = [s UTF8String];
-  return utf8 ? std::string(utf8) : std::string();
-}
 
 #if defined(__has_feature) && __has_feature(blocks)
 // A deallocator block that owns one share of the mapping and drops it when
@@ -146,7 +116,7 @@ NSUInteger SystemPageSize() {
     SetError(error, mpsb::Error::kInvalidArgument, "bundle and device must not be nil");
     return nil;
   }
-  const SharedBundle &shared = *static_cast<const SharedBundle *>([bundle mpsbSharedBundle]);
+  const SharedBundle &shared = *[bundle sharedBundle];
   const NSUInteger page = SystemPageSize();
   mpsb::Result<mpsb::BufferPlan> plan = mpsb::BufferPlan::make(*shared, maxBufferLength, page);
   if (!plan) {

@@ -41,18 +41,6 @@
 #include "mpsb/sources.h"
 #include "mpsb/types.h"
 
-#if defined(__has_feature) && __has_feature(objc_arc)
-#define MPSB_RETAIN(x) (x)
-#define MPSB_RELEASE(x) ((void)0)
-#define MPSB_AUTORELEASE(x) (x)
-#define MPSB_SUPER_DEALLOC() ((void)0)
-#else
-#define MPSB_RETAIN(x) [(x) retain]
-#define MPSB_RELEASE(x) [(x) release]
-#define MPSB_AUTORELEASE(x) [(x) autorelease]
-#define MPSB_SUPER_DEALLOC() [super dealloc]
-#endif
-
 NSString *const MPSBErrorDomain = @"MPSBErrorDomain";
 
 namespace mpsb_apple {
@@ -345,10 +333,6 @@ struct MPSBGroupNormState {
 
 @interface MPSBBundle ()
 - (instancetype)initPrivate;
-// The MPSBBundle's share of the mapping (a const SharedBundle *), for the
-// buffers of MPSBBuffers.mm, which declares it as a category; valid while
-// the MPSBBundle lives.
-- (const void *)mpsbSharedBundle;
 @end
 
 @interface MPSBConvolutionDataSource ()
@@ -427,10 +411,6 @@ MPSB_UNAVAILABLE_INIT
 
 - (const void *)segmentBytes {
   return _state->bundle->segment().data();
-}
-
-- (const void *)mpsbSharedBundle {
-  return &_state->bundle;
 }
 
 - (NSUInteger)segmentLength {

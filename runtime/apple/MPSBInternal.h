@@ -1,5 +1,5 @@
 // What MPSBBundle.mm shares with the other Objective-C++ files of
-// runtime/apple (MPSBKernels.mm). Not part of the public interface: it
+// runtime/apple (MPSBKernels.mm, MPSBBuffers.mm). Not part of the public interface: it
 // needs C++ and the runtime's headers.
 
 #ifndef MPSB_APPLE_MPSBINTERNAL_H_
@@ -13,6 +13,19 @@
 
 #include "mpsb/bundle.h"
 #include "mpsb/result.h"
+
+// Memory management that reads the same under ARC and manual retain/release.
+#if defined(__has_feature) && __has_feature(objc_arc)
+#define MPSB_RETAIN(x) (x)
+#define MPSB_RELEASE(x) ((void)0)
+#define MPSB_AUTORELEASE(x) (x)
+#define MPSB_SUPER_DEALLOC() ((void)0)
+#else
+#define MPSB_RETAIN(x) [(x) retain]
+#define MPSB_RELEASE(x) [(x) release]
+#define MPSB_AUTORELEASE(x) [(x) autorelease]
+#define MPSB_SUPER_DEALLOC() [super dealloc]
+#endif
 
 namespace mpsb_apple {
 

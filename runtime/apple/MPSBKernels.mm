@@ -23,18 +23,6 @@
 #include "mpsb/sources.h"
 #include "mpsb/types.h"
 
-#if defined(__has_feature) && __has_feature(objc_arc)
-#define MPSB_RETAIN(x) (x)
-#define MPSB_RELEASE(x) ((void)0)
-#define MPSB_AUTORELEASE(x) (x)
-#define MPSB_SUPER_DEALLOC() ((void)0)
-#else
-#define MPSB_RETAIN(x) [(x) retain]
-#define MPSB_RELEASE(x) [(x) release]
-#define MPSB_AUTORELEASE(x) [(x) autorelease]
-#define MPSB_SUPER_DEALLOC() [super dealloc]
-#endif
-
 using mpsb_apple::SetError;
 using mpsb_apple::StringFromNSString;
 using mpsb_apple::StringFromView;

@@ -102,6 +102,24 @@ void fill(const Tensor& t, mpsb_tensor_info* out) {
   out->data = t.data();
 }
 
+// *out = a new handle made of `before...` and r's value (message ""), or
+// r's error in `message` and *out untouched.
+template <typename Handle, typename T, typename... Before>
+mpsb_status hand_out(mpsb::Result<T> r, Handle** out, char* message, size_t message_size,
+                     Before&&... before) {
+  if (!r.ok()) {
+    copy_message(r.message(), message, message_size);
+    return status_of(r.error());
+  }
+  *out = new (std::nothrow) Handle(std::forward<Before>(before)..., std::move(r).value());
+  if (!*out) {
+    copy_message("out of memory", message, message_size);
+    return MPSB_ERROR_IO;
+  }
+  copy_message("", message, message_size);
+  return MPSB_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -123,18 +141,7 @@ mpsb_status mpsb_bundle_open(const char* path, unsigned flags, mpsb_bundle** out
   }
   mpsb::OpenOptions options;
   options.verify_checksums = (flags & MPSB_OPEN_VERIFY) != 0;
-  auto r = Bundle::open(path, options);
-  if (!r.ok()) {
-    copy_message(r.message(), message, message_size);
-    return status_of(r.error());
-  }
-  *out = new (std::nothrow) mpsb_bundle(std::move(r).value());
-  if (!*out) {
-    copy_message("out of memory", message, message_size);
-    return MPSB_ERROR_IO;
-  }
-  copy_message("", message, message_size);
-  return MPSB_OK;
+  return hand_out(Bundle::open(path, options), out, message, message_size);
 }
 
 void mpsb_bundle_free(mpsb_bundle* bundle) { delete bundle; }
@@ -346,18 +353,8 @@ mpsb_status mpsb_buffer_plan_create(const mpsb_bundle* bundle, uint64_t max_buff
     copy_message("mpsb_buffer_plan_create: bundle and out must not be NULL", message, message_size);
     return MPSB_ERROR_INVALID_ARGUMENT;
   }
-  auto r = mpsb::BufferPlan::make(bundle->bundle, max_buffer_length, page_size);
-  if (!r.ok()) {
-    copy_message(r.message(), message, message_size);
-    return status_of(r.error());
-  }
-  *out = new (std::nothrow) mpsb_buffer_plan(bundle, std::move(r).value());
-  if (!*out) {
-    copy_message("out of memory", message, message_size);
-    return MPSB_ERROR_IO;
-  }
-  copy_message("", message, message_size);
-  return MPSB_OK;
+  return hand_out(mpsb::BufferPlan::make(bundle->bundle, max_buffer_length, page_size), out,
+                  message, message_size, bundle);
 }
 
 void mpsb_buffer_plan_free(mpsb_buffer_plan* plan) { delete plan; }
