@@ -64,6 +64,17 @@ void naive_reorder(const mpsbc::TensorPlan& p, const T* src, T* dst) {
                   src[((o * Ig + i) * H + h) * W + w];
       return;
     }
+    case mpsb::Transform::kConvTransposeGroupedToDenseRotated: {
+      const uint64_t I = s[0], Og = s[1], H = s[2], W = s[3], O = d[0], Ig = I / (O / Og);
+      for (uint64_t k = 0; k < p.element_count(); ++k) dst[k] = T{0};
+      for (uint64_t o = 0; o < O; ++o)
+        for (uint64_t h = 0; h < H; ++h)
+          for (uint64_t w = 0; w < W; ++w)
+            for (uint64_t i = 0; i < Ig; ++i)
+              dst[((o * H + h) * W + w) * I + o / Og * Ig + i] =
+                  src[((o / Og * Ig + i) * Og + o % Og) * H * W + (H - 1 - h) * W + (W - 1 - w)];
+      return;
+    }
     case mpsb::Transform::kLinearFlattenToOHWC: {
       const uint64_t O = d[0], H = d[1], W = d[2], C = d[3];
       for (uint64_t o = 0; o < O; ++o)

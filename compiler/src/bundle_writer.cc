@@ -203,7 +203,8 @@ std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan)
     const uint64_t per = std::max<uint64_t>(1, kPieceBytes / std::max<uint64_t>(1, t.size / rows));
     // A grouped conv stored dense is one piece: where a row's block lies
     // depends on its output channel's group.
-    if (rows <= per || t.plan.transform == Transform::kConvGroupedToDense) {
+    if (rows <= per || t.plan.transform == Transform::kConvGroupedToDense ||
+        t.plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
       pieces.push_back({k, 0, rows, true});
       continue;
     }
@@ -234,6 +235,7 @@ TensorPlan piece_plan(const ManifestTensor& t, const Piece& piece) {
       break;
     case Transform::kBroadcast:           // synthesized whole (a vector of slopes)
     case Transform::kConvGroupedToDense:  // always whole (make_pieces)
+    case Transform::kConvTransposeGroupedToDenseRotated:
       break;
     case Transform::kConvOIHWToOHWI:
       p.source_shape[0] = p.stored_shape[0] = n;
@@ -456,6 +458,24 @@ void mutate(Mutation m, const TensorPlan& plan, const std::byte* src, std::byte*
         for (uint64_t k = 0; k < sp; ++k) {
           std::memcpy(stored + ((o * sp + k) * in + block + i) * elem,
                       src + ((o * ig + i) * sp + k) * elem, elem);
+        }
+      }
+    }
+  }
+  if (m == Mutation::kWrongBlock &&
+      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+    // Each output channel's rotated kernel in the next group's input
+    // channels.
+    const auto& src_shape = plan.source_shape;
+    const uint64_t in = src_shape[0], og = src_shape[1], sp = src_shape[2] * src_shape[3];
+    const uint64_t out = plan.stored_shape[0], groups = out / og, ig = in / groups;
+    std::memset(stored, 0, out * sp * in * elem);
+    for (uint64_t o = 0; o < out; ++o) {
+      const uint64_t block = (o / og + 1) % groups * ig;
+      for (uint64_t i = 0; i < ig; ++i) {
+        for (uint64_t k = 0; k < sp; ++k) {
+          std::memcpy(stored + ((o * sp + k) * in + block + i) * elem,
+                      src + (((o / og * ig + i) * og + o % og) * sp + (sp - 1 - k)) * elem, elem);
         }
       }
     }

@@ -75,6 +75,7 @@ Walk make_walk(const TensorPlan& p) {
       break;
     }
     case Transform::kConvGroupedToDense:
+    case Transform::kConvTransposeGroupedToDenseRotated:
       break;  // zeros have no source element: source_index() handles it
     case Transform::kLinearFlattenToOHWC: {
       // stored [out][H][W][C]; source [out][C][H][W].
@@ -907,6 +908,7 @@ Shape shape_of(const TensorPlan& p) {
     case Transform::kIdentity:
     case Transform::kBroadcast:           // apply() and invert() handle them before
     case Transform::kConvGroupedToDense:  // (to_dense, from_dense)
+    case Transform::kConvTransposeGroupedToDenseRotated:
       break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kNCHWToNHWC:
@@ -964,6 +966,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
     case Transform::kIdentity:
     case Transform::kBroadcast:
     case Transform::kConvGroupedToDense:
+    case Transform::kConvTransposeGroupedToDenseRotated:
       break;
     case Transform::kConvOIHWToOHWI:
     case Transform::kLinearFlattenToOHWC:
@@ -1090,6 +1093,51 @@ void from_dense(const TensorPlan& p, const T* stored, T* src) {
   }
 }
 
+// A grouped transposed conv stored dense (docs/FORMAT.md,
+// ConvTransposeGroupedToDenseRotated): source [I][Og][kH][kW], stored
+// [O][kH][kW][I] with the kernel rotated 180°; output channel o belongs to
+// group o / Og and its kernel sits at input channels [group*Ig,
+// (group+1)*Ig) of the stored row, every other element is zero.
+struct DenseT {
+  uint64_t in = 0, og = 0, spatial = 0, out = 0, ig = 0;
+  explicit DenseT(const TensorPlan& p)
+      : in(p.source_shape[0]),
+        og(p.source_shape[1]),
+        spatial(p.source_shape[2] * p.source_shape[3]),
+        out(p.stored_shape[0]),
+        ig(p.source_shape[0] / (p.stored_shape[0] / p.source_shape[1])) {}
+  // Where output channel o's block starts in its stored row.
+  uint64_t block(uint64_t o) const { return o / og * ig; }
+  // The source element of stored (o, k, block(o) + i): input channel
+  // block(o) + i, output channel o % og, kernel position rotated.
+  uint64_t source(uint64_t o, uint64_t i, uint64_t k) const {
+    return ((block(o) + i) * og + o % og) * spatial + (spatial - 1 - k);
+  }
+};
+
+template <typename T>
+void to_dense_rotated(const TensorPlan& p, const T* src, T* dst) {
+  const DenseT d(p);
+  std::fill(dst, dst + d.out * d.spatial * d.in, T{0});
+  for (uint64_t o = 0; o < d.out; ++o) {
+    T* row = dst + o * d.spatial * d.in + d.block(o);
+    for (uint64_t k = 0; k < d.spatial; ++k) {
+      for (uint64_t i = 0; i < d.ig; ++i) row[k * d.in + i] = src[d.source(o, i, k)];
+    }
+  }
+}
+
+template <typename T>
+void from_dense_rotated(const TensorPlan& p, const T* stored, T* src) {
+  const DenseT d(p);
+  for (uint64_t o = 0; o < d.out; ++o) {
+    const T* row = stored + o * d.spatial * d.in + d.block(o);
+    for (uint64_t k = 0; k < d.spatial; ++k) {
+      for (uint64_t i = 0; i < d.ig; ++i) src[d.source(o, i, k)] = row[k * d.in + i];
+    }
+  }
+}
+
 template <template <typename> class F>
 void dense_bytes(size_t elem_size, const TensorPlan& p, const void* in, void* out) {
   switch (elem_size) {
@@ -1113,6 +1161,14 @@ struct ToDense {
 template <typename T>
 struct FromDense {
   static void run(const TensorPlan& p, const T* a, T* b) { from_dense(p, a, b); }
+};
+template <typename T>
+struct ToDenseRotated {
+  static void run(const TensorPlan& p, const T* a, T* b) { to_dense_rotated(p, a, b); }
+};
+template <typename T>
+struct FromDenseRotated {
+  static void run(const TensorPlan& p, const T* a, T* b) { from_dense_rotated(p, a, b); }
 };
 
 }  // namespace
@@ -1146,6 +1202,15 @@ TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups
           {in, out / groups, kh, kw},
           TensorLayout::kOHWIRotated,
           {out, kh, kw, in / groups}};
+}
+
+TensorPlan plan_conv_transpose_weight_dense(uint64_t in, uint64_t out, uint64_t groups, uint64_t kh,
+                                            uint64_t kw) {
+  return {Transform::kConvTransposeGroupedToDenseRotated,
+          TensorLayout::kIOHW,
+          {in, out / groups, kh, kw},
+          TensorLayout::kOHWIRotated,
+          {out, kh, kw, in}};
 }
 
 TensorPlan plan_linear_weight(uint64_t out, uint64_t in, std::span<const uint64_t> input_chw) {
@@ -1247,6 +1312,24 @@ std::optional<TensorPlan> plan_from_stored(Transform transform, TensorLayout sou
       }
       return p;
     }
+    case Transform::kConvTransposeGroupedToDenseRotated: {
+      if (!layouts_are(TensorLayout::kIOHW, TensorLayout::kOHWIRotated)) {
+        return fail(why, "transposed grouped-to-dense transform needs layouts IOHW -> OHWIRotated"),
+               std::nullopt;
+      }
+      if (src.size() != 4 || dst.size() != 4 || dst[3] != src[0] || dst[1] != src[2] ||
+          dst[2] != src[3]) {
+        return fail(why, "stored shape is not [O][kH][kW][I] of the [I][O/g][kH][kW] source"),
+               std::nullopt;
+      }
+      if (dst[0] % src[1] != 0 || dst[0] / src[1] < 2) {
+        return fail(why, "stored output channels are not a multiple (> 1) of O/g"), std::nullopt;
+      }
+      if (src[0] % (dst[0] / src[1]) != 0) {
+        return fail(why, "input channels not divisible by the groups"), std::nullopt;
+      }
+      return p;
+    }
     case Transform::kConvTransposeToOHWIRotated: {
       if (!layouts_are(TensorLayout::kIOHW, TensorLayout::kOHWIRotated)) {
         return fail(why, "transposed conv transform needs layouts IOHW -> OHWIRotated"),
@@ -1297,6 +1380,10 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
     dense_bytes<ToDense>(elem_size, plan, src, dst);
     return;
   }
+  if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+    dense_bytes<ToDenseRotated>(elem_size, plan, src, dst);
+    return;
+  }
   reorder_bytes(elem_size, shape_of(plan), src, dst, true);
 }
 
@@ -1307,6 +1394,10 @@ void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_s
   }
   if (plan.transform == Transform::kConvGroupedToDense) {
     dense_bytes<FromDense>(elem_size, plan, stored, src);
+    return;
+  }
+  if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+    dense_bytes<FromDenseRotated>(elem_size, plan, stored, src);
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
@@ -1355,6 +1446,13 @@ uint64_t source_index(const TensorPlan& plan, uint64_t stored_index) {
     const uint64_t o = stored_index / d.in / d.spatial;
     if (i < d.block(o) || i >= d.block(o) + d.ig) return kNoSourceElement;
     return (o * d.ig + (i - d.block(o))) * d.spatial + k;
+  }
+  if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+    const DenseT d(plan);
+    const uint64_t i = stored_index % d.in, k = stored_index / d.in % d.spatial;
+    const uint64_t o = stored_index / d.in / d.spatial;
+    if (i < d.block(o) || i >= d.block(o) + d.ig) return kNoSourceElement;
+    return d.source(o, i - d.block(o), k);
   }
   const Walk w = make_walk(plan);
   int64_t s = w.base;

@@ -19,19 +19,22 @@ bool legalize_layers(Manifest& manifest, bool legalize, Diagnostics& diag) {
       ok = false;
       continue;
     }
-    if (l.kind != mpsb::LayerKind::kConv2d) {
+    const bool transposed = l.kind == mpsb::LayerKind::kConvTranspose2d;
+    if (l.kind != mpsb::LayerKind::kConv2d && !transposed) {
       diag.error(l.mps_refusal_pointer,
                  what +
                      "; MPS refuses it at kernel creation, and --legalize handles conv2d "
-                     "layers only");
+                     "and conv_transpose2d layers only");
       ok = false;
       continue;
     }
     auto& c = l.conv;
     for (ManifestTensor& t : l.tensors) {
       if (t.role != mpsb::TensorRole::kWeight) continue;
-      t.plan =
-          plan_conv_weight_dense(c.out_channels, c.in_channels, c.groups, c.kernel_h, c.kernel_w);
+      t.plan = transposed ? plan_conv_transpose_weight_dense(c.in_channels, c.out_channels,
+                                                             c.groups, c.kernel_h, c.kernel_w)
+                          : plan_conv_weight_dense(c.out_channels, c.in_channels, c.groups,
+                                                   c.kernel_h, c.kernel_w);
       t.size = t.plan.element_count() * mpsb::dtype_size(t.dtype);
     }
     l.legalized_groups = c.groups;

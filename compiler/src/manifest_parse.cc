@@ -352,6 +352,7 @@ TensorPlan plan_role(const RoleSpec& spec, const ManifestLayer& layer, uint32_t 
     case Transform::kConvGroupedToDense:  // never a role's: legalize_layers() plans it
       return plan_conv_weight(c.out_channels, c.in_channels, c.groups, c.kernel_h, c.kernel_w);
     case Transform::kConvTransposeToOHWIRotated:
+    case Transform::kConvTransposeGroupedToDenseRotated:  // never a role's (legalize_layers())
       return plan_conv_transpose_weight(c.in_channels, c.out_channels, c.groups, c.kernel_h,
                                         c.kernel_w);
     case Transform::kLinearFlattenToOHWC: {

@@ -285,15 +285,18 @@ class Checker {
 
   // A conv MPS refuses, stored dense (--legalize, docs/FORMAT.md): exactly
   // conv.groups 1, legalized_groups > 1 dividing both channel counts, and a
-  // ConvGroupedToDense weight from a [O][I/g][kH][kW] source; a dense weight
-  // only with legalized_groups.
+  // ConvGroupedToDense weight from a [O][I/g][kH][kW] source (a conv2d) or a
+  // ConvTransposeGroupedToDenseRotated weight from a [I][O/g][kH][kW] source
+  // (a conv_transpose2d); a dense weight only with legalized_groups.
   Status check_legalized(const fb::Layer& l, const std::string& at) {
     const uint32_t g = l.legalized_groups();
     const fb::Tensor* weight = nullptr;
     for (const fb::Tensor* t : *l.tensors()) {
       if (t->role() == fb::TensorRole::Weight) weight = t;
     }
-    const bool dense = weight && weight->transform() == fb::Transform::ConvGroupedToDense;
+    const fb::Transform transform = weight ? weight->transform() : fb::Transform::Identity;
+    const bool dense = transform == fb::Transform::ConvGroupedToDense ||
+                       transform == fb::Transform::ConvTransposeGroupedToDenseRotated;
     if (g == 0) {
       if (dense) {
         return fail(Error::kBadField,
@@ -302,8 +305,10 @@ class Checker {
       return Ok{};
     }
     const fb::ConvParams* c = l.conv();
-    if (l.kind() != fb::LayerKind::Conv2d || !c) {
-      return fail(Error::kBadField, at + ": legalized_groups on a layer that is not a conv2d");
+    const bool transposed = l.kind() == fb::LayerKind::ConvTranspose2d;
+    if ((l.kind() != fb::LayerKind::Conv2d && !transposed) || !c) {
+      return fail(Error::kBadField, at + ": legalized_groups on a layer that is not a conv2d or "
+                                         "conv_transpose2d");
     }
     if (c->groups() != 1) {
       return fail(Error::kBadField, at + ": legalized_groups " + std::to_string(g) +
@@ -318,7 +323,19 @@ class Checker {
       return fail(Error::kBadField,
                   at + ": legalized_groups is set but the weight is not stored grouped-to-dense");
     }
-    const Dims want{c->out_channels(), c->in_channels() / g, c->kernel_h(), c->kernel_w()};
+    // Each kind has its own dense transform.
+    const fb::Transform own = transposed ? fb::Transform::ConvTransposeGroupedToDenseRotated
+                                         : fb::Transform::ConvGroupedToDense;
+    if (transform != own) {
+      return fail(Error::kBadField,
+                  at + ": weight transform " +
+                      std::string(to_string(static_cast<Transform>(transform))) + " is not the " +
+                      std::string(transposed ? "conv_transpose2d" : "conv2d") +
+                      " dense transform " + std::string(to_string(static_cast<Transform>(own))));
+    }
+    const Dims want =
+        transposed ? Dims{c->in_channels(), c->out_channels() / g, c->kernel_h(), c->kernel_w()}
+                   : Dims{c->out_channels(), c->in_channels() / g, c->kernel_h(), c->kernel_w()};
     const auto& src = *weight->source_shape();
     if (!(src.size() == want.n && std::equal(src.begin(), src.end(), want.d.begin()))) {
       return fail(Error::kSizeMismatch, at + ": legalized weight source shape " +
@@ -442,7 +459,8 @@ class Checker {
     const bool broadcast = t.transform() == fb::Transform::Broadcast;
     // A grouped conv stored dense adds zeros: check_legalized() checks its
     // source shape against the layer.
-    const bool dense = t.transform() == fb::Transform::ConvGroupedToDense;
+    const bool dense = t.transform() == fb::Transform::ConvGroupedToDense ||
+                       t.transform() == fb::Transform::ConvTransposeGroupedToDenseRotated;
     if (!ok || (broadcast ? source_count != 1
                 : dense   ? source_count >= count
                           : count != source_count)) {
@@ -475,8 +493,10 @@ class Checker {
     const std::string_view role = to_string(spec.role);
     const auto transform = static_cast<Transform>(t.transform());
     // A conv weight may also be stored dense (check_legalized).
-    const bool dense_conv =
-        transform == Transform::kConvGroupedToDense && spec.transform == Transform::kConvOIHWToOHWI;
+    const bool dense_conv = (transform == Transform::kConvGroupedToDense &&
+                             spec.transform == Transform::kConvOIHWToOHWI) ||
+                            (transform == Transform::kConvTransposeGroupedToDenseRotated &&
+                             spec.transform == Transform::kConvTransposeToOHWIRotated);
     if (transform != spec.transform && transform != Transform::kIdentity && !dense_conv) {
       return fail(Error::kBadField, tat + ": transform " + std::string(to_string(transform)) +
                                         " does not apply to a " + std::string(role) + " tensor");

@@ -25,6 +25,8 @@ static_assert(int(TensorLayout::kLookupTable) == int(fb::TensorLayout::LookupTab
 static_assert(int(Transform::kBroadcast) == int(fb::Transform::Broadcast));
 static_assert(int(Transform::kConvGroupedToDense) == int(fb::Transform::ConvGroupedToDense));
 static_assert(int(Transform::kNCHWToNHWC) == int(fb::Transform::NCHWToNHWC));
+static_assert(int(Transform::kConvTransposeGroupedToDenseRotated) ==
+              int(fb::Transform::ConvTransposeGroupedToDenseRotated));
 static_assert(int(TensorLayout::kNHWC) == int(fb::TensorLayout::NHWC));
 static_assert(int(LayerKind::kProbe) == int(fb::LayerKind::Probe));
 static_assert(int(TensorRole::kProbeOutput) == int(fb::TensorRole::ProbeOutput));
@@ -56,7 +58,8 @@ constexpr std::array<std::string_view, kTransformCount> kTransformNames = {
     "linear_flatten_to_ohwc",
     "broadcast",
     "conv_grouped_to_dense",
-    "nchw_to_nhwc"};
+    "nchw_to_nhwc",
+    "conv_transpose_grouped_to_dense_rotated"};
 constexpr std::array<std::string_view, kTensorRoleCount> kRoleNames = {"weight",
                                                                        "bias",
                                                                        "running_mean",

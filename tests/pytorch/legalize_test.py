@@ -247,6 +247,169 @@ class LegalizeTest(unittest.TestCase):
         self.assertEqual(failed, set(LEGALIZED))
 
 
+# Grouped transposed convs MPS refuses (3 channels per group), stored as the
+# dense transposed conv (Transform ConvTransposeGroupedToDenseRotated).
+LEGALIZED_T = {"t2": 2, "t2d": 2}
+
+
+class LegalizeTransposed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.t2 = nn.ConvTranspose2d(6, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.t2d = nn.ConvTranspose2d(6, 6, 3, padding=1, dilation=2, groups=2, bias=False)
+
+    def forward(self, x):
+        return self.t2d(torch.relu(self.t2(x)))
+
+
+class LegalizeTransposedTest(unittest.TestCase):
+    """The same checks for grouped ConvTranspose2d: refused without
+    --legalize; with it --check passes at every precision (the weight stays
+    float32, as MPSCNNConvolutionTranspose takes it), the stored dense
+    weight rotated back is PyTorch's groups=1 equivalent, --extract gives the
+    exporter's bytes, and wrong-block fails exactly these layers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = os.path.join(ARGS.work, "legalize_transposed")
+        shutil.rmtree(cls.work, ignore_errors=True)
+        cls.export_dir = os.path.join(cls.work, "export")
+        torch.manual_seed(1)
+        cls.model = LegalizeTransposed().eval()
+        cls.input = torch.randn(1, 6, 5, 7)
+        cls.manifest = mpsb_export.export(cls.model, cls.input, cls.export_dir,
+                                          name="legalize_transposed")
+        cls.manifest_path = os.path.join(cls.export_dir, "manifest.json")
+        cls.bundle = os.path.join(cls.work, "model.mpsb")
+        proc = run([ARGS.mpsbc, "compile", cls.manifest_path, "-o", cls.bundle, "--legalize",
+                    "--check", "--json"])
+        if proc.returncode != 0:
+            raise AssertionError("mpsbc --legalize --check exited %d:\n%s" %
+                                 (proc.returncode, proc.stderr))
+        cls.report = json.loads(proc.stdout)
+        cls.dump = json.loads(run([ARGS.dump, cls.bundle, "--json"]).stdout)
+
+    def test_refused_without_the_flag(self):
+        out = os.path.join(self.work, "refused.mpsb")
+        proc = run([ARGS.mpsbc, "compile", self.manifest_path, "-o", out])
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertFalse(os.path.exists(out))
+        errors = [l for l in proc.stderr.splitlines() if "--legalize" in l]
+        for name in LEGALIZED_T:
+            line = [l for l in errors if "layer '%s'" % name in l]
+            self.assertEqual(len(line), 1, proc.stderr)
+            self.assertIn("multiple of 4 channels per group", line[0])
+
+    def test_check_passes_on_every_layer(self):
+        checks = {c["layer"]: c for c in self.report["check"]}
+        self.assertEqual(sorted(checks), sorted(LEGALIZED_T))
+        for name, c in checks.items():
+            self.assertTrue(c["passed"], c)
+            self.assertLess(c["max_rel_error"], 1e-5, name)
+
+    def test_cost_report(self):
+        by_name = {l["name"]: l for l in self.report["layers"]}
+        for name, groups in LEGALIZED_T.items():
+            conv = getattr(self.model, name)
+            i, og, kh, kw = conv.weight.shape
+            zeros = og * groups * kh * kw * i - i * og * kh * kw
+            got = by_name[name]["legalized"]
+            self.assertEqual(got["groups"], groups)
+            self.assertEqual(got["extra_weight_bytes"], 4 * zeros)
+            self.assertEqual(got["extra_multiply_adds_per_position"], zeros)
+
+    def dense_weight(self, name, dump=None, path=None):
+        """The stored [O][kH][kW][I], rotated back, as PyTorch's dense
+        ConvTranspose2d weight [I][O][kH][kW]."""
+        w = LegalizeTest.stored_in(dump or self.dump, path or self.bundle, name)
+        return w[:, ::-1, ::-1, :].transpose(3, 0, 1, 2).copy()
+
+    def test_dense_weight_run_by_pytorch(self):
+        x = self.input
+        with torch.no_grad():
+            for name in ("t2", "t2d"):
+                conv = getattr(self.model, name)
+                dense = torch.from_numpy(self.dense_weight(name))
+                self.assertEqual(tuple(dense.shape[:2]), (conv.in_channels, conv.out_channels))
+                want = conv(x)
+                got = nn.functional.conv_transpose2d(x, dense, conv.bias, conv.stride,
+                                                     conv.padding, conv.output_padding, 1,
+                                                     conv.dilation)
+                err = float((got - want).abs().max() / want.abs().max())
+                self.assertLess(err, 1e-6, name)
+                x = torch.relu(want)
+
+    def off_block(self, w, groups):
+        """[I][O][kH][kW] values outside the diagonal blocks."""
+        i, o = w.shape[0], w.shape[1]
+        mask = np.zeros((i, o), bool)
+        for c in range(i):
+            g = c // (i // groups)
+            mask[c, g * (o // groups):(g + 1) * (o // groups)] = True
+        return w[~mask], w[mask]
+
+    def test_zeros_outside_the_blocks(self):
+        for name, groups in LEGALIZED_T.items():
+            off, on = self.off_block(self.dense_weight(name), groups)
+            self.assertTrue(np.all(off == 0), name)
+            self.assertTrue(np.any(on != 0), name)
+
+    def test_extract_gives_the_exporters_bytes(self):
+        for layer in self.manifest["layers"]:
+            for role in ("weight", "bias"):
+                if role not in layer:
+                    continue
+                out = os.path.join(self.work, "extracted.bin")
+                proc = run([ARGS.dump, self.bundle, "--extract",
+                            "%s.%s" % (layer["name"], role), "-o", out])
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                with open(out, "rb") as got, \
+                        open(os.path.join(self.export_dir, layer[role]), "rb") as want:
+                    self.assertEqual(got.read(), want.read(), "%s.%s" % (layer["name"], role))
+
+    def test_dump_shows_legalized(self):
+        for name, groups in LEGALIZED_T.items():
+            j = next(l for l in self.dump["layers"] if l["name"] == name)
+            self.assertEqual(j["legalized_groups"], groups)
+            self.assertEqual(j["params"]["groups"], 1)
+            weight = next(t for t in j["tensors"] if t["role"] == "weight")
+            self.assertEqual(weight["transform"], "conv_transpose_grouped_to_dense_rotated")
+        proc = run([ARGS.dump, self.bundle, "--check", self.manifest_path])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+
+    def test_precisions(self):
+        # MPSCNNConvolutionTranspose takes float32 weights only, so every
+        # precision keeps the dense weight float32 (docs/LAYERS.md): its
+        # zeros stay exact and --check passes.
+        for precision in ("float16", "uint8-linear", "uint8-lut"):
+            with self.subTest(precision=precision):
+                out = os.path.join(self.work, "p.mpsb")
+                proc = run([ARGS.mpsbc, "compile", self.manifest_path, "-o", out, "--legalize",
+                            "--check", "--json", "--precision", precision])
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                report = json.loads(proc.stdout)
+                self.assertTrue(all(c["passed"] for c in report["check"]), report["check"])
+                dump = json.loads(run([ARGS.dump, out, "--json"]).stdout)
+                for name, groups in LEGALIZED_T.items():
+                    self.assertIn("layer %s: kept float32" % name, proc.stderr)
+                    layer = next(l for l in dump["layers"] if l["name"] == name)
+                    self.assertEqual(layer["legalized_groups"], groups)
+                    weight = next(t for t in layer["tensors"] if t["role"] == "weight")
+                    self.assertEqual(weight["dtype"], "float32")
+                    dense = self.dense_weight(name, dump, out)
+                    off, _ = self.off_block(dense, groups)
+                    self.assertTrue(np.all(off == 0), (name, precision))
+
+    def test_wrong_block_placement_fails_the_check(self):
+        out = os.path.join(self.work, "mutated.mpsb")
+        proc = run([ARGS.mpsbc, "compile", self.manifest_path, "-o", out, "--legalize",
+                    "--check", "--json", "--debug-mutate", "wrong-block"])
+        self.assertEqual(proc.returncode, 5, proc.stderr)
+        self.assertFalse(os.path.exists(out))
+        failed = {c["layer"] for c in json.loads(proc.stdout)["check"] if not c["passed"]}
+        self.assertEqual(failed, set(LEGALIZED_T))
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()

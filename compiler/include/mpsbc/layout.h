@@ -60,6 +60,12 @@ TensorPlan plan_conv_transpose_weight(uint64_t in, uint64_t out, uint64_t groups
 // REQUIRES: groups > 1 dividing out and in.
 TensorPlan plan_conv_weight_dense(uint64_t out, uint64_t in, uint64_t groups, uint64_t kh,
                                   uint64_t kw);
+// The grouped transposed conv stored as the equivalent dense one's weight
+// (groups 1): source [in][out/groups][kh][kw], stored [out][kh][kw][in]
+// rotated 180°, block diagonal.
+// REQUIRES: groups > 1 dividing out and in.
+TensorPlan plan_conv_transpose_weight_dense(uint64_t in, uint64_t out, uint64_t groups, uint64_t kh,
+                                            uint64_t kw);
 // input_chw empty: a plain vector input. Otherwise {C, H, W} with C*H*W == in.
 TensorPlan plan_linear_weight(uint64_t out, uint64_t in, std::span<const uint64_t> input_chw);
 TensorPlan plan_vector(uint64_t n);

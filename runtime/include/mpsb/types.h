@@ -39,6 +39,9 @@ enum class Transform : uint8_t {
   // Grouped conv stored dense, block diagonal, zeros elsewhere (--legalize)
   kConvGroupedToDense = 5,
   kNCHWToNHWC = 6,  // feature map permute (0, 2, 3, 1): a probe
+  // Grouped transposed conv stored dense and rotated, block diagonal, zeros
+  // elsewhere (--legalize)
+  kConvTransposeGroupedToDenseRotated = 7,
 };
 
 enum class LayerKind : uint8_t {
@@ -85,7 +88,7 @@ enum class Quantization : uint8_t { kNone = 0, kLinear = 1, kLookupTable = 2 };
 // sized by these counts) fails the build.
 inline constexpr size_t kDTypeCount = 4;
 inline constexpr size_t kTensorLayoutCount = 10;
-inline constexpr size_t kTransformCount = 7;
+inline constexpr size_t kTransformCount = 8;
 inline constexpr size_t kLayerKindCount = 8;
 inline constexpr size_t kTensorRoleCount = 9;
 inline constexpr size_t kActivationCount = 11;
