@@ -7,7 +7,9 @@
 // equivalent dense convolution: groups 1, [O][kH][kW][I] with each output
 // channel's kernel at its group's input channels and zeros elsewhere
 // (Transform ConvGroupedToDense, docs/FORMAT.md), the manifest's groups kept
-// in Layer.legalized_groups.
+// in Layer.legalized_groups. A grouped transposed conv (MPSCNNConvolutionTranspose
+// takes the same descriptor) is stored as the dense transposed conv's weight,
+// [O][kH][kW][I] rotated 180°, block diagonal (ConvTransposeGroupedToDenseRotated).
 
 #ifndef MPSBC_LEGALIZE_H_
 #define MPSBC_LEGALIZE_H_

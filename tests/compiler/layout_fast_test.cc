@@ -125,6 +125,46 @@ TEST_F(LayoutFastTest, MatchesNaiveReorderOnRandomShapes) {
   });
 }
 
+// The dense forms of grouped convs (--legalize) store zeros that have no
+// source element: fewer source elements than stored ones.
+template <typename T>
+void expect_dense_equals_naive(const mpsbc::TensorPlan& plan, std::mt19937& rng) {
+  const uint64_t n = plan.element_count(), m = plan.source_element_count();
+  ASSERT_LT(m, n);
+  std::vector<T> src(m), fast(n), naive(n), back(m);
+  for (T& v : src) v = static_cast<T>(rng());
+  std::memset(fast.data(), 0xA5, n * sizeof(T));
+  std::memset(naive.data(), 0x5A, n * sizeof(T));
+  std::memset(back.data(), 0xC3, m * sizeof(T));
+  mpsbc::apply(plan, src.data(), fast.data(), sizeof(T));
+  mpsb::bench::naive_reorder(plan, src.data(), naive.data());
+  ASSERT_EQ(fast, naive);
+  mpsbc::invert(plan, fast.data(), back.data(), sizeof(T));
+  ASSERT_EQ(back, src);
+}
+
+TEST_F(LayoutFastTest, DenseFormsMatchNaiveReorderOnRandomShapes) {
+  for_each_level([] {
+    std::mt19937 rng(20261201);
+    auto r = [&](uint64_t lo, uint64_t hi) {
+      return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+    };
+    for (int n = 0; n < 60; ++n) {
+      const uint64_t g = r(2, 6), ig = r(1, 9), og = r(1, 9), kh = r(1, 5), kw = r(1, 5);
+      for (const auto& plan :
+           {mpsbc::plan_conv_weight_dense(g * og, g * ig, g, kh, kw),
+            mpsbc::plan_conv_transpose_weight_dense(g * ig, g * og, g, kh, kw)}) {
+        SCOPED_TRACE(::testing::Message() << "transform " << int(plan.transform) << " source "
+                                          << ::testing::PrintToString(plan.source_shape));
+        expect_dense_equals_naive<uint8_t>(plan, rng);
+        expect_dense_equals_naive<uint16_t>(plan, rng);
+        expect_dense_equals_naive<uint32_t>(plan, rng);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  });
+}
+
 TEST_F(LayoutFastTest, MatchesNaiveReorderOnNetworkShapes) {
   const std::vector<mpsbc::TensorPlan> plans = {
       mpsbc::plan_conv_weight(64, 3, 1, 7, 7),     // ResNet stem

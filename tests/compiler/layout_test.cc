@@ -154,6 +154,83 @@ TEST(LayoutTest, PlanFromStoredChecksTheDenseShapes) {
                                        TensorLayout::kOHWI, dst, &why));
 }
 
+TEST(LayoutTest, GroupedConvTransposeToDenseIsBlockDiagonalAndRotated) {
+  // I=4, O=6 in 2 groups (Ig=2, Og=3), 1x2 kernel: source [4][3][1][2],
+  // src[i][o][0][w] = i*6 + o*2 + w + 1 (0 is the filler).
+  const auto plan = mpsbc::plan_conv_transpose_weight_dense(4, 6, 2, 1, 2);
+  EXPECT_EQ(plan.transform, Transform::kConvTransposeGroupedToDenseRotated);
+  EXPECT_EQ(plan.source_layout, TensorLayout::kIOHW);
+  EXPECT_EQ(plan.stored_layout, TensorLayout::kOHWIRotated);
+  EXPECT_EQ(plan.source_shape, (std::vector<uint64_t>{4, 3, 1, 2}));
+  EXPECT_EQ(plan.stored_shape, (std::vector<uint64_t>{6, 1, 2, 4}));
+  EXPECT_EQ(plan.source_element_count(), 24u);
+  EXPECT_EQ(plan.element_count(), 48u);
+  std::vector<uint32_t> src(24);
+  std::iota(src.begin(), src.end(), 1u);
+  std::vector<uint32_t> dst(48, 0xffffffffu);
+  mpsbc::apply(plan, src.data(), dst.data(), sizeof(uint32_t));
+  // dst[o][0][w][i] = src[i][o % 3][0][1 - w] when i / 2 == o / 3: outputs
+  // 0..2 (group 0) use inputs 0, 1; outputs 3..5 (group 1) inputs 2, 3.
+  const std::vector<uint32_t> want = {
+      2, 8,  0,  0,  1, 7,  0,  0,   // o0: w0, w1
+      4, 10, 0,  0,  3, 9,  0,  0,   // o1
+      6, 12, 0,  0,  5, 11, 0,  0,   // o2
+      0, 0,  14, 20, 0, 0,  13, 19,  // o3
+      0, 0,  16, 22, 0, 0,  15, 21,  // o4
+      0, 0,  18, 24, 0, 0,  17, 23,  // o5
+  };
+  EXPECT_EQ(dst, want);
+  for (uint64_t i = 0; i < dst.size(); ++i) {
+    const uint64_t k = mpsbc::source_index(plan, i);
+    EXPECT_EQ(dst[i], k == mpsbc::kNoSourceElement ? 0u : src[k]) << "stored index " << i;
+  }
+  // Groups 1 of the same weights is Transform 2's layout: the dense form's
+  // diagonal blocks are what ConvTransposeToOHWIRotated stores per group.
+  const auto grouped = mpsbc::plan_conv_transpose_weight(4, 6, 2, 1, 2);
+  std::vector<uint32_t> per_group(24);
+  mpsbc::apply(grouped, src.data(), per_group.data(), sizeof(uint32_t));
+  for (uint64_t o = 0; o < 6; ++o) {
+    for (uint64_t w = 0; w < 2; ++w) {
+      for (uint64_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(dst[(o * 2 + w) * 4 + o / 3 * 2 + i], per_group[(o * 2 + w) * 2 + i]);
+      }
+    }
+  }
+  // The inverse takes the diagonal blocks back, for every element size.
+  for (size_t elem : {1u, 2u, 4u}) {
+    std::vector<uint8_t> in(24 * elem), stored(48 * elem, 0xee), back(24 * elem);
+    for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 7 + 1);
+    mpsbc::apply(plan, in.data(), stored.data(), elem);
+    mpsbc::invert(plan, stored.data(), back.data(), elem);
+    EXPECT_EQ(back, in) << "element size " << elem;
+  }
+}
+
+TEST(LayoutTest, PlanFromStoredChecksTheTransposedDenseShapes) {
+  const std::vector<uint64_t> src = {4, 3, 1, 2}, dst = {6, 1, 2, 4};
+  const auto t = Transform::kConvTransposeGroupedToDenseRotated;
+  std::string why;
+  EXPECT_TRUE(
+      mpsbc::plan_from_stored(t, TensorLayout::kIOHW, src, TensorLayout::kOHWIRotated, dst, &why))
+      << why;
+  const std::vector<std::vector<uint64_t>> bad_stored = {
+      {3, 1, 2, 4},  // one group: no zeros, not a dense form
+      {7, 1, 2, 4},  // not a multiple of O/g
+      {6, 2, 1, 4},  // kernel swapped
+      {6, 1, 2, 2},  // other input channels
+  };
+  for (const auto& d : bad_stored) {
+    EXPECT_FALSE(
+        mpsbc::plan_from_stored(t, TensorLayout::kIOHW, src, TensorLayout::kOHWIRotated, d, &why));
+  }
+  // 3 input channels cannot split into 2 groups.
+  EXPECT_FALSE(mpsbc::plan_from_stored(t, TensorLayout::kIOHW, std::vector<uint64_t>{3, 3, 1, 2},
+                                       TensorLayout::kOHWIRotated,
+                                       std::vector<uint64_t>{6, 1, 2, 3}, &why));
+  EXPECT_FALSE(
+      mpsbc::plan_from_stored(t, TensorLayout::kOIHW, src, TensorLayout::kOHWIRotated, dst, &why));
+}
+
 TEST(LayoutTest, LinearAfterFlattenGoesToHWC) {
   // out=2, C=2, H=1, W=2: src[o][c*2 + w] = o*4 + c*2 + w; dst[o][0][w][c].
   const std::vector<uint64_t> chw = {2, 1, 2};

@@ -251,8 +251,9 @@ TEST_F(ManifestErrorTest, GroupedConvOffFourIsAnErrorUnlessLegalized) {
 }
 
 // MPSCNNConvolutionTranspose takes groups from the same descriptor, so the
-// rule holds; --legalize does not store transposed convs dense (yet).
-TEST_F(ManifestErrorTest, GroupedTransposedConvOffFourIsAnErrorEvenWithLegalize) {
+// rule holds; with --legalize a transposed conv is stored dense too
+// (groups 1, ConvTransposeGroupedToDenseRotated).
+TEST_F(ManifestErrorTest, GroupedTransposedConvOffFourIsAnErrorUnlessLegalized) {
   model_.add_conv_transpose("up", 8, 4, 3, 2);  // 4 in, 2 out per group
   model_.write_manifest();
   auto options = model_.options("new.mpsb");
@@ -261,14 +262,17 @@ TEST_F(ManifestErrorTest, GroupedTransposedConvOffFourIsAnErrorEvenWithLegalize)
   ASSERT_EQ(report.diagnostics.size(), 1u);
   EXPECT_NE(report.diagnostics[0].text.find("layer 'up'"), std::string::npos);
   EXPECT_NE(report.diagnostics[0].text.find("--legalize"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
   options.legalize = true;
   report = mpsbc::compile(options);
-  EXPECT_EQ(report.exit_code, mpsbc::ExitCode::kBadInput);
-  ASSERT_EQ(report.diagnostics.size(), 1u);
-  EXPECT_NE(report.diagnostics[0].text.find("--legalize handles conv2d layers only"),
-            std::string::npos)
-      << report.diagnostics[0].text;
-  EXPECT_FALSE(std::filesystem::exists(model_.path("new.mpsb")));
+  ASSERT_EQ(report.exit_code, mpsbc::ExitCode::kOk) << report.diagnostics.size();
+  EXPECT_TRUE(std::filesystem::exists(model_.path("new.mpsb")));
+  const auto& up = report.layers.back();
+  EXPECT_EQ(up.name, "up");
+  EXPECT_EQ(up.legalized_groups, 2u);
+  // Dense [4][3][3][8] against grouped [8][2][3][3]: 144 zeros of float32.
+  EXPECT_EQ(up.extra_weight_bytes, (4u * 3 * 3 * 8 - 8u * 2 * 3 * 3) * 4);
+  EXPECT_EQ(up.extra_macs_per_position, 4u * 3 * 3 * 8 - 8u * 2 * 3 * 3);
 }
 
 TEST_F(ManifestErrorTest, DuplicateLayerName) {

@@ -18,6 +18,9 @@ channel multiplier 2. Exported with tools/export (probes from PyTorch), then:
   - the dump shows the layers as legalized (--layer, --json, --explain);
   - with the blocks misplaced (--debug-mutate wrong-block) --check fails on
     exactly the legalized layers and nothing is written.
+A second model holds grouped ConvTranspose2d layers (3 channels per group;
+stride 2 with output_padding 1, and dilation 2), stored dense and rotated
+(ConvTransposeGroupedToDenseRotated) and checked the same way.
 """
 
 import argparse
@@ -317,6 +320,14 @@ class LegalizeTransposedTest(unittest.TestCase):
             self.assertEqual(got["groups"], groups)
             self.assertEqual(got["extra_weight_bytes"], 4 * zeros)
             self.assertEqual(got["extra_multiply_adds_per_position"], zeros)
+        # Output positions of each probe, from PyTorch's own shapes.
+        with torch.no_grad():
+            mid = self.model.t2(self.input)
+            out = self.model.t2d(mid)
+        self.assertEqual(by_name["t2"]["legalized"]["output_positions"],
+                         mid.shape[2] * mid.shape[3])
+        self.assertEqual(by_name["t2d"]["legalized"]["output_positions"],
+                         out.shape[2] * out.shape[3])
 
     def dense_weight(self, name, dump=None, path=None):
         """The stored [O][kH][kW][I], rotated back, as PyTorch's dense

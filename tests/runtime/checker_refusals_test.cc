@@ -310,7 +310,90 @@ TEST(CheckerRefusals, LegalizedSourceShapeOtherThanTheGroups) {
 
 TEST(CheckerRefusals, LegalizedOnANonConvLayer) {
   run({"group norm", [](BundleSpec& s) { group_norm(s).legalized_groups = 2; }, Error::kBadField,
-       "layer 'g': legalized_groups on a layer that is not a conv2d"});
+       "layer 'g': legalized_groups on a layer that is not a conv2d or conv_transpose2d"});
+}
+
+// A transposed conv stored dense (mpsbc --legalize): groups 1,
+// legalized_groups > 1 dividing the channels, a
+// ConvTransposeGroupedToDenseRotated weight from [I][O/g][kH][kW].
+void legalized_t(BundleSpec& s) {
+  conv(s) = testing::legalized_conv_transpose_layer("c", 4, 8, 3, 2, 2);
+}
+
+TEST(CheckerRefusals, LegalizedConvTransposeOpens) {
+  expect_opens("legalized transposed groups 2", legalized_t);
+  expect_opens("legalized transposed groups 4", [](BundleSpec& s) {
+    conv(s) = testing::legalized_conv_transpose_layer("c", 4, 8, 3, 2, 4);
+  });
+}
+
+TEST(CheckerRefusals, DenseTransposedWeightWithoutLegalizedGroups) {
+  run({"legalized_groups 0",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).legalized_groups = 0;
+       },
+       Error::kBadField, "layer 'c': weight is stored grouped-to-dense but legalized_groups is 0"});
+}
+
+TEST(CheckerRefusals, LegalizedConvTransposeWithGroupsOtherThanOne) {
+  run({"conv groups 2",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).conv.groups = 2;
+         conv(s).tensors[0].shape = {8, 3, 3, 2};
+         conv(s).tensors[0].source_shape = {4, 2, 3, 3};
+       },
+       Error::kBadField,
+       "layer 'c': legalized_groups 2 with conv groups 2 (a legalized conv is stored with "
+       "groups 1)"});
+}
+
+TEST(CheckerRefusals, LegalizedConvTransposeGroupsNotDividing) {
+  run({"legalized_groups 3",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).legalized_groups = 3;
+       },
+       Error::kBadField,
+       "layer 'c': legalized_groups 3 is not > 1 or does not divide the channels"});
+}
+
+TEST(CheckerRefusals, LegalizedConvTransposeSourceShapeOtherThanTheGroups) {
+  // [4][2][3][3] is the source of 4 groups, not of the 2 recorded.
+  run({"source of 4 groups",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).tensors[0].source_shape = {4, 2, 3, 3};
+       },
+       Error::kSizeMismatch,
+       "layer 'c': legalized weight source shape [4, 2, 3, 3] is not [4, 4, 3, 3]"});
+  // A conv2d's [O][I/g][kH][kW] source is not a transposed conv's.
+  run({"conv2d source order",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).tensors[0].source_shape = {8, 2, 3, 3};
+       },
+       Error::kSizeMismatch,
+       "layer 'c': legalized weight source shape [8, 2, 3, 3] is not [4, 4, 3, 3]"});
+}
+
+TEST(CheckerRefusals, LegalizedWithTheOtherKindsDenseTransform) {
+  run({"conv2d with the transposed dense transform",
+       [](BundleSpec& s) {
+         legalized(s);
+         conv(s).tensors[0].transform = Transform::kConvTransposeGroupedToDenseRotated;
+       },
+       Error::kBadField,
+       "layer 'c' tensor 0: transform conv_transpose_grouped_to_dense_rotated does not apply to a "
+       "weight tensor"});
+  run({"conv_transpose2d with the conv2d dense transform",
+       [](BundleSpec& s) {
+         legalized_t(s);
+         conv(s).tensors[0].transform = Transform::kConvGroupedToDense;
+       },
+       Error::kBadField,
+       "layer 'c' tensor 0: transform conv_grouped_to_dense does not apply to a weight tensor"});
 }
 
 TEST(CheckerRefusals, DenseTransformOnABias) {

@@ -143,6 +143,15 @@ LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint
   return l;
 }
 
+LayerSpec legalized_conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                                         uint32_t stride, uint32_t groups) {
+  LayerSpec l = conv_transpose_layer(std::move(name), in, out, k, stride);
+  l.legalized_groups = groups;
+  l.tensors[0].source_shape = {in, out / groups, k, k};
+  l.tensors[0].transform = Transform::kConvTransposeGroupedToDenseRotated;
+  return l;
+}
+
 LayerSpec linear_layer(std::string name, uint32_t out, uint32_t c, uint32_t h, uint32_t w) {
   LayerSpec l;
   l.name = std::move(name);

@@ -76,6 +76,11 @@ LayerSpec instance_norm_layer(std::string name, uint32_t c, bool affine = true);
 // A conv_transpose2d layer with rotated OHWI weight and a bias.
 LayerSpec conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
                                uint32_t stride);
+// The same transposed conv of `groups` groups stored dense (mpsbc
+// --legalize): groups 1, weight [out][k][k][in] rotated from a source
+// [in][out/groups][k][k], transform kConvTransposeGroupedToDenseRotated.
+LayerSpec legalized_conv_transpose_layer(std::string name, uint32_t in, uint32_t out, uint32_t k,
+                                         uint32_t stride, uint32_t groups);
 // A linear layer after flatten of [c][h][w] (weight [out][h][w][c]), or on a
 // vector of c features when h and w are 0; with a bias.
 LayerSpec linear_layer(std::string name, uint32_t out, uint32_t c, uint32_t h = 0, uint32_t w = 0);

@@ -15,6 +15,9 @@
 //                    transposed conv does)
 //   grouped Conv2d MPS refuses (--legalize): [O][I/g][kH][kW] -> [O][kH][kW][I],
 //                    the dense equivalent, block diagonal, zeros elsewhere
+//   grouped ConvTranspose2d MPS refuses (--legalize): [I][O/g][kH][kW] ->
+//                    [O][kH][kW][I] rotated 180°, the dense equivalent's
+//                    weight, block diagonal, zeros elsewhere
 //   Linear after flatten of [C][H][W]: [out][C*H*W] -> [out][H][W][C]
 //   Linear on a vector: [out][in] -> [out][1][1][in], same bytes
 //   vectors: unchanged; a one-element vector broadcast to [C] (PReLU)

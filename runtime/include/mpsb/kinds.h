@@ -72,8 +72,9 @@ struct RoleSpec {
   TensorLayout stored_layout;
   // The transform from source to stored; Identity where it would change
   // nothing (a 1×1 kernel, a Linear on a vector, num_parameters == C). A
-  // conv2d weight may instead be kConvGroupedToDense, exactly when the
-  // layer's legalized_groups is set (mpsbc --legalize; runtime/src/checker.cc).
+  // conv2d weight may instead be kConvGroupedToDense, and a conv_transpose2d
+  // weight kConvTransposeGroupedToDenseRotated, exactly when the layer's
+  // legalized_groups is set (mpsbc --legalize; runtime/src/checker.cc).
   Transform transform;
   StoredShape shape;
   StoredDType dtype;
