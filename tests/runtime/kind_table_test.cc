@@ -329,10 +329,18 @@ TEST(KindTable, EveryRoleWithAnotherKindsTransformIsRefused) {
       for (size_t i = 1; i < kTransformCount; ++i) {
         const auto transform = static_cast<Transform>(i);
         if (transform == r.transform) continue;
-        // A conv weight may be stored dense with legalized_groups: its rules
-        // are tested in checker_refusals_test.cc.
-        const bool dense = transform == Transform::kConvGroupedToDense;
-        if (dense && r.transform == Transform::kConvOIHWToOHWI) continue;
+        // A conv or transposed conv weight may be stored dense with
+        // legalized_groups: its rules are tested in checker_refusals_test.cc.
+        const bool dense = transform == Transform::kConvGroupedToDense ||
+                           transform == Transform::kConvTransposeGroupedToDenseRotated;
+        if (transform == Transform::kConvGroupedToDense &&
+            r.transform == Transform::kConvOIHWToOHWI) {
+          continue;
+        }
+        if (transform == Transform::kConvTransposeGroupedToDenseRotated &&
+            r.transform == Transform::kConvTransposeToOHWIRotated) {
+          continue;
+        }
         LayerSpec l = valid_layer(kind);
         TensorSpec* t = find_role(&l, r.role);
         t->transform = transform;
