@@ -385,6 +385,10 @@ class LegalizeTransposedTest(unittest.TestCase):
             self.assertEqual(j["params"]["groups"], 1)
             weight = next(t for t in j["tensors"] if t["role"] == "weight")
             self.assertEqual(weight["transform"], "conv_transpose_grouped_to_dense_rotated")
+            text = run([ARGS.dump, self.bundle, "--layer", name]).stdout
+            self.assertIn("groups %d stored as the equivalent dense conv" % groups, text)
+        explain = run([ARGS.dump, self.bundle, "--explain"]).stdout
+        self.assertEqual(explain.count("legalized: dense form of groups"), len(LEGALIZED_T))
         proc = run([ARGS.dump, self.bundle, "--check", self.manifest_path])
         self.assertEqual(proc.returncode, 0, proc.stderr)
 
