@@ -162,17 +162,7 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
           // Fitted to the real weights (the source, folded as stored), not
           // to the zeros of the dense form, which then get an exact 0.
           std::vector<float> real = source;
-          if (!w.fold_scale.empty() &&
-              w.plan.transform == mpsb::Transform::kConvTransposeGroupedToDenseRotated) {
-            // Source [I][O/g][kH][kW]: element (i, o) belongs to output
-            // channel i / (I/g) * O/g + o.
-            const auto& sh = w.plan.source_shape;
-            const size_t og = sh[1], sp = sh[2] * sh[3];
-            const size_t ig = sh[0] / (w.fold_scale.size() / og);
-            for (size_t k = 0; k < real.size(); ++k) {
-              real[k] *= w.fold_scale[k / (og * sp) / ig * og + k / sp % og];
-            }
-          } else if (!w.fold_scale.empty()) {
+          if (!w.fold_scale.empty()) {
             const size_t rows = w.fold_scale.size(), per = real.size() / rows;
             for (size_t r = 0; r < rows; ++r) {
               for (size_t i = 0; i < per; ++i) real[r * per + i] *= w.fold_scale[r];
