@@ -32,8 +32,7 @@ def test_metadata_matches_manifest(example_bundle, example_manifest):
 def test_skipped_modules(example_bundle, example_manifest, tmp_path):
     assert mpsb.open(example_bundle).skipped_modules == ()
     # The example with a "skipped" list, as tools/export writes one.
-    for f in EXAMPLE.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+    shutil.copytree(EXAMPLE, tmp_path, dirs_exist_ok=True)  # with probes/
     skipped = [{"name": "act", "type": "Hardswish", "reason": "no MPS neuron"},
                {"name": "", "type": "Net", "reason": "the model itself"}]
     manifest = dict(example_manifest, skipped=skipped)
