@@ -753,7 +753,8 @@ TEST_F(DumpTest, DiffNamesWhatChangedAndByHowMuch) {
 TEST_F(DumpTest, DiffComparesSkippedModules) {
   TempDir dir;
   const json act = {{"name", "act"}, {"type", "Hardswish"}, {"reason", "no MPS neuron"}};
-  const std::string one = compile_edited_example(dir, [&](json& m) { m["skipped"] = {act}; });
+  const std::string one =
+      compile_edited_example(dir, [&](json& m) { m["skipped"] = json::array({act}); });
   const Outcome r = dump({"--diff", bundle_, one});
   EXPECT_EQ(r.code, kExitDifferent) << r.err;
   EXPECT_EQ(r.out, "--- " + bundle_ + "\n+++ " + one +
@@ -766,7 +767,7 @@ TEST_F(DumpTest, DiffComparesSkippedModules) {
   const std::string other = compile_edited_example(dir2, [&](json& m) {
     json changed = act;
     changed["reason"] = "did not run";
-    m["skipped"] = {changed};
+    m["skipped"] = json::array({changed});
   });
   const json d = json::parse(dump({"--diff", one, other, "--json"}).out);
   ASSERT_EQ(d.at("header").size(), 1u) << d.dump(2);
