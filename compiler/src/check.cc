@@ -6,7 +6,6 @@
 #include <string>
 
 #include "checked_math.h"
-#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
 #include "mpsb_text.h"
 #include "mpsbc/layout.h"
@@ -205,9 +204,7 @@ bool run_probe_checks(const mpsb::Bundle& bundle, const mpsb::Bundle& probes,
     }
     // A conv with a folded batch norm (Layer.folded_batchnorm) reproduces
     // the batch norm's output, which the probe file stores as its output.
-    const auto* root = mpsb::fb::GetSizePrefixedBundle(bundle.metadata_bytes().data());
-    const mpsb::fb::Layer* fl = root->layers()->LookupByKey(name.c_str());
-    const std::string folded = fl && fl->folded_batchnorm() ? fl->folded_batchnorm()->str() : "";
+    const std::string folded(layer->folded_batchnorm());
     LayerCheck c;
     c.layer = name;
     c.expected_from = folded.empty() ? name : folded;

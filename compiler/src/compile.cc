@@ -133,9 +133,8 @@ bool probe_manifest(const Manifest& model, Diagnostics& diag, Manifest* out) {
 // not yet renamed over the output.
 bool write_probe_file(Manifest& probes, const mpsb::Bundle& bundle, const CompileOptions& options,
                       Diagnostics& diag, bool* io_failure) {
-  const auto* root = mpsb::fb::GetSizePrefixedBundle(bundle.metadata_bytes().data());
   probes.metadata = {
-      {mpsb::text::kProbesForKey, mpsb::text::probes_for_value(root->segment_checksum())}};
+      {mpsb::text::kProbesForKey, mpsb::text::probes_for_value(bundle.segment_checksum())}};
   BundlePlan plan;
   Metadata metadata;
   if (!plan_bundle(probes, options.segment_alignment, options.tensor_alignment, &plan, diag) ||
@@ -434,9 +433,7 @@ CompileReport check_probes(const std::string& bundle_path, const std::string& pr
                                    std::string(mpsb::text::kProbesForKey) +
                                    "); --check takes a probe file or a manifest");
     report.exit_code = ExitCode::kBadInput;
-  } else if (const uint64_t own = mpsb::fb::GetSizePrefixedBundle(bundle->metadata_bytes().data())
-                                      ->segment_checksum();
-             *owner != own) {
+  } else if (const uint64_t own = bundle->segment_checksum(); *owner != own) {
     diag.error_in(probes_path, "the probe file of another bundle: it names segment checksum " +
                                    mpsb::text::probes_for_value(*owner) + ", " + bundle_path +
                                    " has " + mpsb::text::probes_for_value(own) +

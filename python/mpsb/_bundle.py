@@ -148,8 +148,8 @@ class Layer:
     """One layer: its kind, activation, parameters and tensors."""
 
     __slots__ = ("name", "index", "sorted_index", "kind", "activation", "activation_alpha",
-                 "activation_beta",
-                 "quantization", "params", "tensors")
+                 "activation_beta", "quantization", "folded_batchnorm", "legalized_groups",
+                 "params", "tensors")
 
     def __init__(self, core: _core.Bundle, d: dict) -> None:
         self.name: str = d["name"]
@@ -162,6 +162,12 @@ class Layer:
         self.activation_alpha: float = d["activation_alpha"]
         self.activation_beta: float = d["activation_beta"]
         self.quantization: str = d["quantization"]
+        #: The manifest's batch_norm2d that ``mpsbc --fold-batchnorm`` folded
+        #: into this conv (its weight and bias are then not PyTorch's), or None.
+        self.folded_batchnorm: Optional[str] = d["folded_batchnorm"]
+        #: A conv MPS refuses stored dense (``mpsbc --legalize``): the
+        #: manifest's groups, while params.groups is 1. 0 for every other layer.
+        self.legalized_groups: int = d["legalized_groups"]
         self.params: Params = _params(self.kind, d["params"])
         self.tensors: Tuple[Tensor, ...] = tuple(
             Tensor(core, self, i, t) for i, t in enumerate(d["tensors"]))

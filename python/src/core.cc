@@ -129,6 +129,12 @@ nb::dict layer_info(const mpsb::Layer& l, size_t sorted_index, uint64_t segment_
   d["activation_alpha"] = l.activation_alpha();
   d["activation_beta"] = l.activation_beta();
   d["quantization"] = mpsb::to_string(l.quantization());
+  if (l.folded_batchnorm().empty()) {
+    d["folded_batchnorm"] = nb::none();
+  } else {
+    d["folded_batchnorm"] = std::string(l.folded_batchnorm());
+  }
+  d["legalized_groups"] = l.legalized_groups();
   d["params"] = params(l);
   nb::list tensors;
   for (size_t i = 0; i < l.tensor_count(); ++i)

@@ -165,6 +165,23 @@ struct MPSBGroupNormState;
     neuronDescriptorForLayer:(NSString *)layerName
                        error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
 
+// What the compiler changed about a layer. Both set *error with
+// MPSB_ERROR_NOT_FOUND (2) when there is no such layer (then nil and 0).
+//
+// The name of the manifest's batch_norm2d that mpsbc --fold-batchnorm folded
+// into this conv (docs/FORMAT.md, Layer.folded_batchnorm), or "" when none
+// was. The conv's weight and bias are then not PyTorch's (W·s and
+// b·s + (β − μ·s)) and the batch norm is not in the bundle: run no
+// MPSCNNBatchNormalization for it.
+- (NSString *MPSB_NULLABLE)foldedBatchNormalizationForLayer:(NSString *)layerName
+                                                      error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)
+                                                                error;
+// A conv MPS refuses stored as the equivalent dense one (mpsbc --legalize,
+// Layer.legalized_groups): the manifest's groups, while the data source's
+// descriptor has groups 1. 0 for every other layer.
+- (NSUInteger)legalizedGroupsForLayer:(NSString *)layerName
+                                error:(NSError *MPSB_NULLABLE *MPSB_NULLABLE)error;
+
 @end
 
 // MPSCNNConvolutionDataSource over one conv2d, conv_transpose2d or linear

@@ -462,6 +462,17 @@ MPSB_UNAVAILABLE_INIT
   return NeuronFor(_state->bundle, *layer, error);
 }
 
+- (NSString *)foldedBatchNormalizationForLayer:(NSString *)layerName error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  if (!layer) return nil;
+  return StringFromView(layer->folded_batchnorm());
+}
+
+- (NSUInteger)legalizedGroupsForLayer:(NSString *)layerName error:(NSError **)error {
+  std::optional<mpsb::Layer> layer = FindLayer(_state->bundle, layerName, error);
+  return layer ? static_cast<NSUInteger>(layer->legalized_groups()) : 0;
+}
+
 - (const mpsb_apple::SharedBundle *)sharedBundle {
   return &_state->bundle;
 }

@@ -184,6 +184,8 @@ SkippedModule Bundle::skipped_module(size_t i) const {
   return {view(s->name()), view(s->type()), view(s->reason())};
 }
 uint64_t Bundle::segment_alignment() const { return root()->segment_alignment(); }
+uint64_t Bundle::segment_checksum() const { return root()->segment_checksum(); }
+uint64_t Bundle::metadata_checksum() const { return root()->metadata_checksum(); }
 uint64_t Bundle::tensor_alignment() const { return root()->tensor_alignment(); }
 size_t Bundle::layer_count() const { return root()->layers()->size(); }
 

@@ -227,6 +227,18 @@ uint32_t mpsb_layer_index(const mpsb_bundle* bundle, const mpsb_layer* layer) {
   return l ? l->index() : UINT32_MAX;
 }
 
+const char* mpsb_layer_folded_batchnorm(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  if (!l || l->folded_batchnorm().empty()) return nullptr;
+  // A FlatBuffers string: NUL-terminated in the mapping.
+  return l->folded_batchnorm().data();
+}
+
+uint32_t mpsb_layer_legalized_groups(const mpsb_bundle* bundle, const mpsb_layer* layer) {
+  const auto l = layer_of(bundle, layer);
+  return l ? l->legalized_groups() : 0;
+}
+
 mpsb_status mpsb_layer_conv_descriptor(const mpsb_bundle* bundle, const mpsb_layer* layer,
                                        mpsb_conv_descriptor* out) {
   const auto l = layer_of(bundle, layer);

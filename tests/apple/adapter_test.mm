@@ -76,6 +76,7 @@ BundleSpec MakeSpec() {
   conv1.conv.dilation_h = 2;
   conv1.conv.dilation_w = 1;
   conv1.activation = Activation::kReLU;
+  conv1.folded_batchnorm = "bn_folded";  // what --fold-batchnorm records
   spec.layers.push_back(conv1);
 
   LayerSpec dw = conv_layer("dw", 8, 8, 3, 8, false);  // depthwise
@@ -189,6 +190,8 @@ BundleSpec MakeSpec() {
   prelu1.tensors[0].bytes = FloatBytes(std::vector<float>(8, 0.25f));
   spec.layers.push_back(prelu1);
   spec.layers.push_back(prelu_layer("prelu8", 8, 8));
+  // A conv of 2 channels per group stored dense (--legalize).
+  spec.layers.push_back(legalized_conv_layer("legal", 8, 8, 1, 4));
   return spec;
 }
 
@@ -225,6 +228,7 @@ const WantNeuron kWantNeurons[] = {
     {"conv_prelu", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
     {"prelu1", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
     {"prelu8", MPSCNNNeuronTypePReLU, 0.0f, 0.0f},
+    {"legal", MPSCNNNeuronTypeNone, 0.0f, 0.0f},
 };
 
 const WantNeuron *WantFor(std::string_view layer) {
@@ -858,6 +862,25 @@ void CheckBundle(NSString *path, const std::vector<uint8_t> &bytes) {
         break;
     }
   }
+
+  // What the compiler recorded: the folded batch norm ("" when none) and the
+  // manifest's groups of a conv stored dense (0 when not legalized).
+  error = nil;
+  CHECK(Str([bundle foldedBatchNormalizationForLayer:@"conv1" error:&error]) == "bn_folded");
+  CHECK(Str([bundle foldedBatchNormalizationForLayer:@"legal" error:&error]) == "");
+  CHECK(Str([bundle foldedBatchNormalizationForLayer:@"bn" error:&error]) == "");
+  CHECK([bundle legalizedGroupsForLayer:@"legal" error:&error] == 4);
+  CHECK([bundle legalizedGroupsForLayer:@"grouped" error:&error] == 0);
+  CHECK([bundle legalizedGroupsForLayer:@"conv1" error:&error] == 0);
+  CHECK(error == nil);
+  MPSBConvolutionDataSource *legal = [bundle convolutionDataSourceForLayer:@"legal" error:&error];
+  CHECK(legal != nil && [[legal descriptor] groups] == 1);
+  CHECK([bundle foldedBatchNormalizationForLayer:@"nope" error:&error] == nil);
+  CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+  error = nil;
+  CHECK([bundle legalizedGroupsForLayer:@"nope" error:&error] == 0);
+  CHECK(error != nil && [error code] == MPSB_ERROR_NOT_FOUND);
+  CHECK([bundle legalizedGroupsForLayer:@"nope" error:NULL] == 0);
 
   // Errors: unknown layer, wrong kind.
   error = nil;

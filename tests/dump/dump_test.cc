@@ -750,6 +750,33 @@ TEST_F(DumpTest, DiffNamesWhatChangedAndByHowMuch) {
   EXPECT_NEAR(data.at("max_abs_diff").get<double>(), 0.5, 1e-6);
 }
 
+TEST_F(DumpTest, DiffComparesSkippedModules) {
+  TempDir dir;
+  const json act = {{"name", "act"}, {"type", "Hardswish"}, {"reason", "no MPS neuron"}};
+  const std::string one =
+      compile_edited_example(dir, [&](json& m) { m["skipped"] = json::array({act}); });
+  const Outcome r = dump({"--diff", bundle_, one});
+  EXPECT_EQ(r.code, kExitDifferent) << r.err;
+  EXPECT_EQ(r.out, "--- " + bundle_ + "\n+++ " + one +
+                       "\n~ bundle skipped_modules: [] -> "
+                       "[{\"name\":\"act\",\"type\":\"Hardswish\",\"reason\":\"no MPS neuron\"}]\n"
+                       "layers: 0 added, 0 removed, 0 changed; tensors: 0 added, 0 removed, 0 "
+                       "changed\n");
+  // Another reason for the same module is a change too; the same list none.
+  TempDir dir2;
+  const std::string other = compile_edited_example(dir2, [&](json& m) {
+    json changed = act;
+    changed["reason"] = "did not run";
+    m["skipped"] = json::array({changed});
+  });
+  const json d = json::parse(dump({"--diff", one, other, "--json"}).out);
+  ASSERT_EQ(d.at("header").size(), 1u) << d.dump(2);
+  EXPECT_EQ(d.at("header").at(0).at("field"), "skipped_modules");
+  EXPECT_EQ(d.at("header").at(0).at("a").at(0).at("reason"), "no MPS neuron");
+  EXPECT_EQ(d.at("header").at(0).at("b").at(0).at("reason"), "did not run");
+  EXPECT_EQ(dump({"--diff", one, one}).code, kExitOk);
+}
+
 TEST(DumpDiff, Float16AgainstFloat32ComparesValues) {
   TempDir a_dir, b_dir;
   std::vector<uint16_t> half(16, 0x3c00);  // 1.0

@@ -32,8 +32,7 @@ def test_metadata_matches_manifest(example_bundle, example_manifest):
 def test_skipped_modules(example_bundle, example_manifest, tmp_path):
     assert mpsb.open(example_bundle).skipped_modules == ()
     # The example with a "skipped" list, as tools/export writes one.
-    for f in EXAMPLE.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+    shutil.copytree(EXAMPLE, tmp_path, dirs_exist_ok=True)  # with probes/
     skipped = [{"name": "act", "type": "Hardswish", "reason": "no MPS neuron"},
                {"name": "", "type": "Net", "reason": "the model itself"}]
     manifest = dict(example_manifest, skipped=skipped)
@@ -215,3 +214,37 @@ def test_float16_stored_tensor(tmp_path, example_bundle):
     assert w.numpy().dtype == np.float16
     src32 = np.fromfile(EXAMPLE / "stem.weight.bin", dtype=np.float32).reshape(w.source_shape)
     assert np.array_equal(w.to_source(), src32.astype(np.float16))
+
+
+def test_folded_batchnorm_and_legalized_groups(tmp_path, example_bundle):
+    # conv "c" -> batch norm "bn" (folded by --fold-batchnorm), then a conv of
+    # 2 channels per group, which MPS refuses and --legalize stores dense.
+    rng = np.random.default_rng(0)
+
+    def write(name, *shape):
+        rng.standard_normal(shape, dtype=np.float32).tofile(tmp_path / name)
+        return name
+
+    bn = {"name": "bn", "type": "batch_norm2d", "num_features": 8, "follows": "c",
+          "running_mean": write("bn.mean.bin", 8), "weight": write("bn.weight.bin", 8),
+          "bias": write("bn.bias.bin", 8)}
+    (rng.random(8, dtype=np.float32) + 0.5).tofile(tmp_path / "bn.var.bin")
+    bn["running_var"] = "bn.var.bin"
+    layers = [{"name": "c", "type": "conv2d", "in_channels": 3, "out_channels": 8,
+               "kernel_size": 3, "padding": 1, "weight": write("c.weight.bin", 8, 3, 3, 3)},
+              bn,
+              {"name": "g", "type": "conv2d", "in_channels": 8, "out_channels": 8,
+               "kernel_size": 1, "groups": 4, "weight": write("g.weight.bin", 8, 2, 1, 1)}]
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"format": "mpsb.manifest/1", "name": "fl", "layers": layers}))
+    out = tmp_path / "fl.mpsb"
+    mpsbc("compile", tmp_path / "manifest.json", "-o", out, "-q", "--fold-batchnorm",
+          "--legalize")
+    b = mpsb.open(out, verify=True)
+    assert [l.name for l in b.layers] == ["c", "g"]
+    assert b["c"].folded_batchnorm == "bn" and b["c"].legalized_groups == 0
+    assert b["g"].folded_batchnorm is None and b["g"].legalized_groups == 4
+    assert b["g"].params.groups == 1
+    # The example has neither.
+    for layer in mpsb.open(example_bundle):
+        assert layer.folded_batchnorm is None and layer.legalized_groups == 0

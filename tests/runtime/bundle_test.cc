@@ -7,6 +7,10 @@
 #include <cstring>
 #include <thread>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "mpsb/fb/bundle_generated.h"
 #include "mpsb/sources.h"
 #include "runtime/test_bundle.h"
 #include "util/test_util.h"
@@ -75,6 +79,35 @@ TEST(BundleOpen, AcceptsWellFormedBundleAndServesViews) {
   EXPECT_LE(p + w->size(), b.segment().data() + b.segment().size());
   EXPECT_EQ(b.segment_offset() % b.segment_alignment(), 0u);
   EXPECT_EQ(b.segment().size() % b.segment_alignment(), 0u);
+}
+
+TEST(BundleOpen, DigestsAreXxh3OfSegmentAndOfMetadataWithItsFieldZeroed) {
+  const auto bytes = build_bundle(two_convs());
+  auto r = open_bytes(bytes, /*verify=*/true);
+  ASSERT_TRUE(r.ok()) << r.message();
+  const Bundle& b = *r;
+  const auto seg = b.segment();
+  EXPECT_EQ(b.segment_checksum(), XXH3_64bits(seg.data(), seg.size()));
+  std::vector<uint8_t> meta(
+      reinterpret_cast<const uint8_t*>(b.metadata_bytes().data()),
+      reinterpret_cast<const uint8_t*>(b.metadata_bytes().data()) + b.metadata_bytes().size());
+  ASSERT_TRUE(fb::GetMutableSizePrefixedBundle(meta.data())->mutate_metadata_checksum(0));
+  EXPECT_EQ(b.metadata_checksum(), XXH3_64bits(meta.data(), meta.size()));
+  EXPECT_NE(b.segment_checksum(), b.metadata_checksum());
+}
+
+TEST(BundleOpen, DigestsAreTheStoredValuesNotRecomputed) {
+  // A cheap open does not hash: the accessors give what the file says, and
+  // verify() is what finds that it is wrong.
+  BundleSpec spec = two_convs();
+  spec.segment_checksum = 0x0123456789abcdefull;
+  spec.metadata_checksum = 0xfedcba9876543210ull;
+  const auto bytes = build_bundle(spec);
+  auto r = open_bytes(bytes);
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->segment_checksum(), 0x0123456789abcdefull);
+  EXPECT_EQ(r->metadata_checksum(), 0xfedcba9876543210ull);
+  EXPECT_FALSE(r->verify().ok());
 }
 
 TEST(BundleOpen, ConvolutionSourceMirrorsDescriptor) {

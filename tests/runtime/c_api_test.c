@@ -110,7 +110,7 @@ static void check_kinds(const char* path) {
   mpsb_norm_descriptor norm;
   mpsb_neuron n;
   mpsb_conv_descriptor desc;
-  const mpsb_layer *gn, *gn_plain, *prelu, *conv_prelu;
+  const mpsb_layer *gn, *gn_plain, *prelu, *conv_prelu, *folded, *legal;
   const mpsb_status st = mpsb_bundle_open(path, MPSB_OPEN_VERIFY, &b, message, sizeof message);
   CHECK(st == MPSB_OK);
   if (st != MPSB_OK) {
@@ -169,6 +169,22 @@ static void check_kinds(const char* path) {
   /* A batch norm's activation, run after MPSCNNBatchNormalization: LeakyReLU
    * is ReLU 1 with a = negative_slope. */
   check_neuron(b, "bn_leaky", MPSB_ACTIVATION_LEAKY_RELU, 1, 0.25f, 0.0f);
+
+  /* What --fold-batchnorm and --legalize recorded: the folded batch norm's
+   * name (NULL when none), the manifest's groups of a conv stored dense. */
+  folded = mpsb_bundle_find_layer(b, "conv_folded");
+  legal = mpsb_bundle_find_layer(b, "conv_legal");
+  CHECK(folded && legal);
+  CHECK(mpsb_layer_folded_batchnorm(b, folded) != NULL &&
+        strcmp(mpsb_layer_folded_batchnorm(b, folded), "bn_gone") == 0);
+  CHECK(mpsb_layer_folded_batchnorm(b, legal) == NULL);
+  CHECK(mpsb_layer_folded_batchnorm(b, gn) == NULL);
+  CHECK(mpsb_layer_folded_batchnorm(NULL, folded) == NULL);
+  CHECK(mpsb_layer_legalized_groups(b, legal) == 4);
+  CHECK(mpsb_layer_conv_descriptor(b, legal, &desc) == MPSB_OK && desc.groups == 1);
+  CHECK(mpsb_layer_legalized_groups(b, folded) == 0);
+  CHECK(mpsb_layer_legalized_groups(b, gn) == 0);
+  CHECK(mpsb_layer_legalized_groups(b, NULL) == 0);
   mpsb_bundle_free(b);
 }
 

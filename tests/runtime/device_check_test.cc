@@ -1,7 +1,7 @@
 // The non-Metal parts of mpsb-device-check (tools/device_check/
-// probe_compare.h): a linear layer's flattened probe input back to the
-// H x W x C image MPSCNNFullyConnected reads, the error measure, and the
-// tolerances. The GPU part runs only on a Mac (scripts/device-check.sh).
+// probe_compare.h): whether a probe file is the model's, a linear layer's flattened probe input
+// back to the H x W x C image MPSCNNFullyConnected reads, the error measure, and the tolerances.
+// The GPU part runs only on a Mac (scripts/device-check.sh).
 
 #include <gtest/gtest.h>
 
@@ -38,6 +38,17 @@ TEST(DeviceCheck, UnflattenUndoesTorchFlattenOfANonSquareMap) {
       }
     }
   }
+}
+
+TEST(DeviceCheck, ProbeFileMustNameTheModelsSegmentChecksum) {
+  EXPECT_EQ(probe_file_mismatch("00000000deadbeef", "m.mpsb", 0xdeadbeefull), "");
+  EXPECT_EQ(probe_file_mismatch("0123456789abcdef", "m.mpsb", 0x0123456789abcdefull), "");
+  // One hex digit off, and a value written as upper case, are another bundle.
+  EXPECT_EQ(probe_file_mismatch("0123456789abcdee", "m.mpsb", 0x0123456789abcdefull),
+            "the probe file of another bundle: it names segment checksum 0123456789abcdee, "
+            "m.mpsb has 0123456789abcdef (compile with --probes-out again)");
+  EXPECT_NE(probe_file_mismatch("0123456789ABCDEF", "m.mpsb", 0x0123456789abcdefull), "");
+  EXPECT_EQ(probe_file_mismatch("", "m.mpsb", 0), "not a probe file (no metadata mpsb.probes_for)");
 }
 
 TEST(DeviceCheck, SplitImagesCutsTheBatch) {

@@ -50,6 +50,11 @@ mpsb::testing::BundleSpec kinds_spec() {
   bn_leaky.activation = Activation::kLeakyReLU;
   bn_leaky.activation_alpha = 0.25f;
   spec.layers.push_back(bn_leaky);
+  // What --fold-batchnorm and --legalize record (docs/FORMAT.md).
+  LayerSpec folded = conv_layer("conv_folded", 4, 4, 1);
+  folded.folded_batchnorm = "bn_gone";
+  spec.layers.push_back(folded);
+  spec.layers.push_back(mpsb::testing::legalized_conv_layer("conv_legal", 8, 8, 3, 4));
   return spec;
 }
 

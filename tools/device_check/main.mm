@@ -236,10 +236,10 @@ bool RunCase(const std::string &model_path, const std::string &probe_path, id<MT
   for (size_t i = 0; i < probes->metadata_count(); ++i) {
     if (probes->metadata(i).first == kProbesForKey) probes_for = probes->metadata(i).second;
   }
-  if (probes_for.empty() || probes->name() != model_ref->name()) {
-    std::fprintf(stderr, "%s: not a probe file of model '%.*s' (no %s, or name '%.*s')\n",
-                 probe_path.c_str(), int(model_ref->name().size()), model_ref->name().data(),
-                 kProbesForKey, int(probes->name().size()), probes->name().data());
+  if (const std::string why = mpsb::device_check::probe_file_mismatch(
+          probes_for, model_path, model_ref->segment_checksum());
+      !why.empty()) {
+    std::fprintf(stderr, "%s: %s\n", probe_path.c_str(), why.c_str());
     return false;
   }
   std::printf("%s (probes for segment %s)\n", model_path.c_str(), probes_for.c_str());

@@ -1,6 +1,7 @@
 // The parts of mpsb-device-check (tools/device_check/main.mm) that need no
-// GPU: what a probe's feature maps look like to an MPSImage, how a result
-// is compared with PyTorch's, and the tolerance for each weight precision.
+// GPU: whether a probe file is the model's, what a probe's feature maps look
+// like to an MPSImage, how a result is compared with PyTorch's, and the
+// tolerance for each weight precision.
 // Header-only C++ so the GNUstep check build and the tests use exactly this.
 
 #ifndef MPSB_TOOLS_DEVICE_CHECK_PROBE_COMPARE_H_
@@ -10,12 +11,31 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpsb/types.h"
 
 namespace mpsb::device_check {
+
+// Why a probe file is not the one of the model bundle at `model_path`, or ""
+// when it is (docs/FORMAT.md §8): its metadata mpsb.probes_for
+// (`probes_for`, "" when it has none) must be the model's
+// Bundle::segment_checksum() as 16 lowercase hex digits, as mpsbc
+// --probes-out writes it and mpsb-dump --check matches it.
+inline std::string probe_file_mismatch(std::string_view probes_for, const std::string& model_path,
+                                       uint64_t model_segment_checksum) {
+  if (probes_for.empty()) return "not a probe file (no metadata mpsb.probes_for)";
+  char own[17];
+  std::snprintf(own, sizeof own, "%016llx",
+                static_cast<unsigned long long>(model_segment_checksum));
+  if (probes_for == own) return "";
+  return "the probe file of another bundle: it names segment checksum " + std::string(probes_for) +
+         ", " + model_path + " has " + own + " (compile with --probes-out again)";
+}
 
 // An NHWC feature map of one image: what MPSImage -readBytes/-writeBytes
 // take with MPSDataLayoutHeightxWidthxFeatureChannels.

@@ -44,7 +44,11 @@ int run_check(const Options& o, std::ostream& out, std::ostream& err, const Styl
                              {"passed", c.passed}});
     }
     print_json(out, j);
-  } else {
+  } else if (report.exit_code == mpsbc::ExitCode::kOk ||
+             report.exit_code == mpsbc::ExitCode::kCheckFailed) {
+    // The table only when the check ran: a refused one (bad manifest or
+    // bundle, a probe file of another bundle, nothing to check) is its
+    // errors alone.
     size_t width = 5;
     for (const auto& c : report.checks) width = std::max(width, display_width(printable(c.layer)));
     out << fmt::format("{:<{}}  {:>12}  {:>12}  {}\n", "layer", width, "max abs err", "max rel err",

@@ -98,6 +98,7 @@ ordered_json layer_fields(const Layer& l) {
   // A folded and an unfolded conv differ in what their weights mean.
   j["folded_batchnorm"] = l.folded_batchnorm();
   j["params"] = params_json(l);
+  j["legalized_groups"] = l.legalized_groups();
   return j;
 }
 
@@ -140,6 +141,9 @@ BundleDiff diff_bundles(const Bundle& a, const Bundle& b) {
     j["metadata"] = metadata_json(x);
     j["segment_alignment"] = x.segment_alignment();
     j["tensor_alignment"] = x.tensor_alignment();
+    // What of the PyTorch model the bundle lacks: one value, so a changed
+    // list is one change.
+    j["skipped_modules"] = skipped_modules_json(x);
     return j;
   };
   diff_fields(header(a), header(b), "", &d.header);

@@ -79,14 +79,6 @@ class Fields {
   std::vector<std::pair<std::string, std::string>> rows_;
 };
 
-// The two digests the runtime API does not expose, read from the already
-// verified metadata.
-struct Digests {
-  uint64_t segment_checksum = 0;
-  uint64_t metadata_checksum = 0;
-};
-Digests digests(const Bundle& b);
-
 std::vector<Layer> network_order(const Bundle& b);
 uint64_t layer_bytes(const Layer& l);
 size_t tensor_count(const Bundle& b);

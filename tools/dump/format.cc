@@ -6,7 +6,6 @@
 #include <cstdlib>
 
 #include "dump_internal.h"
-#include "mpsb/fb/bundle_generated.h"
 #include "mpsb_text.h"
 
 namespace mpsb::dump {
@@ -89,11 +88,6 @@ void Fields::print(std::ostream& out) const {
     if (!v.empty()) s.append(w - k.size() + 2, ' ') += v;
     out << s << '\n';
   }
-}
-
-Digests digests(const Bundle& b) {
-  const auto* root = fb::GetSizePrefixedBundle(b.metadata_bytes().data());
-  return {root->segment_checksum(), root->metadata_checksum()};
 }
 
 std::vector<Layer> network_order(const Bundle& b) {

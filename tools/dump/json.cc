@@ -99,7 +99,6 @@ ordered_json skipped_modules_json(const Bundle& b) {
 }
 
 ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_stats) {
-  const Digests d = digests(b);
   ordered_json j = document(with_stats ? "stats" : "bundle");
   j["file"] = path;
   j["file_size"] = b.file().size();
@@ -109,12 +108,12 @@ ordered_json bundle_json(const std::string& path, const Bundle& b, bool with_sta
   j["metadata"] = metadata_json(b);
   j["skipped_modules"] = skipped_modules_json(b);
   j["metadata_size"] = b.metadata_bytes().size();
-  j["metadata_checksum"] = hex64(d.metadata_checksum);
+  j["metadata_checksum"] = hex64(b.metadata_checksum());
   j["segment_alignment"] = b.segment_alignment();
   j["tensor_alignment"] = b.tensor_alignment();
   j["segment_offset"] = b.segment_offset();
   j["segment_size"] = b.segment().size();
-  j["segment_checksum"] = hex64(d.segment_checksum);
+  j["segment_checksum"] = hex64(b.segment_checksum());
   j["layer_count"] = b.layer_count();
   j["tensor_count"] = tensor_count(b);
   j["tensor_bytes"] = tensor_bytes(b);

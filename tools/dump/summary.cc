@@ -14,7 +14,6 @@ namespace {
 
 void print_summary(std::ostream& out, const std::string& path, const Bundle& b,
                    const Style& style) {
-  const Digests d = digests(b);
   Fields f;
   f.add("file", printable(path));
   f.add("name", printable(b.name()));
@@ -34,7 +33,7 @@ void print_summary(std::ostream& out, const std::string& path, const Bundle& b,
   }
   f.add("file size", fmt::format("{} ({})", b.file().size(), text::human_bytes(b.file().size())));
   f.add("metadata size",
-        fmt::format("{}, checksum {}", b.metadata_bytes().size(), hex64(d.metadata_checksum)));
+        fmt::format("{}, checksum {}", b.metadata_bytes().size(), hex64(b.metadata_checksum())));
   f.add("layers", fmt::format("{}", b.layer_count()));
   f.add("tensors", fmt::format("{}", tensor_count(b)));
   f.add("tensor bytes",
@@ -42,7 +41,7 @@ void print_summary(std::ostream& out, const std::string& path, const Bundle& b,
   f.add("alignment",
         fmt::format("segment {}, tensor {}", b.segment_alignment(), b.tensor_alignment()));
   f.add("segment", fmt::format("offset {}, size {}, checksum {}", b.segment_offset(),
-                               b.segment().size(), hex64(d.segment_checksum)));
+                               b.segment().size(), hex64(b.segment_checksum())));
   std::vector<std::string> folds;
   for (const Layer& l : network_order(b)) {
     if (!l.folded_batchnorm().empty()) {

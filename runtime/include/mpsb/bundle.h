@@ -225,6 +225,14 @@ class Bundle {
   // newBufferWithBytesNoCopy can wrap it. Points into the mapping.
   std::span<const std::byte> segment() const;
   uint64_t segment_offset() const;
+  // The digests the compiler stored (docs/FORMAT.md): XXH3-64 of segment()
+  // including its padding, and of metadata_bytes() with the
+  // metadata_checksum field's 8 bytes zeroed. Read, not computed: open
+  // checks them only with verify_checksums, verify() always. A probe file
+  // names its model bundle by the model's segment_checksum()
+  // (metadata mpsb.probes_for).
+  uint64_t segment_checksum() const;
+  uint64_t metadata_checksum() const;
   // The whole file as mapped, and the size-prefixed metadata at its start.
   std::span<const std::byte> file() const;
   std::span<const std::byte> metadata_bytes() const;

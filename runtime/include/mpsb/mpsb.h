@@ -156,6 +156,15 @@ const void* mpsb_bundle_segment(const mpsb_bundle* bundle, uint64_t* size);
 const char* mpsb_layer_name(const mpsb_bundle* bundle, const mpsb_layer* layer);
 int mpsb_layer_kind_of(const mpsb_bundle* bundle, const mpsb_layer* layer); /* -1 on NULL */
 uint32_t mpsb_layer_index(const mpsb_bundle* bundle, const mpsb_layer* layer);
+/* The name of the manifest's batch_norm2d that mpsbc --fold-batchnorm
+ * folded into this conv's weight and bias (docs/FORMAT.md), valid while the
+ * bundle lives; NULL when none was (or on a NULL argument). The weight and
+ * bias are then not PyTorch's: they hold W*s and b*s + (beta - mean*s). */
+const char* mpsb_layer_folded_batchnorm(const mpsb_bundle* bundle, const mpsb_layer* layer);
+/* A conv MPS refuses, stored as the equivalent dense one (mpsbc --legalize):
+ * the manifest's groups, while mpsb_conv_descriptor.groups is 1. 0 for every
+ * other layer and on a NULL argument. */
+uint32_t mpsb_layer_legalized_groups(const mpsb_bundle* bundle, const mpsb_layer* layer);
 
 /* What MPSCNNConvolutionDescriptor and the data source need. For linear
  * layers, the values of the equivalent MPSCNNFullyConnected. */
