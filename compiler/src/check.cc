@@ -74,10 +74,6 @@ std::string folded_into(const mpsb::Bundle& bundle, const ManifestLayer& l) {
   return {};
 }
 
-}  // namespace
-
-namespace {
-
 // One layer on its probe: the output shape first, so a layer whose output
 // would differ from the probe's is reported without computing (or
 // allocating) anything and the reference never needs more memory than the

@@ -227,19 +227,6 @@ bool prepare(const CompileOptions& options, bool writes_bundle, Diagnostics& dia
   return true;
 }
 
-bool same_file(const struct stat& a, const std::string& path);
-
-}  // namespace
-
-bool is_mpsb_container(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char head[12] = {};
-  if (!in.read(head, sizeof head)) return false;
-  return std::memcmp(head + 8, mpsb::fb::BundleIdentifier(), 4) == 0;
-}
-
-namespace {
-
 bool same_file(const struct stat& a, const std::string& path) {
   struct stat b;
   return ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
@@ -290,6 +277,13 @@ bool check_probes_output(const CompileOptions& options, const Manifest& manifest
 }
 
 }  // namespace
+
+bool is_mpsb_container(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[12] = {};
+  if (!in.read(head, sizeof head)) return false;
+  return std::memcmp(head + 8, mpsb::fb::BundleIdentifier(), 4) == 0;
+}
 
 std::string producer_string() { return std::string("mpsbc ") + MPSB_VERSION_STRING; }
 

@@ -1021,20 +1021,27 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
   store_fence(streaming);
 }
 
-void reorder_bytes(size_t elem_size, const Shape& s, const void* in, void* out, bool to_stored) {
+// Calls f(in, out) with both pointers typed as the unsigned integer of
+// elem_size (1, 2 or 4) bytes: the transforms move elements, not values.
+template <typename F>
+void with_element_type(size_t elem_size, const void* in, void* out, F&& f) {
   switch (elem_size) {
     case 1:
-      reorder(s, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out), to_stored);
+      f(static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out));
       break;
     case 2:
-      reorder(s, static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out), to_stored);
+      f(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out));
       break;
     case 4:
-      reorder(s, static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out), to_stored);
+      f(static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out));
       break;
     default:
       break;
   }
+}
+
+void reorder_bytes(size_t elem_size, const Shape& s, const void* in, void* out, bool to_stored) {
+  with_element_type(elem_size, in, out, [&](auto* a, auto* b) { reorder(s, a, b, to_stored); });
 }
 
 uint64_t product(std::span<const uint64_t> s) {
@@ -1137,39 +1144,6 @@ void from_dense_rotated(const TensorPlan& p, const T* stored, T* src) {
     }
   }
 }
-
-template <template <typename> class F>
-void dense_bytes(size_t elem_size, const TensorPlan& p, const void* in, void* out) {
-  switch (elem_size) {
-    case 1:
-      F<uint8_t>::run(p, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out));
-      break;
-    case 2:
-      F<uint16_t>::run(p, static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out));
-      break;
-    case 4:
-      F<uint32_t>::run(p, static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out));
-      break;
-    default:
-      break;
-  }
-}
-template <typename T>
-struct ToDense {
-  static void run(const TensorPlan& p, const T* a, T* b) { to_dense(p, a, b); }
-};
-template <typename T>
-struct FromDense {
-  static void run(const TensorPlan& p, const T* a, T* b) { from_dense(p, a, b); }
-};
-template <typename T>
-struct ToDenseRotated {
-  static void run(const TensorPlan& p, const T* a, T* b) { to_dense_rotated(p, a, b); }
-};
-template <typename T>
-struct FromDenseRotated {
-  static void run(const TensorPlan& p, const T* a, T* b) { from_dense_rotated(p, a, b); }
-};
 
 }  // namespace
 
@@ -1377,11 +1351,11 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
     return;
   }
   if (plan.transform == Transform::kConvGroupedToDense) {
-    dense_bytes<ToDense>(elem_size, plan, src, dst);
+    with_element_type(elem_size, src, dst, [&](auto* a, auto* b) { to_dense(plan, a, b); });
     return;
   }
   if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
-    dense_bytes<ToDenseRotated>(elem_size, plan, src, dst);
+    with_element_type(elem_size, src, dst, [&](auto* a, auto* b) { to_dense_rotated(plan, a, b); });
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), src, dst, true);
@@ -1393,11 +1367,12 @@ void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_s
     return;
   }
   if (plan.transform == Transform::kConvGroupedToDense) {
-    dense_bytes<FromDense>(elem_size, plan, stored, src);
+    with_element_type(elem_size, stored, src, [&](auto* a, auto* b) { from_dense(plan, a, b); });
     return;
   }
   if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
-    dense_bytes<FromDenseRotated>(elem_size, plan, stored, src);
+    with_element_type(elem_size, stored, src,
+                      [&](auto* a, auto* b) { from_dense_rotated(plan, a, b); });
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
