@@ -446,37 +446,24 @@ void mutate(Mutation m, const TensorPlan& plan, const std::byte* src, std::byte*
   if (m == Mutation::kNoFlattenPermute && plan.transform == Transform::kLinearFlattenToOHWC) {
     std::memcpy(stored, src, plan.element_count() * elem);
   }
-  if (m == Mutation::kWrongBlock && plan.transform == Transform::kConvGroupedToDense) {
-    // Each output channel's kernel in the next group's input channels.
-    const auto& src_shape = plan.source_shape;
-    const uint64_t out = src_shape[0], ig = src_shape[1], sp = src_shape[2] * src_shape[3];
-    const uint64_t in = plan.stored_shape[3], groups = in / ig, og = out / groups;
-    std::memset(stored, 0, out * sp * in * elem);
-    for (uint64_t o = 0; o < out; ++o) {
-      const uint64_t block = (o / og + 1) % groups * ig;
-      for (uint64_t i = 0; i < ig; ++i) {
-        for (uint64_t k = 0; k < sp; ++k) {
-          std::memcpy(stored + ((o * sp + k) * in + block + i) * elem,
-                      src + ((o * ig + i) * sp + k) * elem, elem);
-        }
-      }
-    }
-  }
   if (m == Mutation::kWrongBlock &&
-      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
-    // Each output channel's rotated kernel in the next group's input
-    // channels.
-    const auto& src_shape = plan.source_shape;
-    const uint64_t in = src_shape[0], og = src_shape[1], sp = src_shape[2] * src_shape[3];
-    const uint64_t out = plan.stored_shape[0], groups = out / og, ig = in / groups;
-    std::memset(stored, 0, out * sp * in * elem);
+      (plan.transform == Transform::kConvGroupedToDense ||
+       plan.transform == Transform::kConvTransposeGroupedToDenseRotated)) {
+    // Both dense forms are [O][kH][kW][I] with output channel o's kernel at
+    // input channels [o / og * ig, +ig): move each to the next group's.
+    const auto& s = plan.stored_shape;
+    const uint64_t out = s[0], sp = s[1] * s[2], in = s[3];
+    const bool transposed = plan.transform == Transform::kConvTransposeGroupedToDenseRotated;
+    const uint64_t groups = transposed ? out / plan.source_shape[1] : in / plan.source_shape[1];
+    const uint64_t og = out / groups, ig = in / groups;
+    std::vector<std::byte> block(ig * elem);
     for (uint64_t o = 0; o < out; ++o) {
-      const uint64_t block = (o / og + 1) % groups * ig;
-      for (uint64_t i = 0; i < ig; ++i) {
-        for (uint64_t k = 0; k < sp; ++k) {
-          std::memcpy(stored + ((o * sp + k) * in + block + i) * elem,
-                      src + (((o / og * ig + i) * og + o % og) * sp + (sp - 1 - k)) * elem, elem);
-        }
+      const uint64_t from = o / og * ig, to = (o / og + 1) % groups * ig;
+      for (uint64_t k = 0; k < sp; ++k) {
+        std::byte* row = stored + (o * sp + k) * in * elem;
+        std::memcpy(block.data(), row + from * elem, ig * elem);
+        std::memset(row + from * elem, 0, ig * elem);
+        std::memcpy(row + to * elem, block.data(), ig * elem);
       }
     }
   }
