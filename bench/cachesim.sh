@@ -22,7 +22,7 @@ for c in "${cases[@]}"; do
     # shellcheck disable=SC2086  # two words: level and method
     out=$(valgrind --tool=callgrind --cache-sim=yes --D1="$l1,$ways,64" --LL="$l2,$l2ways,64" \
       --toggle-collect='*layout_once_work*' --callgrind-out-file=/dev/null \
-      "$once" "$c" $run "$l1" "$ways" "$last" 2>&1)
+      "$once" "$c" $run "$l1" "$ways" "$last" "$l2" 2>&1)
     bytes=$(sed -n 's/.*: \([0-9]*\) bytes.*/\1/p' <<<"$out")
     # "Collected : Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw"
     read -r ir d1mr d1mw dlmr dlmw < <(sed -n 's/.*Collected : //p' <<<"$out" |

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: %s CASE [scalar|sse2|avx2|avx512|neon] [fast|naive|memcpy|none] "
-                 "[L1_BYTES L1_WAYS LAST_LEVEL_BYTES]\n",
+                 "[L1_BYTES L1_WAYS LAST_LEVEL_BYTES [L2_BYTES]]\n",
                  argv[0]);
     return 2;
   }
@@ -56,9 +56,10 @@ int main(int argc, char** argv) {
   // The caches to plan for, when not this machine's (to study another
   // CPU's under callgrind's simulation of them).
   if (argc > 6) {
-    mpsbc::set_cache_geometry({std::strtoull(argv[4], nullptr, 10),
-                               std::strtoull(argv[5], nullptr, 10),
-                               std::strtoull(argv[6], nullptr, 10)});
+    mpsbc::CacheGeometry g{std::strtoull(argv[4], nullptr, 10), std::strtoull(argv[5], nullptr, 10),
+                           std::strtoull(argv[6], nullptr, 10)};
+    if (argc > 7) g.l2_bytes = std::strtoull(argv[7], nullptr, 10);
+    mpsbc::set_cache_geometry(g);
   }
   for (const auto& c : mpsb::bench::layout_cases()) {
     if (name != c.name) continue;

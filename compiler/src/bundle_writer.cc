@@ -23,6 +23,7 @@
 #include "checked_math.h"
 #include "mpsb/fb/bundle_generated.h"
 #include "mpsb/kinds.h"
+#include "mpsbc/layout.h"
 #include "mpsbc/precision.h"
 #include "mpsbc/report.h"
 #include "source_file.h"
@@ -177,7 +178,7 @@ class TempFile {
 };
 
 // Tensors are streamed in pieces of whole output channels (the outermost
-// dimension of the stored tensor) of about kPieceBytes each. A worker then
+// dimension of the stored tensor) of about piece_bytes() each. A worker then
 // holds two pieces, not two tensors, however large the model, and one big
 // tensor spreads over every worker; the pieces are disjoint, so the bytes do
 // not depend on who writes which. A range of output channels is one
@@ -185,7 +186,18 @@ class TempFile {
 // [out][in] keep the output channel outermost), except for transposed convs
 // (IOHW): their pieces stay within one group and are read as one strided run
 // per input channel.
-constexpr uint64_t kPieceBytes = uint64_t{4} << 20;
+//
+// A piece is about the size of this core's L2 (read at run time, see
+// mpsbc::cache_geometry), within 256 KiB..4 MiB: it is read, transformed,
+// hashed and written while it stays there. The ResNet-50-sized compile
+// measured 0.067-0.069 s with 0.5, 1 and 2 MiB pieces against 0.080-0.087 s
+// with 4 MiB and 0.085 s with 16 MiB (1 MiB L2; BENCHMARKS.md), and peak RSS
+// falls with the piece: 8.4-9.4 MiB at 0.5-1 MiB against 21.5 at 4 MiB.
+uint64_t piece_bytes() {
+  static const uint64_t bytes = std::clamp<uint64_t>(mpsbc::cache_geometry().l2_bytes,
+                                                     uint64_t{256} << 10, uint64_t{4} << 20);
+  return bytes;
+}
 
 struct Piece {
   size_t tensor = 0;   // index into BundlePlan::tensors
@@ -200,7 +212,8 @@ std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan)
     const PlannedTensor& pt = plan.tensors[k];
     const ManifestTensor& t = manifest.layers[pt.layer].tensors[pt.tensor];
     const uint64_t rows = t.plan.stored_shape[0];
-    const uint64_t per = std::max<uint64_t>(1, kPieceBytes / std::max<uint64_t>(1, t.size / rows));
+    const uint64_t per =
+        std::max<uint64_t>(1, piece_bytes() / std::max<uint64_t>(1, t.size / rows));
     // A grouped conv stored dense is one piece: where a row's block lies
     // depends on its output channel's group.
     if (rows <= per || t.plan.transform == Transform::kConvGroupedToDense ||
@@ -525,7 +538,7 @@ void encode(const ManifestLayer& layer, const ManifestTensor& t, const Piece& pi
 // One worker: takes the next piece, reads it from its .bin, transforms it
 // and writes it at its planned offset; hashes tensors that are one piece.
 // Holds at most one source and one stored buffer, each as large as the
-// largest piece it has handled (about kPieceBytes, or one output channel).
+// largest piece it has handled (about piece_bytes(), or one output channel).
 void stream_tensors(StreamJob& job, const std::string& output) {
   Buffer src, dst;
   uint64_t src_cap = 0, dst_cap = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
@@ -12,6 +13,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -108,54 +111,119 @@ Walk make_walk(const TensorPlan& p) {
 bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows);
 CacheGeometry& geometry();
 
+// The element-by-element transpose: 1- and 2-byte elements at every
+// level, and 4-byte ones at the scalar level and for what the vector
+// blocks leave over (fewer than 4 rows). One side of these matrices is
+// nearly always short (a kernel's kH*kW, a band of 16 channels, 3 input
+// channels of a stem), and the loop over it is unrolled with its length a
+// template parameter: each step is then that many independent loads and
+// stores at fixed offsets from a few base pointers. Callgrind counts 2.6
+// instructions per element where the nested loop apps write spends 6
+// (0.65 against 1.51 per byte, BENCHMARKS.md).
+
+// `W` source columns starting at in[0] of `rows` rows -> `W` destination
+// rows: each source row is read once, W elements in a row, and written
+// to the W destination rows at offset r.
+template <size_t W, typename T>
+void by_source_row(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows) {
+  T* dst[W];
+#pragma GCC unroll 16
+  for (size_t k = 0; k < W; ++k) dst[k] = out + ptrdiff_t(k) * out_rs;
+  for (size_t r = 0; r < rows; ++r) {
+    const T* row = in + ptrdiff_t(r) * in_rs;
+#pragma GCC unroll 16
+    for (size_t k = 0; k < W; ++k) dst[k][r] = row[k];
+  }
+}
+
+// `R` source rows -> `cols` destination rows of R elements each, every
+// destination row written in one run.
+template <size_t R, typename T>
+void by_destination_row(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t cols) {
+  const T* src[R];
+#pragma GCC unroll 16
+  for (size_t k = 0; k < R; ++k) src[k] = in + ptrdiff_t(k) * in_rs;
+  for (size_t c = 0; c < cols; ++c) {
+    T* dst = out + ptrdiff_t(c) * out_rs;
+#pragma GCC unroll 16
+    for (size_t k = 0; k < R; ++k) dst[k] = src[k][c];
+  }
+}
+
+// Each destination row in one run, as the nested loop writes it (what a
+// tensor streaming from and to DRAM needs), the source read down a column
+// 8 rows at a time.
+template <typename T>
+void by_destination_column(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows,
+                           size_t cols) {
+  constexpr size_t kRun = 8;
+  const size_t r8 = rows - rows % kRun;
+  for (size_t c = 0; c < cols; ++c) {
+    T* dst = out + ptrdiff_t(c) * out_rs;
+    const T* src = in + ptrdiff_t(c);
+    size_t r = 0;
+    for (; r < r8; r += kRun) {
+      const T* p = src + ptrdiff_t(r) * in_rs;
+#pragma GCC unroll 8
+      for (size_t k = 0; k < kRun; ++k) dst[r + k] = p[ptrdiff_t(k) * in_rs];
+    }
+    for (; r < rows; ++r) dst[r] = src[ptrdiff_t(r) * in_rs];
+  }
+}
+
+constexpr size_t kUnrolled = 16;  // the longest run unrolled
+
+template <typename T, size_t... N>
+constexpr auto source_row_kernels(std::index_sequence<N...>) {
+  return std::array{&by_source_row<N + 1, T>...};
+}
+template <typename T, size_t... N>
+constexpr auto destination_row_kernels(std::index_sequence<N...>) {
+  return std::array{&by_destination_row<N + 1, T>...};
+}
+
 template <typename T>
 void transpose_scalar(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows,
                       size_t cols) {
-  // 16x16 tiles keep both sides' lines in L1 while a tile is done, unless
-  // the up to 16 destination rows of a tile share too few L1 sets
-  // (rows_thrash_l1): then each destination row is finished before the next
-  // (reading a column of the tile, whose source rows do not alias) instead
-  // of each source row. Callgrind counts 16 write misses per destination
-  // line for 3x3 kernels of 1024 channels on a 32 KiB 8-way L1 the first
-  // way, 1 the second (BENCHMARKS.md).
-  constexpr size_t kTile = 16;
-  // A matrix that fits L1 needs no tiles: two loops, the inner one
-  // over the longer side (for a 3x3 kernel's [I][9], each destination row
-  // in one run, as the nested loop writes; for the stem's [3][49], each
-  // source row).
-  if (rows * cols * sizeof(T) <= geometry().l1_bytes) {
-    if (rows >= cols) {
-      for (size_t c = 0; c < cols; ++c) {
-        T* col = out + ptrdiff_t(c) * out_rs;
-        const T* src = in + ptrdiff_t(c);
-        for (size_t r = 0; r < rows; ++r) col[r] = src[ptrdiff_t(r) * in_rs];
-      }
-    } else {
-      for (size_t r = 0; r < rows; ++r) {
-        const T* row = in + ptrdiff_t(r) * in_rs;
-        T* dst = out + ptrdiff_t(r);
-        for (size_t c = 0; c < cols; ++c) dst[ptrdiff_t(c) * out_rs] = row[c];
-      }
+  if (rows == 0 || cols == 0) return;
+  constexpr auto kBySource = source_row_kernels<T>(std::make_index_sequence<kUnrolled>());
+  constexpr auto kByDestination = destination_row_kernels<T>(std::make_index_sequence<kUnrolled>());
+  constexpr ptrdiff_t kSize = sizeof(T);
+  // Few source rows (the stem's [3][49]): every destination row in one
+  // run, unless the source rows would evict each other from L1.
+  if (rows < cols && rows <= kUnrolled && !rows_thrash_l1(in_rs * kSize, rows)) {
+    kByDestination[rows - 1](in, in_rs, out, out_rs, cols);
+    return;
+  }
+  // Otherwise each destination row in one run per band of source rows,
+  // reading down the columns: the band's lines (one per row) stay in L1
+  // from one column to the next. Measured 1.2-1.6x the nested loop on
+  // Linear after flatten and the 4x4 control, where runs of source rows
+  // (below) lost on Linear (0.65x), streaming from DRAM, for writing 16
+  // destination rows at once (BENCHMARKS.md).
+  const uint64_t row_lines = std::min<uint64_t>(64, uint64_t(in_rs < 0 ? -in_rs : in_rs) * kSize);
+  const size_t band =
+      std::max<size_t>(8, geometry().l1_bytes * 3 / 4 / std::max<uint64_t>(row_lines, 1));
+  if (!rows_thrash_l1(in_rs * kSize, std::min(rows, band))) {
+    for (size_t r0 = 0; r0 < rows; r0 += band) {
+      by_destination_column(in + ptrdiff_t(r0) * in_rs, in_rs, out + ptrdiff_t(r0), out_rs,
+                            std::min(band, rows - r0), cols);
     }
     return;
   }
-  const bool by_column = rows_thrash_l1(out_rs * ptrdiff_t(sizeof(T)), std::min(cols, kTile)) &&
-                         !rows_thrash_l1(in_rs * ptrdiff_t(sizeof(T)), std::min(rows, kTile));
-  for (size_t r0 = 0; r0 < rows; r0 += kTile) {
-    const size_t r1 = std::min(rows, r0 + kTile);
-    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
-      const size_t c1 = std::min(cols, c0 + kTile);
-      if (by_column) {
-        for (size_t c = c0; c < c1; ++c) {
-          T* col = out + ptrdiff_t(c) * out_rs;
-          for (size_t r = r0; r < r1; ++r) col[r] = in[ptrdiff_t(r) * in_rs + ptrdiff_t(c)];
-        }
-      } else {
-        for (size_t r = r0; r < r1; ++r) {
-          const T* row = in + ptrdiff_t(r) * in_rs;
-          for (size_t c = c0; c < c1; ++c) out[ptrdiff_t(c) * out_rs + ptrdiff_t(r)] = row[c];
-        }
-      }
+  // Source rows that share L1 sets (a transposed conv's, a page or more
+  // apart): each read once, in runs of up to 16 columns, as many
+  // destination rows open as share no L1 set beyond its ways, over bands
+  // of 64 source rows, whose lines stay in L1 from one run to the next.
+  size_t run = kUnrolled;
+  while (run > 1 && rows_thrash_l1(out_rs * kSize, run)) --run;
+  constexpr size_t kBand = 64;
+  for (size_t r0 = 0; r0 < rows; r0 += kBand) {
+    const size_t n = std::min(kBand, rows - r0);
+    for (size_t c0 = 0; c0 < cols; c0 += run) {
+      const size_t w = std::min(run, cols - c0);
+      kBySource[w - 1](in + ptrdiff_t(r0) * in_rs + ptrdiff_t(c0), in_rs,
+                       out + ptrdiff_t(c0) * out_rs + ptrdiff_t(r0), out_rs, n);
     }
   }
 }
@@ -180,7 +248,7 @@ uint64_t read_sysfs_size(const std::string& path) {
 
 CacheGeometry read_cache_geometry() {
   CacheGeometry g;
-  bool have_l1 = false, have_last = false;
+  bool have_l1 = false, have_l2 = false, have_last = false;
   uint64_t last_level = 0;
   for (int i = 0; i < 8; ++i) {
     const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
@@ -194,6 +262,7 @@ CacheGeometry read_cache_geometry() {
     if (level == 1 && size != 0 && ways != 0) {
       g.l1_bytes = size, g.l1_ways = ways, have_l1 = true;
     }
+    if (level == 2 && size != 0) g.l2_bytes = size, have_l2 = true;
     if (level >= last_level && size != 0) {
       last_level = level, g.last_level_bytes = size, have_last = true;
     }
@@ -202,6 +271,11 @@ CacheGeometry read_cache_geometry() {
   if (!have_l1) {
     const long size = sysconf(_SC_LEVEL1_DCACHE_SIZE), ways = sysconf(_SC_LEVEL1_DCACHE_ASSOC);
     if (size > 0 && ways > 0) g.l1_bytes = uint64_t(size), g.l1_ways = uint64_t(ways);
+  }
+#endif
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  if (!have_l2 && sysconf(_SC_LEVEL2_CACHE_SIZE) > 0) {
+    g.l2_bytes = uint64_t(sysconf(_SC_LEVEL2_CACHE_SIZE));
   }
 #endif
 #if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
@@ -223,6 +297,8 @@ CacheGeometry checked(CacheGeometry g) {
   if (g.l1_ways < 2 || g.l1_bytes / g.l1_ways < 64 || g.last_level_bytes == 0) {
     return CacheGeometry{};
   }
+  // A core without an L2 of its own (or none reported): the last level.
+  if (g.l2_bytes == 0 || g.l2_bytes > g.last_level_bytes) g.l2_bytes = g.last_level_bytes;
   return g;
 }
 
@@ -252,6 +328,16 @@ CacheGeometry& geometry() {
 // compiler's streamed pieces, stay in cache for the checksum that reads
 // them next.
 bool is_streaming(uint64_t bytes) { return bytes > geometry().last_level_bytes; }
+
+// Where a tensor's bytes live while it is transformed (the benchmarks run
+// each tensor over and over; the compiler's pieces were just read): in
+// L2, in the cache levels beyond it, or streaming from and to memory.
+enum class Residence { kL2, kCache, kStreaming };
+
+Residence residence(uint64_t bytes) {
+  if (is_streaming(bytes)) return Residence::kStreaming;
+  return bytes <= geometry().l2_bytes ? Residence::kL2 : Residence::kCache;
+}
 
 bool rows_thrash_l1(ptrdiff_t row_bytes, size_t open_rows) {
   const CacheGeometry& g = geometry();
@@ -302,6 +388,18 @@ inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_
   store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v, nt);
 }
 
+// Column c (>= 3) of rows r..r+3 from four row loads that end at it:
+// three shuffles where column4 takes four scalar loads and three.
+inline void column4_last(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                         size_t r, size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c) - 3;
+  const __m128 a = load4(i0), b = load4(i0 + in_rs);
+  const __m128 d = load4(i0 + 2 * in_rs), e = load4(i0 + 3 * in_rs);
+  // (a2 b2 a3 b3), (d2 e2 d3 e3) -> (a3 b3 d3 e3)
+  const __m128 v = _mm_movehl_ps(_mm_unpackhi_ps(d, e), _mm_unpackhi_ps(a, b));
+  store4(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), _mm_castps_si128(v), nt);
+}
+
 // 16 elements from a 16-byte aligned `from` to `to`.
 inline void copy_line(const uint32_t* from, uint32_t* to, bool nt) {
   const auto* f = reinterpret_cast<const __m128i*>(from);
@@ -336,6 +434,17 @@ inline void column4(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_
   v = vsetq_lane_u32(i0[2 * in_rs], v, 2);
   v = vsetq_lane_u32(i0[3 * in_rs], v, 3);
   vst1q_u32(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), v);
+}
+
+inline void column4_last(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                         size_t r, size_t c, bool) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c) - 3;
+  const uint32x4_t a = vld1q_u32(i0), b = vld1q_u32(i0 + in_rs);
+  const uint32x4_t d = vld1q_u32(i0 + 2 * in_rs), e = vld1q_u32(i0 + 3 * in_rs);
+  // vtrn's val[1] = (a1 b1 a3 b3): its high half is the last column.
+  const uint32x4x2_t ab = vtrnq_u32(a, b), de = vtrnq_u32(d, e);
+  vst1q_u32(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r),
+            vcombine_u32(vget_high_u32(ab.val[1]), vget_high_u32(de.val[1])));
 }
 
 inline void copy_line(const uint32_t* from, uint32_t* to, bool) {
@@ -382,6 +491,81 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
         for (size_t r = r0; r < r1; r += 4) column(r, c);
       }
     }
+  }
+  if (r4 < rows) {
+    transpose_scalar(in + ptrdiff_t(r4) * in_rs, in_rs, out + ptrdiff_t(r4), out_rs, rows - r4,
+                     cols);
+  }
+}
+
+// A [rows][kCols] matrix with contiguous rows (a kernel's [I][kH*kW] or
+// Linear's [C][H*W]) -> [kCols][rows], 4 rows at a time: 4x4 blocks, and
+// each column left over (the ninth of a 3x3 kernel) from loads ending at
+// it, with the row stride a constant. conv3x3_c512 at the sse2 level went
+// from 0.40-0.49x to 0.65x memcpy against transpose_u32 (BENCHMARKS.md).
+template <size_t kCols>
+void transpose_u32_rows(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, size_t rows, bool nt) {
+  static_assert(kCols >= 4);
+  constexpr ptrdiff_t kRow = kCols;
+  constexpr size_t kC4 = kCols & ~size_t{3};
+  const size_t r4 = rows & ~size_t{3};
+  // The store kind a constant of the loop, not a branch per block.
+  auto blocks = [&](auto kNt) {
+    for (size_t r = 0; r < r4; r += 4) {
+#pragma GCC unroll 16
+      for (size_t c = 0; c < kC4; c += 4) tile4x4(in, kRow, out, out_rs, r, c, kNt());
+#pragma GCC unroll 4
+      for (size_t c = kC4; c < kCols; ++c) column4_last(in, kRow, out, out_rs, r, c, kNt());
+    }
+  };
+  if (nt) {
+    blocks(std::true_type{});
+  } else {
+    blocks(std::false_type{});
+  }
+  if (r4 < rows) {
+    transpose_scalar(in + ptrdiff_t(r4) * kRow, kRow, out + ptrdiff_t(r4), out_rs, rows - r4,
+                     kCols);
+  }
+}
+
+// The fixed-width transpose for `cols`, if there is one (1x1..7x7
+// kernels' areas that are not tiny, Linear's 6x6 and 7x7 maps).
+using RowsKernel = void (*)(const uint32_t*, uint32_t*, ptrdiff_t, size_t, bool);
+RowsKernel rows_kernel(size_t cols) {
+  switch (cols) {
+    case 9:
+      return transpose_u32_rows<9>;
+    case 16:
+      return transpose_u32_rows<16>;
+    case 25:
+      return transpose_u32_rows<25>;
+    case 36:
+      return transpose_u32_rows<36>;
+    case 49:
+      return transpose_u32_rows<49>;
+    default:
+      return nullptr;
+  }
+}
+
+// transpose_u32 for the transposed conv's source rows, a page or more
+// apart, which the hardware prefetchers do not follow: each group of 4 rows
+// first asks for its line `prefetch` elements on (the output channel after
+// next) into L2; into L1 the 512 rows of a pass, all in one L1 set, would
+// evict each other. Written straight to the destination rows when they do
+// not thrash L1, this measured 0.41-0.43x memcpy at the sse2 level against
+// 0.34x for the staged band (convT4x4_512to256, BENCHMARKS.md).
+void transpose_u32_prefetched(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                              size_t rows, size_t cols, ptrdiff_t prefetch) {
+  const size_t r4 = rows & ~size_t{3}, c4 = cols & ~size_t{3};
+  for (size_t r = 0; r < r4; r += 4) {
+    for (size_t k = 0; k < 4; ++k) {
+      __builtin_prefetch(in + ptrdiff_t(r + k) * in_rs + prefetch, 0, 2);
+    }
+    size_t c = 0;
+    for (; c < c4; c += 4) tile4x4(in, in_rs, out, out_rs, r, c, false);
+    for (; c < cols; ++c) column4(in, in_rs, out, out_rs, r, c, false);
   }
   if (r4 < rows) {
     transpose_scalar(in + ptrdiff_t(r4) * in_rs, in_rs, out + ptrdiff_t(r4), out_rs, rows - r4,
@@ -485,6 +669,19 @@ MPSB_AVX2 inline void tile8x8(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out
   store8(o + 5 * out_rs, _mm256_permute2f128_ps(u1, u5, 0x31), nt);
   store8(o + 6 * out_rs, _mm256_permute2f128_ps(u2, u6, 0x31), nt);
   store8(o + 7 * out_rs, _mm256_permute2f128_ps(u3, u7, 0x31), nt);
+}
+
+// Column c (>= 7) of rows r..r+7 from eight row loads that end at it.
+MPSB_AVX2 inline void column8_last(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out,
+                                   ptrdiff_t out_rs, size_t r, size_t c, bool nt) {
+  const uint32_t* i0 = in + ptrdiff_t(r) * in_rs + ptrdiff_t(c) - 7;
+  const __m256 t0 = _mm256_unpackhi_ps(load8(i0), load8(i0 + in_rs));
+  const __m256 t1 = _mm256_unpackhi_ps(load8(i0 + 2 * in_rs), load8(i0 + 3 * in_rs));
+  const __m256 t2 = _mm256_unpackhi_ps(load8(i0 + 4 * in_rs), load8(i0 + 5 * in_rs));
+  const __m256 t3 = _mm256_unpackhi_ps(load8(i0 + 6 * in_rs), load8(i0 + 7 * in_rs));
+  // High lanes: (a6 b6 a7 b7) ... -> (a7 b7 c7 d7), (e7 f7 g7 h7).
+  const __m256 u0 = _mm256_shuffle_ps(t0, t1, 0xEE), u1 = _mm256_shuffle_ps(t2, t3, 0xEE);
+  store8(out + ptrdiff_t(c) * out_rs + ptrdiff_t(r), _mm256_permute2f128_ps(u0, u1, 0x31), nt);
 }
 
 // Rows r..r+7 of the columns c..cols-1 that do not fill an 8x8 block (the
@@ -591,8 +788,13 @@ MPSB_AVX2 inline void block8x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_
 
 // A [rows][9] matrix (in_rs 9) -> [9][rows] in blocks of 8 rows; the rest
 // through the SSE2 path. The same alignment lead as transpose_u32_avx2.
+// `tiles`: an 8x8 block and the ninth column from loads ending at it
+// (16 loads, 31 shuffles per block) instead of block8x9 (9 loads, 54
+// blends and permutes). For a tensor beyond L2, tiles measured 0.71-0.74x
+// memcpy against 0.54-0.63x on conv3x3_c512; within L2, 0.38-0.39x
+// against 0.46-0.47x on conv3x3_c64 (BENCHMARKS.md).
 MPSB_AVX2 void transpose_u32_avx2_x9(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs,
-                                     size_t rows, bool nt) {
+                                     size_t rows, bool nt, bool tiles) {
   const uintptr_t misaligned = reinterpret_cast<uintptr_t>(out) % 32;
   if (out_rs % 8 == 0 && misaligned != 0 && misaligned % 4 == 0) {
     const size_t lead = std::min(rows, size_t(32 - misaligned) / 4);
@@ -602,7 +804,14 @@ MPSB_AVX2 void transpose_u32_avx2_x9(const uint32_t* in, uint32_t* out, ptrdiff_
     rows -= lead;
   }
   const size_t r8 = rows & ~size_t{7};
-  for (size_t r = 0; r < r8; r += 8) block8x9(in + r * 9, out + r, out_rs, nt);
+  if (tiles) {
+    for (size_t r = 0; r < r8; r += 8) {
+      tile8x8(in, 9, out, out_rs, r, 0, nt);
+      column8_last(in, 9, out, out_rs, r, 8, nt);
+    }
+  } else {
+    for (size_t r = 0; r < r8; r += 8) block8x9(in + r * 9, out + r, out_rs, nt);
+  }
   if (r8 < rows) transpose_u32(in + r8 * 9, 9, out + r8, out_rs, rows - r8, 9, nt);
 }
 
@@ -824,13 +1033,14 @@ Isa current_isa() {
   return set_max_isa(cap);
 }
 
-// `streaming`: the whole tensor is larger than the cache (see
-// is_streaming); non-temporal stores are used where `out` allows them.
+// `where`: see Residence; for a tensor larger than the cache
+// (kStreaming), non-temporal stores are used where `out` allows them.
 // `wide`: use the AVX2 8x8 blocks when the CPU has them (transposed convs).
-// `prefetch`: see block16 (AVX-512 only).
+// `prefetch`: see block16 (AVX-512) and transpose_u32_prefetched.
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
-               bool streaming, bool wide = false, ptrdiff_t prefetch = 0) {
+               Residence where, bool wide = false, ptrdiff_t prefetch = 0) {
+  const bool streaming = where == Residence::kStreaming;
 #if defined(MPSB_VEC4)
   if constexpr (sizeof(T) == 4) {
     const Isa isa = current_isa();
@@ -845,8 +1055,11 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
 #else
     const bool nt = false;
 #endif
-    const bool staged =
-        out_rs % 16 == 0 && rows >= 16 && (nt || prefetch != 0 || rows_thrash_l1(out_rs * 4, cols));
+    const bool staged = out_rs % 16 == 0 && rows >= 16 && (nt || rows_thrash_l1(out_rs * 4, cols));
+    if (prefetch != 0 && !staged) {
+      transpose_u32_prefetched(in, in_rs, out, out_rs, rows, cols, prefetch);
+      return;
+    }
     auto run = [&](auto kernel) {
       if (staged) {
         transpose_staged(in, in_rs, out, out_rs, rows, cols, nt, prefetch, kernel);
@@ -862,19 +1075,34 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
       return;
     }
     if (isa == Isa::kAvx2 && cols == 9 && in_rs == 9) {
-      run([](const uint32_t* i, ptrdiff_t, uint32_t* o, ptrdiff_t o_rs, size_t r, size_t, bool n) {
-        transpose_u32_avx2_x9(i, o, o_rs, r, n);
-      });
+      const bool tiles = where == Residence::kCache;
+      run([tiles](const uint32_t* i, ptrdiff_t, uint32_t* o, ptrdiff_t o_rs, size_t r, size_t,
+                  bool n) { transpose_u32_avx2_x9(i, o, o_rs, r, n, tiles); });
       return;
     }
 #endif
+    if (const RowsKernel fixed = rows_kernel(cols);
+        isa != Isa::kScalar && fixed != nullptr && in_rs == ptrdiff_t(cols)) {
+      // transpose_staged hands the kernel all columns at once (every fixed
+      // width is within its 64-column chunk); anything else would go to
+      // the general blocks.
+      run([fixed, cols](const uint32_t* i, ptrdiff_t i_rs, uint32_t* o, ptrdiff_t o_rs, size_t r,
+                        size_t c, bool n) {
+        if (c == cols && i_rs == ptrdiff_t(cols)) {
+          fixed(i, o, o_rs, r, n);
+        } else {
+          transpose_u32(i, i_rs, o, o_rs, r, c, n);
+        }
+      });
+      return;
+    }
     if (isa != Isa::kScalar) {
       run(transpose_u32);
       return;
     }
   }
 #endif
-  (void)streaming, (void)wide, (void)prefetch;
+  (void)where, (void)streaming, (void)wide, (void)prefetch;
   transpose_scalar(in, in_rs, out, out_rs, rows, cols);
 }
 
@@ -949,16 +1177,17 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
     std::memcpy(out, in, s.count * sizeof(T));
     return;
   }
-  const bool streaming = is_streaming(s.count * sizeof(T));
+  const Residence where = residence(s.count * sizeof(T));
+  const bool streaming = where == Residence::kStreaming;
   // One transpose: `rows` x `cols` elements of the source side (at element
   // offset src, rows src_rs apart) <-> cols x rows of the stored side.
   // `prefetch`: see block16; it is about the source rows, so forward only.
   auto move = [&](ptrdiff_t src, ptrdiff_t src_rs, ptrdiff_t stored, ptrdiff_t stored_rs,
                   size_t rows, size_t cols, bool wide, ptrdiff_t prefetch) {
     if (to_stored) {
-      transpose(in + src, src_rs, out + stored, stored_rs, rows, cols, streaming, wide, prefetch);
+      transpose(in + src, src_rs, out + stored, stored_rs, rows, cols, where, wide, prefetch);
     } else {
-      transpose(in + stored, stored_rs, out + src, src_rs, cols, rows, streaming, wide);
+      transpose(in + stored, stored_rs, out + src, src_rs, cols, rows, where, wide);
     }
   };
   const ptrdiff_t in_ch = ptrdiff_t(s.inner), sp = ptrdiff_t(s.spatial);
@@ -992,9 +1221,11 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
         // channel's block of each source row (rows are a page or more
         // apart, which the hardware prefetchers do not follow) hides part
         // of their latency (BENCHMARKS.md). AVX-512 moves whole lines in
-        // its 16x16 blocks; below it the band goes through
-        // transpose_staged, whose prefetch goes to L2 only: the 16 rows of
-        // a band fall into one L1 set and would evict each other there.
+        // its 16x16 blocks; below it the 4x4 blocks go straight to the
+        // destination (transpose_u32_prefetched) or, where its rows would
+        // thrash L1, through transpose_staged; either prefetches into L2
+        // only: the source rows fall into one L1 set and would evict each
+        // other there.
         for (uint64_t g = 0; g < s.groups; ++g) {
           for (uint64_t o = 0; o < s.og; ++o) {
             move(src_at(g, 0, o), og * sp, stored_at(g, o, 0), -in_ch, s.inner, s.spatial, true,

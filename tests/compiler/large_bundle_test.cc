@@ -127,7 +127,7 @@ TEST(LargeBundleTest, OverFourGiBCompilesOpensVerifiesAndExtracts) {
               double(rss_kib) / 1024, (unsigned long long)fs::file_size(bundle_path));
   RecordProperty("compile_seconds", std::to_string(seconds));
   RecordProperty("compile_peak_rss_kib", std::to_string(rss_kib));
-  // Bounded memory: pieces of ~4 MiB per worker, not whole tensors.
+  // Bounded memory: pieces of at most 4 MiB per worker, not whole tensors.
   EXPECT_LT(rss_kib, 256 * 1024);
 
   auto bundle = mpsb::Bundle::open(bundle_path.string());

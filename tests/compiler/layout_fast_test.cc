@@ -62,8 +62,9 @@ void expect_all_sizes(const mpsbc::TensorPlan& plan, std::mt19937& rng) {
 // Runs the test body once per vector level up to the best this CPU has
 // (on a CPU without AVX-512 the AVX-512 round is the AVX2 one again, and
 // says so), and at each level once per cache geometry: this machine's, a
-// 32 KiB 8-way L1 with a 1 MiB last level (non-temporal stores from 1 MiB
-// on), and a 1 KiB 2-way L1 under which almost every destination with
+// 32 KiB 8-way L1 with a 256 KiB L2 and a 1 MiB last level (non-temporal
+// stores from 1 MiB on, the AVX2 3x3 tiles between), and a 1 KiB 2-way L1
+// under which almost every destination with
 // rows a multiple of a line apart goes through the staging buffer. Then
 // restores the best level and this machine's caches for the tests that
 // follow.
@@ -72,7 +73,7 @@ class LayoutFastTest : public ::testing::Test {
   template <typename Body>
   void for_each_level(Body body) {
     const std::vector<mpsbc::CacheGeometry> geometries = {
-        machine_, {32 << 10, 8, 1 << 20}, {1 << 10, 2, 64 << 10}};
+        machine_, {32 << 10, 8, 1 << 20, 256 << 10}, {1 << 10, 2, 64 << 10, 16 << 10}};
     for (Isa cap : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512, Isa::kNeon}) {
       const Isa level = mpsbc::set_max_isa(cap);
       SCOPED_TRACE(::testing::Message() << "vector level " << mpsbc::isa_name(level));
@@ -83,8 +84,9 @@ class LayoutFastTest : public ::testing::Test {
       }
       for (const auto& g : geometries) {
         mpsbc::set_cache_geometry(g);
-        SCOPED_TRACE(::testing::Message() << "L1 " << g.l1_bytes << " B " << g.l1_ways
-                                          << "-way, last level " << g.last_level_bytes << " B");
+        SCOPED_TRACE(::testing::Message()
+                     << "L1 " << g.l1_bytes << " B " << g.l1_ways << "-way, L2 " << g.l2_bytes
+                     << " B, last level " << g.last_level_bytes << " B");
         body();
         if (HasFatalFailure()) return;
       }

@@ -1,4 +1,5 @@
-// Tensors larger than the writer's piece size (4 MiB) are streamed in pieces
+// Tensors larger than the writer's piece size (this core's L2, within
+// 256 KiB..4 MiB) are streamed in pieces
 // of output channels, spread over the workers and hashed afterwards. The
 // stored bytes must equal the whole-tensor transform and must not depend on
 // the number of jobs.
@@ -21,9 +22,9 @@ using mpsb::testing::read_file;
 
 TEST(WriterPiecesTest, SplitTensorsMatchWholeTensorTransformForAnyJobs) {
   ModelBuilder m;
-  m.add_conv("conv", 512, 520, 3, 3);                     // 9.6 MB: 3 pieces
+  m.add_conv("conv", 512, 520, 3, 3);                     // 9.6 MB: 3 pieces or more
   m.add_conv_transpose("up", 768, 512, 4, /*groups=*/2);  // 6.3 MB per group
-  m.add_linear("fc", 256 * 6 * 6, 130, {256, 6, 6});      // 4.8 MB: 2 pieces
+  m.add_linear("fc", 256 * 6 * 6, 130, {256, 6, 6});      // 4.8 MB: 2 pieces or more
   m.add_linear("vec", 1100, 1000);                        // identity, 4.4 MB
   const mpsbc::TensorPlan plans[] = {
       mpsbc::plan_conv_weight(520, 512, 1, 3, 3),

@@ -119,14 +119,17 @@ const char* isa_name(Isa isa);
 
 // The data caches the transforms choose block order and store kind by:
 // read at first use from /sys/devices/system/cpu/cpu0/cache (sysconf() as
-// the fallback, then 32 KiB 8-way L1 and 8 MiB last level). Tensors larger
-// than the last level are written with non-temporal stores; destination
+// the fallback, then 32 KiB 8-way L1, 512 KiB L2 and 8 MiB last level).
+// Tensors larger than the last level are written with non-temporal stores;
+// those between L2 and the last level take the AVX2 3x3 blocks with fewer
+// shuffles (compiler/src/layout.cc); destination
 // rows that would share an L1 set more often than it has ways are written
 // through a small buffer (compiler/src/layout.cc).
 struct CacheGeometry {
   uint64_t l1_bytes = 32 << 10;
   uint64_t l1_ways = 8;
   uint64_t last_level_bytes = 8 << 20;
+  uint64_t l2_bytes = 512 << 10;  // per core; the last level when there is none
 };
 CacheGeometry cache_geometry();
 // Plans for `g` instead of this CPU's caches (tests: to reach every path on
