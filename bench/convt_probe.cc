@@ -1,7 +1,8 @@
 // Where the transposed conv's transform loses time (BENCHMARKS.md, "Where a
 // target is missed"): the AVX-512 kernel of compiler/src/layout.cc for the
-// 4x4 512->256 transposed conv of the benchmark, in variants that change one
-// thing each, alternated with memcpy of the same bytes in one process.
+// 4x4 512->256 transposed conv of the benchmark, and the SSE2 4x4 blocks of
+// the levels below it ("sse2:" rows), in variants that change one thing
+// each, alternated with memcpy of the same bytes in one process.
 // Prints the median GB/s of each and its ratio to memcpy.
 //
 //   mpsb_convt_probe [--huge] [--trials N]
@@ -79,6 +80,38 @@ __attribute__((target("avx512f"), noinline)) void transform(const float* src, fl
         const int di = v.dest_fixed ? 0 : i0, d = v.dest_fixed ? 0 : o;
         float* q = dst + (size_t(d) * kSp + kSp - 1) * in + di;
         for (int k = 0; k < 16; ++k) _mm512_storeu_ps(q - ptrdiff_t(k) * in, r[k]);
+      }
+    }
+  }
+}
+
+// The same transform in the SSE2 4x4 blocks that the levels below AVX-512
+// use (mpsbc's transpose_u32_prefetched): per output channel, 4 input rows
+// at a time, each row's 64-byte line read in four 16-byte pieces. Of
+// Variant: prefetch_next_o (into L2, as the library does), source_in_l1,
+// pad.
+template <Variant v>
+__attribute__((noinline)) void transform4(const float* src, float* dst, int in, int out) {
+  const size_t row = size_t(out) * kSp + v.pad;
+  for (int o = 0; o < out; ++o) {
+    for (int i0 = 0; i0 < in; i0 += 4) {
+      const int si = v.source_in_l1 ? 0 : i0;
+      const float* p = src + size_t(si) * row + size_t(o) * kSp;
+      if constexpr (v.prefetch_next_o != 0) {
+        for (int i = 0; i < 4; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(p + i * row + v.prefetch_next_o * kSp),
+                       _MM_HINT_T1);
+        }
+      }
+      float* q = dst + (size_t(o) * kSp + kSp - 1) * in + i0;
+      for (int c = 0; c < kSp; c += 4) {
+        __m128 a = _mm_loadu_ps(p + c), b = _mm_loadu_ps(p + row + c);
+        __m128 d = _mm_loadu_ps(p + 2 * row + c), e = _mm_loadu_ps(p + 3 * row + c);
+        _MM_TRANSPOSE4_PS(a, b, d, e);
+        _mm_storeu_ps(q - ptrdiff_t(c) * in, a);
+        _mm_storeu_ps(q - ptrdiff_t(c + 1) * in, b);
+        _mm_storeu_ps(q - ptrdiff_t(c + 2) * in, d);
+        _mm_storeu_ps(q - ptrdiff_t(c + 3) * in, e);
       }
     }
   }
@@ -214,6 +247,18 @@ int main(int argc, char** argv) {
       {"staged, 4 channels", true, [&] { transform_staged(4, src, dst, in, out); }},
       {"probe: source in L1", false, run(transform<Variant{.source_in_l1 = true}>)},
       {"probe: destination fixed", false, run(transform<Variant{.dest_fixed = true}>)},
+      {"sse2: mpsbc::apply at sse2", true,
+       [&] {
+         mpsbc::set_max_isa(mpsbc::Isa::kSse2);
+         mpsbc::apply(plan, src, dst, sizeof(float));
+         mpsbc::set_max_isa(mpsbc::Isa::kAvx512);
+       }},
+      {"sse2: no prefetch", true, run(transform4<Variant{}>)},
+      {"sse2: prefetch 2 channels on (L2)", true, run(transform4<Variant{.prefetch_next_o = 2}>)},
+      {"sse2: padded rows, no prefetch", true, run_padded(transform4<Variant{.pad = kPad}>)},
+      {"sse2: padded rows, prefetch 2 on (L2)", true,
+       run_padded(transform4<Variant{.prefetch_next_o = 2, .pad = kPad}>)},
+      {"sse2 probe: source in L1", false, run(transform4<Variant{.source_in_l1 = true}>)},
   };
   for (const Row& r : rows) {
     if (!r.exact) continue;
