@@ -502,7 +502,7 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
 // Linear's [C][H*W]) -> [kCols][rows], 4 rows at a time: 4x4 blocks, and
 // each column left over (the ninth of a 3x3 kernel) from loads ending at
 // it, with the row stride a constant. conv3x3_c512 at the sse2 level went
-// from 0.40-0.49x to 0.65x memcpy against transpose_u32 (BENCHMARKS.md).
+// from 0.49x to 0.70-0.85x memcpy against transpose_u32 (BENCHMARKS.md).
 template <size_t kCols>
 void transpose_u32_rows(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, size_t rows, bool nt) {
   static_assert(kCols >= 4);
@@ -529,8 +529,8 @@ void transpose_u32_rows(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, siz
   }
 }
 
-// The fixed-width transpose for `cols`, if there is one (1x1..7x7
-// kernels' areas that are not tiny, Linear's 6x6 and 7x7 maps).
+// The fixed-width transpose for `cols`, if there is one (the areas of
+// 3x3, 4x4, 5x5 and 7x7 kernels, Linear's 6x6 and 7x7 maps).
 using RowsKernel = void (*)(const uint32_t*, uint32_t*, ptrdiff_t, size_t, bool);
 RowsKernel rows_kernel(size_t cols) {
   switch (cols) {
