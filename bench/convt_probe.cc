@@ -86,7 +86,7 @@ __attribute__((target("avx512f"), noinline)) void transform(const float* src, fl
 }
 
 // The same transform in the SSE2 4x4 blocks that the levels below AVX-512
-// use (mpsbc's transpose_u32_prefetched): per output channel, 4 input rows
+// use (mpsbc's transpose_u32_fixed with kPrefetch): per output channel, 4 input rows
 // at a time, each row's 64-byte line read in four 16-byte pieces. Of
 // Variant: prefetch_next_o (into L2, as the library does), source_in_l1,
 // pad.

@@ -498,24 +498,46 @@ void transpose_u32(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t
   }
 }
 
-// A [rows][kCols] matrix with contiguous rows (a kernel's [I][kH*kW] or
-// Linear's [C][H*W]) -> [kCols][rows], 4 rows at a time: 4x4 blocks, and
-// each column left over (the ninth of a 3x3 kernel) from loads ending at
-// it, with the row stride a constant. conv3x3_c512 at the sse2 level went
-// from 0.49x to 0.70-0.85x memcpy against transpose_u32 (BENCHMARKS.md).
-template <size_t kCols>
-void transpose_u32_rows(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, size_t rows, bool nt) {
-  static_assert(kCols >= 4);
-  constexpr ptrdiff_t kRow = kCols;
-  constexpr size_t kC4 = kCols & ~size_t{3};
-  const size_t r4 = rows & ~size_t{3};
-  // The store kind a constant of the loop, not a branch per block.
+// 4x4 blocks, 4 source rows at a time, for a width `kCols` fixed at
+// compile time (0: `cols` at run time): the blocks of a row unrolled, and
+// each column left over (the ninth of a 3x3 kernel) from four row loads
+// that end at it and three shuffles. `kRow`: the source row stride fixed
+// too (contiguous rows, kRow == kCols), or 0 for `in_rs`. The store kind
+// is a constant of the loop, not a branch per block.
+//
+// Contiguous rows (a kernel's [I][kH*kW], Linear's [C][H*W]): conv3x3_c512
+// at the sse2 level went from 0.49x to 0.70-0.85x memcpy against
+// transpose_u32 (BENCHMARKS.md).
+//
+// `kPrefetch`, for the transposed conv's source rows, a page or more
+// apart, which the hardware prefetchers do not follow: each group of 4
+// rows first asks for its line `prefetch` elements on (the output channel
+// after next) into L2; into L1 the 512 rows of a pass, all in one L1 set,
+// would evict each other. Written straight to the destination rows when
+// they do not thrash L1, this measured 0.41-0.43x memcpy at the sse2 level
+// against 0.34x for the staged band (convT4x4_512to256), and with the
+// width fixed 0.555 -> 0.380 instructions per byte, 0.33x -> 0.47-0.52x.
+template <size_t kCols, ptrdiff_t kRow, bool kPrefetch>
+void transpose_u32_fixed(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
+                         size_t rows, size_t cols, bool nt, ptrdiff_t prefetch) {
+  const ptrdiff_t rs = kRow != 0 ? kRow : in_rs;
+  const size_t width = kCols != 0 ? kCols : cols;
+  const size_t r4 = rows & ~size_t{3}, c4 = width & ~size_t{3};
   auto blocks = [&](auto kNt) {
-    for (size_t r = 0; r < r4; r += 4) {
+    const uint32_t* row = in;
+    uint32_t* col = out;
+    for (size_t r = 0; r < r4; r += 4, row += 4 * rs, col += 4) {
+      if constexpr (kPrefetch) {
+        for (ptrdiff_t k = 0; k < 4; ++k) __builtin_prefetch(row + k * rs + prefetch, 0, 2);
+      }
+      size_t c = 0;
 #pragma GCC unroll 16
-      for (size_t c = 0; c < kC4; c += 4) tile4x4(in, kRow, out, out_rs, r, c, kNt());
+      for (; c < c4; c += 4) tile4x4(row, rs, col, out_rs, 0, c, kNt());
+      if (kCols != 0 && c4 >= 4) {
 #pragma GCC unroll 4
-      for (size_t c = kC4; c < kCols; ++c) column4_last(in, kRow, out, out_rs, r, c, kNt());
+        for (; c < width; ++c) column4_last(row, rs, col, out_rs, 0, c, kNt());
+      }
+      for (; c < width; ++c) column4(row, rs, col, out_rs, 0, c, kNt());
     }
   };
   if (nt) {
@@ -524,80 +546,49 @@ void transpose_u32_rows(const uint32_t* in, uint32_t* out, ptrdiff_t out_rs, siz
     blocks(std::false_type{});
   }
   if (r4 < rows) {
-    transpose_scalar(in + ptrdiff_t(r4) * kRow, kRow, out + ptrdiff_t(r4), out_rs, rows - r4,
-                     kCols);
+    transpose_scalar(in + ptrdiff_t(r4) * rs, rs, out + ptrdiff_t(r4), out_rs, rows - r4, width);
   }
 }
 
-// The fixed-width transpose for `cols`, if there is one (the areas of
-// 3x3, 4x4, 5x5 and 7x7 kernels, Linear's 6x6 and 7x7 maps).
-using RowsKernel = void (*)(const uint32_t*, uint32_t*, ptrdiff_t, size_t, bool);
+// The fixed-width transpose of contiguous rows `cols` wide, if there is one
+// (the areas of 3x3, 4x4, 5x5 and 7x7 kernels, Linear's 6x6 and 7x7 maps).
+using RowsKernel = void (*)(const uint32_t*, ptrdiff_t, uint32_t*, ptrdiff_t, size_t, size_t, bool,
+                            ptrdiff_t);
 RowsKernel rows_kernel(size_t cols) {
   switch (cols) {
     case 9:
-      return transpose_u32_rows<9>;
+      return transpose_u32_fixed<9, 9, false>;
     case 16:
-      return transpose_u32_rows<16>;
+      return transpose_u32_fixed<16, 16, false>;
     case 25:
-      return transpose_u32_rows<25>;
+      return transpose_u32_fixed<25, 25, false>;
     case 36:
-      return transpose_u32_rows<36>;
+      return transpose_u32_fixed<36, 36, false>;
     case 49:
-      return transpose_u32_rows<49>;
+      return transpose_u32_fixed<49, 49, false>;
     default:
       return nullptr;
   }
 }
 
-// transpose_u32 for the transposed conv's source rows, a page or more
-// apart, which the hardware prefetchers do not follow: each group of 4 rows
-// first asks for its line `prefetch` elements on (the output channel after
-// next) into L2; into L1 the 512 rows of a pass, all in one L1 set, would
-// evict each other. Written straight to the destination rows when they do
-// not thrash L1, this measured 0.41-0.43x memcpy at the sse2 level against
-// 0.34x for the staged band (convT4x4_512to256, BENCHMARKS.md). `kCols`:
-// the kernel's kH*kW when it is one of the common ones, else 0 and `cols`
-// at run time; with it the blocks of a row are unrolled, with no loop over
-// the columns (0.555 -> 0.380 instructions per byte; 0.33x -> 0.47-0.52x
-// memcpy).
-template <size_t kCols>
-void transpose_u32_prefetched(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
-                              size_t rows, size_t cols, ptrdiff_t prefetch) {
-  const size_t width = kCols != 0 ? kCols : cols;
-  const size_t r4 = rows & ~size_t{3}, c4 = width & ~size_t{3};
-  const uint32_t* row = in;
-  uint32_t* col = out;
-  for (size_t r = 0; r < r4; r += 4, row += 4 * in_rs, col += 4) {
-    for (ptrdiff_t k = 0; k < 4; ++k) __builtin_prefetch(row + k * in_rs + prefetch, 0, 2);
-    size_t c = 0;
-#pragma GCC unroll 8
-    for (; c < c4; c += 4) tile4x4(row, in_rs, col, out_rs, 0, c, false);
-    if (kCols != 0 && c4 >= 4) {
-#pragma GCC unroll 4
-      for (; c < width; ++c) column4_last(row, in_rs, col, out_rs, 0, c, false);
-    }
-    for (; c < width; ++c) column4(row, in_rs, col, out_rs, 0, c, false);
-  }
-  if (r4 < rows) {
-    transpose_scalar(in + ptrdiff_t(r4) * in_rs, in_rs, out + ptrdiff_t(r4), out_rs, rows - r4,
-                     width);
-  }
-}
-
+// A transposed conv's kernel positions, rows `in_rs` apart, prefetched.
 void transpose_prefetched(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
                           size_t rows, size_t cols, ptrdiff_t prefetch) {
-  switch (cols) {
-    case 4:
-      return transpose_u32_prefetched<4>(in, in_rs, out, out_rs, rows, cols, prefetch);
-    case 9:
-      return transpose_u32_prefetched<9>(in, in_rs, out, out_rs, rows, cols, prefetch);
-    case 16:
-      return transpose_u32_prefetched<16>(in, in_rs, out, out_rs, rows, cols, prefetch);
-    case 25:
-      return transpose_u32_prefetched<25>(in, in_rs, out, out_rs, rows, cols, prefetch);
-    default:
-      return transpose_u32_prefetched<0>(in, in_rs, out, out_rs, rows, cols, prefetch);
-  }
+  auto kernel = [&] {
+    switch (cols) {
+      case 4:
+        return transpose_u32_fixed<4, 0, true>;
+      case 9:
+        return transpose_u32_fixed<9, 0, true>;
+      case 16:
+        return transpose_u32_fixed<16, 0, true>;
+      case 25:
+        return transpose_u32_fixed<25, 0, true>;
+      default:
+        return transpose_u32_fixed<0, 0, true>;
+    }
+  }();
+  kernel(in, in_rs, out, out_rs, rows, cols, false, prefetch);
 }
 
 // A transpose whose destination rows would evict each other from L1
@@ -1063,7 +1054,7 @@ Isa current_isa() {
 // `where`: see Residence; for a tensor larger than the cache
 // (kStreaming), non-temporal stores are used where `out` allows them.
 // `wide`: use the AVX2 8x8 blocks when the CPU has them (transposed convs).
-// `prefetch`: see block16 (AVX-512) and transpose_u32_prefetched.
+// `prefetch`: see block16 (AVX-512) and transpose_u32_fixed.
 template <typename T>
 void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t rows, size_t cols,
                Residence where, bool wide = false, ptrdiff_t prefetch = 0) {
@@ -1116,7 +1107,7 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
       run([fixed, cols](const uint32_t* i, ptrdiff_t i_rs, uint32_t* o, ptrdiff_t o_rs, size_t r,
                         size_t c, bool n) {
         if (c == cols && i_rs == ptrdiff_t(cols)) {
-          fixed(i, o, o_rs, r, n);
+          fixed(i, i_rs, o, o_rs, r, c, n, 0);
         } else {
           transpose_u32(i, i_rs, o, o_rs, r, c, n);
         }
@@ -1333,31 +1324,6 @@ struct Dense {
   uint64_t block(uint64_t o) const { return o / og * ig; }
 };
 
-template <typename T>
-void to_dense(const TensorPlan& p, const T* src, T* dst) {
-  const Dense d(p);
-  std::fill(dst, dst + d.out * d.spatial * d.in, T{0});
-  for (uint64_t o = 0; o < d.out; ++o) {
-    const T* s = src + o * d.ig * d.spatial;
-    T* row = dst + o * d.spatial * d.in + d.block(o);
-    for (uint64_t i = 0; i < d.ig; ++i) {
-      for (uint64_t k = 0; k < d.spatial; ++k) row[k * d.in + i] = s[i * d.spatial + k];
-    }
-  }
-}
-
-template <typename T>
-void from_dense(const TensorPlan& p, const T* stored, T* src) {
-  const Dense d(p);
-  for (uint64_t o = 0; o < d.out; ++o) {
-    T* s = src + o * d.ig * d.spatial;
-    const T* row = stored + o * d.spatial * d.in + d.block(o);
-    for (uint64_t i = 0; i < d.ig; ++i) {
-      for (uint64_t k = 0; k < d.spatial; ++k) s[i * d.spatial + k] = row[k * d.in + i];
-    }
-  }
-}
-
 // A grouped transposed conv stored dense (docs/FORMAT.md,
 // ConvTransposeGroupedToDenseRotated): source [I][Og][kH][kW], stored
 // [O][kH][kW][I] with the kernel rotated 180°; output channel o belongs to
@@ -1380,26 +1346,23 @@ struct DenseT {
   }
 };
 
+// The grouped convs stored dense, either way, element by element through
+// source_index() (the zeros have no source element). Legalized convs are
+// few and small; the index arithmetic per element is not worth a blocked
+// path for them.
 template <typename T>
-void to_dense_rotated(const TensorPlan& p, const T* src, T* dst) {
-  const DenseT d(p);
-  std::fill(dst, dst + d.out * d.spatial * d.in, T{0});
-  for (uint64_t o = 0; o < d.out; ++o) {
-    T* row = dst + o * d.spatial * d.in + d.block(o);
-    for (uint64_t k = 0; k < d.spatial; ++k) {
-      for (uint64_t i = 0; i < d.ig; ++i) row[k * d.in + i] = src[d.source(o, i, k)];
-    }
+void to_dense(const TensorPlan& p, const T* src, T* dst) {
+  for (uint64_t k = 0, n = p.element_count(); k < n; ++k) {
+    const uint64_t s = source_index(p, k);
+    dst[k] = s == kNoSourceElement ? T{0} : src[s];
   }
 }
 
 template <typename T>
-void from_dense_rotated(const TensorPlan& p, const T* stored, T* src) {
-  const DenseT d(p);
-  for (uint64_t o = 0; o < d.out; ++o) {
-    const T* row = stored + o * d.spatial * d.in + d.block(o);
-    for (uint64_t k = 0; k < d.spatial; ++k) {
-      for (uint64_t i = 0; i < d.ig; ++i) src[d.source(o, i, k)] = row[k * d.in + i];
-    }
+void from_dense(const TensorPlan& p, const T* stored, T* src) {
+  for (uint64_t k = 0, n = p.element_count(); k < n; ++k) {
+    const uint64_t s = source_index(p, k);
+    if (s != kNoSourceElement) src[s] = stored[k];
   }
 }
 
@@ -1608,12 +1571,9 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
     }
     return;
   }
-  if (plan.transform == Transform::kConvGroupedToDense) {
+  if (plan.transform == Transform::kConvGroupedToDense ||
+      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
     with_element_type(elem_size, src, dst, [&](auto* a, auto* b) { to_dense(plan, a, b); });
-    return;
-  }
-  if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
-    with_element_type(elem_size, src, dst, [&](auto* a, auto* b) { to_dense_rotated(plan, a, b); });
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), src, dst, true);
@@ -1624,13 +1584,9 @@ void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_s
     std::memcpy(src, stored, elem_size);  // the one source element
     return;
   }
-  if (plan.transform == Transform::kConvGroupedToDense) {
+  if (plan.transform == Transform::kConvGroupedToDense ||
+      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
     with_element_type(elem_size, stored, src, [&](auto* a, auto* b) { from_dense(plan, a, b); });
-    return;
-  }
-  if (plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
-    with_element_type(elem_size, stored, src,
-                      [&](auto* a, auto* b) { from_dense_rotated(plan, a, b); });
     return;
   }
   reorder_bytes(elem_size, shape_of(plan), stored, src, false);
