@@ -34,8 +34,8 @@ mpsbc=$(find "$build" -name mpsbc -type f -perm -u+x | head -n 1)
 runtime_lib=$(find "$build/runtime" -name 'libmpsb.a' | head -n 1)
 
 mkdir -p "$out"
-# make_models.py finds mpsbc through MPSBC or PATH.
-MPSBC="$mpsbc" PATH="$(dirname "$mpsbc"):$PATH" "$python" examples/device_check/make_models.py "$out"
+# make_models.py finds mpsbc through MPSBC.
+MPSBC="$mpsbc" "$python" examples/device_check/make_models.py "$out"
 
 tool=$build/mpsb-device-check
 xcrun clang++ -std=c++20 -fobjc-arc -O2 -Wall -Wextra \

@@ -216,8 +216,7 @@ std::vector<Piece> make_pieces(const Manifest& manifest, const BundlePlan& plan)
         std::max<uint64_t>(1, piece_bytes() / std::max<uint64_t>(1, t.size / rows));
     // A grouped conv stored dense is one piece: where a row's block lies
     // depends on its output channel's group.
-    if (rows <= per || t.plan.transform == Transform::kConvGroupedToDense ||
-        t.plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+    if (rows <= per || mpsb::is_grouped_to_dense(t.plan.transform)) {
       pieces.push_back({k, 0, rows, true});
       continue;
     }
@@ -459,9 +458,7 @@ void mutate(Mutation m, const TensorPlan& plan, const std::byte* src, std::byte*
   if (m == Mutation::kNoFlattenPermute && plan.transform == Transform::kLinearFlattenToOHWC) {
     std::memcpy(stored, src, plan.element_count() * elem);
   }
-  if (m == Mutation::kWrongBlock &&
-      (plan.transform == Transform::kConvGroupedToDense ||
-       plan.transform == Transform::kConvTransposeGroupedToDenseRotated)) {
+  if (m == Mutation::kWrongBlock && mpsb::is_grouped_to_dense(plan.transform)) {
     // Both dense forms are [O][kH][kW][I] with output channel o's kernel at
     // input channels [o / og * ig, +ig): move each to the next group's.
     const auto& s = plan.stored_shape;

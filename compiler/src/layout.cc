@@ -550,45 +550,34 @@ void transpose_u32_fixed(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptr
   }
 }
 
-// The fixed-width transpose of contiguous rows `cols` wide, if there is one
-// (the areas of 3x3, 4x4, 5x5 and 7x7 kernels, Linear's 6x6 and 7x7 maps).
-using RowsKernel = void (*)(const uint32_t*, ptrdiff_t, uint32_t*, ptrdiff_t, size_t, size_t, bool,
-                            ptrdiff_t);
-RowsKernel rows_kernel(size_t cols) {
+// The transpose_u32_fixed for `cols` (the areas of 2x2, 3x3, 4x4, 5x5 and
+// 7x7 kernels, Linear's 6x6 and 7x7 maps): of contiguous rows
+// (`kContiguous`), or prefetched rows `in_rs` apart (a transposed conv's);
+// otherwise nullptr, or for prefetched rows the run-time width.
+using FixedKernel = void (*)(const uint32_t*, ptrdiff_t, uint32_t*, ptrdiff_t, size_t, size_t, bool,
+                             ptrdiff_t);
+template <bool kContiguous>
+FixedKernel fixed_kernel(size_t cols) {
+  auto of = [](auto width) -> FixedKernel {
+    constexpr size_t kW = decltype(width)::value;
+    return transpose_u32_fixed < kW, kContiguous ? ptrdiff_t(kW) : 0, !kContiguous > ;
+  };
   switch (cols) {
+    case 4:
+      return of(std::integral_constant<size_t, 4>{});
     case 9:
-      return transpose_u32_fixed<9, 9, false>;
+      return of(std::integral_constant<size_t, 9>{});
     case 16:
-      return transpose_u32_fixed<16, 16, false>;
+      return of(std::integral_constant<size_t, 16>{});
     case 25:
-      return transpose_u32_fixed<25, 25, false>;
+      return of(std::integral_constant<size_t, 25>{});
     case 36:
-      return transpose_u32_fixed<36, 36, false>;
+      return of(std::integral_constant<size_t, 36>{});
     case 49:
-      return transpose_u32_fixed<49, 49, false>;
+      return of(std::integral_constant<size_t, 49>{});
     default:
-      return nullptr;
+      return kContiguous ? nullptr : transpose_u32_fixed<0, 0, true>;
   }
-}
-
-// A transposed conv's kernel positions, rows `in_rs` apart, prefetched.
-void transpose_prefetched(const uint32_t* in, ptrdiff_t in_rs, uint32_t* out, ptrdiff_t out_rs,
-                          size_t rows, size_t cols, ptrdiff_t prefetch) {
-  auto kernel = [&] {
-    switch (cols) {
-      case 4:
-        return transpose_u32_fixed<4, 0, true>;
-      case 9:
-        return transpose_u32_fixed<9, 0, true>;
-      case 16:
-        return transpose_u32_fixed<16, 0, true>;
-      case 25:
-        return transpose_u32_fixed<25, 0, true>;
-      default:
-        return transpose_u32_fixed<0, 0, true>;
-    }
-  }();
-  kernel(in, in_rs, out, out_rs, rows, cols, false, prefetch);
 }
 
 // A transpose whose destination rows would evict each other from L1
@@ -1075,7 +1064,7 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
 #endif
     const bool staged = out_rs % 16 == 0 && rows >= 16 && (nt || rows_thrash_l1(out_rs * 4, cols));
     if (prefetch != 0 && !staged) {
-      transpose_prefetched(in, in_rs, out, out_rs, rows, cols, prefetch);
+      fixed_kernel<false>(cols)(in, in_rs, out, out_rs, rows, cols, false, prefetch);
       return;
     }
     auto run = [&](auto kernel) {
@@ -1099,7 +1088,7 @@ void transpose(const T* in, ptrdiff_t in_rs, T* out, ptrdiff_t out_rs, size_t ro
       return;
     }
 #endif
-    if (const RowsKernel fixed = rows_kernel(cols);
+    if (const FixedKernel fixed = fixed_kernel<true>(cols);
         isa != Isa::kScalar && fixed != nullptr && in_rs == ptrdiff_t(cols)) {
       // transpose_staged hands the kernel all columns at once (every fixed
       // width is within its 64-column chunk); anything else would go to
@@ -1240,7 +1229,7 @@ void reorder(const Shape& s, const T* in, T* out, bool to_stored) {
         // apart, which the hardware prefetchers do not follow) hides part
         // of their latency (BENCHMARKS.md). AVX-512 moves whole lines in
         // its 16x16 blocks; below it the 4x4 blocks go straight to the
-        // destination (transpose_prefetched) or, where its rows would
+        // destination (transpose_u32_fixed) or, where its rows would
         // thrash L1, through transpose_staged; either prefetches into L2
         // only: the source rows fall into one L1 set and would evict each
         // other there.
@@ -1571,8 +1560,7 @@ void apply(const TensorPlan& plan, const void* src, void* dst, size_t elem_size)
     }
     return;
   }
-  if (plan.transform == Transform::kConvGroupedToDense ||
-      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+  if (mpsb::is_grouped_to_dense(plan.transform)) {
     with_element_type(elem_size, src, dst, [&](auto* a, auto* b) { to_dense(plan, a, b); });
     return;
   }
@@ -1584,8 +1572,7 @@ void invert(const TensorPlan& plan, const void* stored, void* src, size_t elem_s
     std::memcpy(src, stored, elem_size);  // the one source element
     return;
   }
-  if (plan.transform == Transform::kConvGroupedToDense ||
-      plan.transform == Transform::kConvTransposeGroupedToDenseRotated) {
+  if (mpsb::is_grouped_to_dense(plan.transform)) {
     with_element_type(elem_size, stored, src, [&](auto* a, auto* b) { from_dense(plan, a, b); });
     return;
   }

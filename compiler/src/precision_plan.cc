@@ -115,12 +115,15 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
     // batch norm folded in.
     stored.resize(static_cast<size_t>(w.plan.element_count()));
     apply(w.plan, source.data(), stored.data(), sizeof(float));
-    if (!w.fold_scale.empty()) {
-      const size_t rows = w.fold_scale.size(), per = stored.size() / rows;
+    // Row r (outermost dimension) times the folded batch norm's scale r.
+    auto fold_rows = [&w](std::vector<float>& v) {
+      if (w.fold_scale.empty()) return;
+      const size_t rows = w.fold_scale.size(), per = v.size() / rows;
       for (size_t r = 0; r < rows; ++r) {
-        for (size_t i = 0; i < per; ++i) stored[r * per + i] *= w.fold_scale[r];
+        for (size_t i = 0; i < per; ++i) v[r * per + i] *= w.fold_scale[r];
       }
-    }
+    };
+    fold_rows(stored);
     std::vector<float> back(stored.size());
     switch (l.weight_precision) {
       case Precision::kFloat16: {
@@ -162,12 +165,7 @@ bool measure_precision(Manifest& manifest, const PrecisionOptions& options, Diag
           // Fitted to the real weights (the source, folded as stored), not
           // to the zeros of the dense form, which then get an exact 0.
           std::vector<float> real = source;
-          if (!w.fold_scale.empty()) {
-            const size_t rows = w.fold_scale.size(), per = real.size() / rows;
-            for (size_t r = 0; r < rows; ++r) {
-              for (size_t i = 0; i < per; ++i) real[r * per + i] *= w.fold_scale[r];
-            }
-          }
+          fold_rows(real);
           quantize_lut(real.data(), real.size(), q.data(), table.synthesized.data());
           zero_exact_table(table.synthesized.data());
           lut_codes(stored.data(), stored.size(), table.synthesized.data(), q.data());

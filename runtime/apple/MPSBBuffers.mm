@@ -93,11 +93,7 @@ NSUInteger SystemPageSize() {
 
 @implementation MPSBBufferSet
 
-- (instancetype)init {
-  [self doesNotRecognizeSelector:_cmd];
-  MPSB_RELEASE(self);
-  return nil;
-}
+MPSB_UNAVAILABLE_INIT
 
 + (instancetype)bufferSetWithBundle:(MPSBBundle *)bundle
                              device:(id<MTLDevice>)device

@@ -72,6 +72,19 @@ void SetError(NSError **error, mpsb::Error code, const std::string &message) {
                            userInfo:info];
 }
 
+std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name, NSError **error) {
+  if (name == nil) {
+    SetError(error, mpsb::Error::kInvalidArgument, "layer name is nil");
+    return std::nullopt;
+  }
+  const std::string key = StringFromNSString(name);
+  std::optional<mpsb::Layer> layer = bundle->find(key);
+  if (!layer) {
+    SetError(error, mpsb::Error::kNotFound, "no layer named '" + key + "' in the bundle");
+  }
+  return layer;
+}
+
 }  // namespace mpsb_apple
 
 namespace {
@@ -114,20 +127,8 @@ static_assert(mpsb::kActivationCount == 11, "a new activation needs its static_a
 
 using mpsb_apple::SetError;
 using mpsb_apple::StringFromNSString;
+using mpsb_apple::FindLayer;
 using mpsb_apple::StringFromView;
-
-std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name, NSError **error) {
-  if (name == nil) {
-    SetError(error, mpsb::Error::kInvalidArgument, "layer name is nil");
-    return std::nullopt;
-  }
-  const std::string key = StringFromNSString(name);
-  std::optional<mpsb::Layer> layer = bundle->find(key);
-  if (!layer) {
-    SetError(error, mpsb::Error::kNotFound, "no layer named '" + key + "' in the bundle");
-  }
-  return layer;
-}
 
 // The data source of the named layer, or nullopt with *error set when there
 // is no such layer or it is of another kind.
@@ -291,15 +292,6 @@ struct AffineDefaults {
 };
 
 }  // namespace
-
-// -init is unavailable (NS_UNAVAILABLE in the header; GNUstep defines that
-// macro as nothing, so GCC wants a definition): objects come from MPSBBundle.
-#define MPSB_UNAVAILABLE_INIT             \
-  -(instancetype)init {                   \
-    [self doesNotRecognizeSelector:_cmd]; \
-    MPSB_RELEASE(self);                   \
-    return nil;                           \
-  }
 
 // The private state behind each class's one pointer ivar (see the header).
 struct MPSBBundleState {

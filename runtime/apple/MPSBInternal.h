@@ -8,6 +8,7 @@
 #import "MPSBBundle.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,8 +39,20 @@ void SetError(NSError **error, mpsb::Error code, const std::string &message);
 // lost).
 NSString *StringFromView(std::string_view s);
 std::string StringFromNSString(NSString *s);
+// The layer named `name`, or nullopt with *error set (InvalidArgument for
+// nil, NotFound for a name the bundle does not have).
+std::optional<mpsb::Layer> FindLayer(const SharedBundle &bundle, NSString *name, NSError **error);
 
 }  // namespace mpsb_apple
+
+// -init is unavailable (NS_UNAVAILABLE in the header; GNUstep defines that
+// macro as nothing, so GCC wants a definition): objects come from MPSBBundle.
+#define MPSB_UNAVAILABLE_INIT             \
+  -(instancetype)init {                   \
+    [self doesNotRecognizeSelector:_cmd]; \
+    MPSB_RELEASE(self);                   \
+    return nil;                           \
+  }
 
 @interface MPSBBundle (MPSBInternal)
 // The mapping's owner that the bundle and its data sources share. Points

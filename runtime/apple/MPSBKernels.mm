@@ -34,14 +34,6 @@ struct MPSBPaddingState {
   std::string layer;
 };
 
-// -init is unavailable (see MPSBBundle.mm).
-#define MPSB_UNAVAILABLE_INIT             \
-  -(instancetype)init {                   \
-    [self doesNotRecognizeSelector:_cmd]; \
-    MPSB_RELEASE(self);                   \
-    return nil;                           \
-  }
-
 @interface MPSBPlacement ()
 - (instancetype)initWithPlacement:(const mpsb::KernelPlacement &)p;
 @end
@@ -261,14 +253,7 @@ MPSB_UNAVAILABLE_INIT
 namespace {
 
 std::optional<mpsb::Layer> LayerNamed(MPSBBundle *bundle, NSString *name, NSError **error) {
-  if (name == nil) {
-    SetError(error, mpsb::Error::kInvalidArgument, "layer name is nil");
-    return std::nullopt;
-  }
-  const std::string key = StringFromNSString(name);
-  std::optional<mpsb::Layer> layer = (*[bundle sharedBundle])->find(key);
-  if (!layer) SetError(error, mpsb::Error::kNotFound, "no layer named '" + key + "' in the bundle");
-  return layer;
+  return mpsb_apple::FindLayer(*[bundle sharedBundle], name, error);
 }
 
 // The layer, when it exists and is a `want`; otherwise nullopt and *error

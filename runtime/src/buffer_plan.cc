@@ -19,14 +19,12 @@ uint64_t page_floor(uint64_t v, uint64_t page) { return v & ~(page - 1); }
 // result cannot overflow.
 uint64_t page_ceil(uint64_t v, uint64_t page) { return (v + page - 1) & ~(page - 1); }
 
-bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 }  // namespace
 
 Result<BufferPlan> BufferPlan::make(const Bundle& bundle, uint64_t max_buffer_length,
                                     uint64_t page_size) {
   const std::string& where = internal::Access::mapping(bundle).path;
-  if (!is_pow2(page_size)) {
+  if (!internal::is_pow2(page_size)) {
     return {Error::kInvalidArgument,
             "page size " + std::to_string(page_size) + " is not a power of two"};
   }
@@ -65,13 +63,12 @@ Result<BufferPlan> BufferPlan::make(const Bundle& bundle, uint64_t max_buffer_le
     }
   }
   plan.placements_.resize(spans.size());
-  std::vector<Span> order = spans;
-  std::sort(order.begin(), order.end(),
+  std::sort(spans.begin(), spans.end(),
             [](const Span& a, const Span& b) { return a.begin < b.begin; });
 
   bool open = false;
   BufferWindow current;
-  for (const Span& s : order) {
+  for (const Span& s : spans) {
     const uint64_t first_page = page_floor(s.begin, page_size);
     const uint64_t end_page = page_ceil(s.end, page_size);
     if (end_page - first_page > plan.usable_length_) {

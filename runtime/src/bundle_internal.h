@@ -38,6 +38,8 @@ struct Mapping {
 Status check_bundle_bytes(const std::byte* data, uint64_t size, const std::string& where,
                           const fb::Bundle** root, std::vector<uint32_t>* network_order);
 
+inline bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
 // Names and bytes from the file, escaped for messages (mpsb_text.h: control
 // characters, bytes that are not UTF-8, bidi and zero-width characters).
 inline std::string printable(std::string_view s) { return text::escape(s); }

@@ -30,8 +30,6 @@ using text::kMinTensorAlignment;
 // Deeper than any valid bundle (Bundle > Layer > Tensor > shape).
 constexpr uint32_t kMaxDepth = 16;
 
-bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 bool aligned_u64(const void* p) { return reinterpret_cast<uintptr_t>(p) % alignof(uint64_t) == 0; }
 
 // Multiplies into *acc, reporting overflow instead of wrapping.
@@ -295,8 +293,7 @@ class Checker {
       if (t->role() == fb::TensorRole::Weight) weight = t;
     }
     const fb::Transform transform = weight ? weight->transform() : fb::Transform::Identity;
-    const bool dense = transform == fb::Transform::ConvGroupedToDense ||
-                       transform == fb::Transform::ConvTransposeGroupedToDenseRotated;
+    const bool dense = is_grouped_to_dense(static_cast<Transform>(transform));
     if (g == 0) {
       if (dense) {
         return fail(Error::kBadField,
@@ -459,8 +456,7 @@ class Checker {
     const bool broadcast = t.transform() == fb::Transform::Broadcast;
     // A grouped conv stored dense adds zeros: check_legalized() checks its
     // source shape against the layer.
-    const bool dense = t.transform() == fb::Transform::ConvGroupedToDense ||
-                       t.transform() == fb::Transform::ConvTransposeGroupedToDenseRotated;
+    const bool dense = is_grouped_to_dense(static_cast<Transform>(t.transform()));
     if (!ok || (broadcast ? source_count != 1
                 : dense   ? source_count >= count
                           : count != source_count)) {

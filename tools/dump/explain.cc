@@ -131,8 +131,7 @@ std::vector<Region> explain_regions(const Bundle& b) {
       if (holds_folded_values(l, t)) {
         text += ", folded with batch norm " + std::string(l.folded_batchnorm());
       }
-      if (t.transform() == Transform::kConvGroupedToDense ||
-          t.transform() == Transform::kConvTransposeGroupedToDenseRotated) {
+      if (mpsb::is_grouped_to_dense(t.transform())) {
         text += fmt::format(" (legalized: dense form of groups {}, source {})",
                             l.legalized_groups(), shape_text(t.source_shape()));
       }

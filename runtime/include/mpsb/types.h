@@ -94,6 +94,12 @@ inline constexpr size_t kTensorRoleCount = 9;
 inline constexpr size_t kActivationCount = 11;
 inline constexpr size_t kQuantizationCount = 3;
 
+// The grouped convs stored dense (--legalize): they add zeros, so their
+// stored tensor is larger than the source.
+constexpr bool is_grouped_to_dense(Transform t) {
+  return t == Transform::kConvGroupedToDense || t == Transform::kConvTransposeGroupedToDenseRotated;
+}
+
 // Bytes per element; 0 for a value outside the enum.
 constexpr size_t dtype_size(DType t) {
   switch (t) {

@@ -267,7 +267,7 @@ def _batched(t, ndim):
     return t.unsqueeze(0) if t.dim() == ndim - 1 else t
 
 
-VECTOR = "vector"
+VECTOR = graph.VECTOR  # input_shape_of's value for a Linear on a vector
 
 
 def _input_shapes_of(given):
@@ -592,12 +592,16 @@ def _match_flattened(linear_input, inputs, earlier_outputs):
     return None
 
 
+# The kinds an activation after them is fused into (layers.KINDS).
+_FUSING_KINDS = frozenset(kind.name for kind in KINDS if kind.fused_activation)
+
+
 def _warn_no_graph(result):
     """Without any graph: what is missing, by the layers it affects."""
     why = "torch.fx could not trace the model (%s), nor torch.jit.trace (%s)" % (
         result.trace_error, result.jit_error)
     fusing = [layer.name for layer in result.layers
-              if layer.kind in ("conv2d", "conv_transpose2d", "linear", "batch_norm2d")]
+              if layer.kind in _FUSING_KINDS]
     norms = [layer.name for layer in result.layers if layer.kind == "batch_norm2d"]
     if fusing:
         _warn(result, "%s: no activation is fused into %s; an activation after them must run "

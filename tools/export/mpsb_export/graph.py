@@ -275,7 +275,7 @@ MAP, VECTOR = "map", "vector"
 
 
 def _classify_linear_input(linear_in, source, reshaped):
-    """(MAP, [C, H, W]) when a Linear's [N, F] input is a row-major flatten of
+    """(MAP, (C, H, W)) when a Linear's [N, F] input is a row-major flatten of
     the 4-D `source`, (VECTOR, None) when it is a 2-D tensor used as it is (or
     reshaped from one of the same shape), None when the shapes do not say."""
     if source is None or linear_in is None or len(linear_in) != 2:
@@ -285,7 +285,7 @@ def _classify_linear_input(linear_in, source, reshaped):
     if reshaped and len(source) == 4:
         n, c, h, w = source
         if linear_in == [n, c * h * w]:
-            return MAP, [c, h, w]
+            return MAP, (c, h, w)
     return None
 
 
@@ -349,12 +349,6 @@ def _fusion_facts(facts, name, found):
     return act.kind == "prelu"
 
 
-def _freeze(classified):
-    if classified is None or classified[1] is None:
-        return classified
-    return classified[0], tuple(classified[1])
-
-
 def _calls_by_target(graph):
     calls = {}
     for node in graph.nodes:
@@ -397,7 +391,7 @@ def analyze(model, inputs, layer_names):
                 fused_nodes.update(user for _, user in found)
 
         if isinstance(module, nn.Linear):
-            _linear_facts(facts, name, {_freeze(_linear_input(node, modules)) for node in nodes})
+            _linear_facts(facts, name, {_linear_input(node, modules) for node in nodes})
 
         if isinstance(module, nn.BatchNorm2d) and len(nodes) == 1:
             src = nodes[0].args[0] if nodes[0].args else None
@@ -609,7 +603,7 @@ def analyze_jit(model, inputs, layer_names):
             if _fusion_facts(facts, name, found):
                 fused_nodes.update(user for _, user in found)
         if isinstance(module, nn.Linear):
-            _linear_facts(facts, name, {_freeze(_jit_linear_input(node)) for node in nodes})
+            _linear_facts(facts, name, {_jit_linear_input(node) for node in nodes})
         if isinstance(module, nn.BatchNorm2d) and len(nodes) == 1:
             src = nodes[0].inputsAt(0)
             producer = src.node()
